@@ -1,0 +1,148 @@
+"""Typed issues and the catalogue of status codes.
+
+Every problem found while processing a file is an :class:`Issue`: a severity
+(WARN, INVALID or ERROR), a status code, a message and the step that raised it.
+The codes keep the names the legacy pipeline used, so reports and the archive
+operator see familiar names; :data:`CODES` documents each one.
+
+Examples
+--------
+>>> issue = Issue.warn("KOAIMTYP_UDF", "image type undetermined", step="set_koaimtyp")
+>>> issue.severity.name, issue.code
+('WARN', 'KOAIMTYP_UDF')
+>>> worst([issue, Issue.invalid("EMPTY_FILE", "the file is empty")]).code
+'EMPTY_FILE'
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+import attrs
+
+__all__ = ["CODES", "Issue", "Severity", "worst"]
+
+
+class Severity(enum.IntEnum):
+    """How serious an issue is; larger is worse.
+
+    INVALID outranks ERROR, as in the legacy pipeline: a file that is itself bad
+    ends INVALID even if a later step also failed because of it.
+    """
+
+    WARN = 1
+    ERROR = 2
+    INVALID = 3
+
+
+@attrs.frozen(slots=True)
+class Issue:
+    """One problem raised by a step."""
+
+    severity: Severity
+    code: str
+    message: str
+    step: str = ""
+
+    @classmethod
+    def warn(cls, code: str, message: str, step: str = "") -> Issue:
+        """A problem that leaves the file archivable."""
+        return cls(Severity.WARN, code, message, step)
+
+    @classmethod
+    def error(cls, code: str, message: str, step: str = "") -> Issue:
+        """A failure of the pipeline or its surroundings; the file can be retried."""
+        return cls(Severity.ERROR, code, message, step)
+
+    @classmethod
+    def invalid(cls, code: str, message: str, step: str = "") -> Issue:
+        """A problem with the file itself; it will not be archived."""
+        return cls(Severity.INVALID, code, message, step)
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the issue as a plain dict (for JSON)."""
+        return {
+            "severity": self.severity.name,
+            "code": self.code,
+            "message": self.message,
+            "step": self.step,
+        }
+
+
+def worst(issues: Iterable[Issue]) -> Issue | None:
+    """Return the most severe issue; among equals, the last one raised."""
+    best: Issue | None = None
+    for issue in issues:
+        if best is None or issue.severity >= best.severity:
+            best = issue
+    return best
+
+
+#: Every status code koadep raises: code -> (usual severity, meaning).
+CODES: dict[str, tuple[Severity, str]] = {
+    # reading and validating the file
+    "FITS_NOT_FOUND": (Severity.ERROR, "The file does not exist or is not a regular file."),
+    "FITS_FILE_TYPE_ERROR": (Severity.ERROR, "The file could not be inspected (I/O error)."),
+    "EMPTY_FILE": (Severity.INVALID, "The file has zero bytes."),
+    "UNREADABLE_FITS": (
+        Severity.INVALID,
+        "Not FITS, truncated, damaged gzip, no END card, or a header that is not ASCII.",
+    ),
+    "NO_FITS_HDUS": (Severity.INVALID, "The file holds no HDU."),
+    "CORRUPTED_HDU": (Severity.INVALID, "An HDU is malformed (bad NAXIS, padding or XTENSION)."),
+    "FILEPATH_REJECT": (Severity.INVALID, "The path contains a rejected substring."),
+    "BAD_OFNAME": (Severity.INVALID, "The original file name (OFNAME) cannot be built."),
+    "MISMATCHED_FILENAME": (Severity.INVALID, "OFNAME differs from the file's name."),
+    "UNKNOWN_INSTRUMENT": (Severity.INVALID, "No installed instrument plugin claims the file."),
+    "AMBIGUOUS_INSTRUMENT": (Severity.ERROR, "More than one instrument plugin claims the file."),
+    "PLUGIN_ERROR": (Severity.ERROR, "An instrument plugin raised inside one of its hooks."),
+    # identity
+    "SET_INSTR_ERROR": (Severity.ERROR, "The header does not belong to the instrument."),
+    "KOAID_CREATE_FAIL": (Severity.ERROR, "The KOAID cannot be built from the header."),
+    "INVALID_KOAID": (Severity.ERROR, "A KOAID is malformed."),
+    "DUPLICATE_KOAID": (Severity.INVALID, "Another record already holds this KOAID."),
+    "SET_OFNAME_ERROR": (Severity.ERROR, "The keyword OFNAME is built from is missing."),
+    "SET_SEMESTER_FAIL": (Severity.ERROR, "DATE-OBS or UTC is missing, so no semester."),
+    "SET_UT_ERROR": (Severity.WARN, "No UTC to copy into UT."),
+    "SET_FRAMENO_ERROR": (Severity.WARN, "No frame number can be found."),
+    "SET_UTC_WARN": (Severity.WARN, "UTC was missing or invalid and was derived."),
+    "SET_DATEOBS_WARN": (Severity.WARN, "DATE-OBS was missing or invalid and was derived."),
+    "TELNR_VALUE_ERROR": (Severity.ERROR, "The telescope number is not 1 or 2."),
+    # program and proprietary period
+    "INVALID_PROGID_WARN": (Severity.WARN, "No valid program id was found."),
+    "PROP_API_ERROR": (Severity.WARN, "The proposals service gave no answer for the program."),
+    "PROPINT_ERROR": (Severity.WARN, "No approved proprietary period; 18 months used."),
+    "CHECK_ZERO_PROPINT_FAIL": (Severity.WARN, "The zero-PROPINT policy could not be checked."),
+    "SCHEDULE_WARN": (Severity.WARN, "No telescope schedule is configured."),
+    # DQA keywords
+    "KOAIMTYP_UDF": (Severity.WARN, "The image type could not be determined ('undefined')."),
+    "SET_ELAPTIME_ERROR": (Severity.WARN, "The elapsed time cannot be derived."),
+    "SET_NPIXSAT_ERROR": (Severity.WARN, "No saturation value for NPIXSAT."),
+    "SET_NLINEAR_ERROR": (Severity.WARN, "No threshold for NLINEAR."),
+    "SET_WCS_ERROR": (Severity.WARN, "The WCS keywords cannot be derived."),
+    "SET_WAVELENGTHS_ERROR": (Severity.WARN, "The wavelength keywords cannot be derived."),
+    "SET_DERIVED_ERROR": (Severity.WARN, "A mode-dependent keyword cannot be derived."),
+    "IMAGE_STATS_ERROR": (Severity.WARN, "The image statistics cannot be computed."),
+    "WEATHER_DATA_FAIL": (Severity.WARN, "The weather service gave no data."),
+    "EPICS_ARCHIVER_WARNING": (Severity.WARN, "One or more weather channels failed."),
+    "CODE_ERROR": (Severity.ERROR, "A step raised an unexpected exception (a bug)."),
+    "STEP_FAILED": (Severity.ERROR, "A critical step failed without saying why."),
+    # products
+    "WRITE_FITS_ERROR": (Severity.ERROR, "The archive FITS file cannot be written."),
+    "MAKE_JPG_ERROR": (Severity.WARN, "The JPEG preview cannot be made."),
+    "METADATA_ERROR": (Severity.ERROR, "The metadata table cannot be made."),
+    "METADATA_TABLES_MISSING": (
+        Severity.WARN,
+        "No keyword table is configured; columns were inferred from the header.",
+    ),
+    "EXT_HEADER_FILE_ERROR": (Severity.WARN, "An extension table cannot be written."),
+    "CREATE_MD5_SUM_ERROR": (Severity.ERROR, "The md5sum table cannot be written."),
+    "EXTRA_PRODUCT_ERROR": (Severity.WARN, "An instrument's extra product failed."),
+    "WRITE_ERROR": (Severity.ERROR, "An output directory or file cannot be written."),
+    "MD_RANGE_ERROR": (Severity.WARN, "A metadata value is outside MinValue/MaxValue."),
+    "MD_DISCRETE_VAL_ERROR": (Severity.WARN, "A metadata value is not an allowed value."),
+    "MD_TRUNCATE": (Severity.WARN, "A metadata value was truncated to its column width."),
+    "MD_HEADER_KEYWORD_UNREADABLE": (Severity.WARN, "A header value cannot be read."),
+    "MD_TYPE_ERROR": (Severity.WARN, "A metadata value does not match its column type."),
+}

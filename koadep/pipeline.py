@@ -1,0 +1,178 @@
+"""Steps, their results and the runner that folds a pipeline over a header.
+
+A step is a plain function ``step(header, ctx) -> StepResult``. It reads the
+header and the context and returns the cards to add or change, metadata-only
+values (``extras``, such as PROPINT), the issues it raised, and whether it
+succeeded. It does no I/O of its own.
+
+A pipeline is an ordered tuple of :class:`PipelineStep` (a step and whether it is
+critical). :func:`run` applies the steps in order and keeps every issue:
+
+* a step that raises is a bug: ERROR ``CODE_ERROR`` when critical, otherwise a
+  WARN ``CODE_ERROR``, and processing goes on;
+* a critical step that fails stops the pipeline; its warnings become errors,
+  and if it raised nothing an ERROR ``STEP_FAILED`` names it;
+* a non-critical step that fails only adds its (WARN) issues.
+
+Examples
+--------
+>>> from koadep.header import Header
+>>> def add_answer(header, ctx):
+...     return StepResult.done(card("ANSWER", 42, "KOA: the answer"))
+>>> def grumble(header, ctx):
+...     return StepResult.failed(Issue.warn("GRUMBLE", "not happy"))
+>>> outcome = run((critical(add_answer), optional(grumble)), Header(), Context())
+>>> outcome.header["ANSWER"], outcome.ok, [i.code for i in outcome.issues]
+(42, True, ['GRUMBLE'])
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from koadep.context import Context
+from koadep.header import Card, Header
+from koadep.issues import Issue, Severity
+
+__all__ = [
+    "Context",
+    "Outcome",
+    "PipelineStep",
+    "StepResult",
+    "card",
+    "critical",
+    "optional",
+    "run",
+    "run_step",
+]
+
+
+def card(keyword: str, value: Any, comment: str = "") -> Card:
+    """Make a KOA card; None, NaN and infinities become the string ``null``.
+
+    Examples
+    --------
+    >>> card("IMAGEMN", float("nan")).value
+    'null'
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        value = "null"
+    elif hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = "null"
+    return Card(keyword.upper(), value, comment)
+
+
+@attrs.frozen(slots=True)
+class StepResult:
+    """What a step returns: new cards, metadata-only extras, issues, success."""
+
+    cards: tuple[Card, ...] = attrs.field(default=(), converter=tuple)
+    extras: Mapping[str, Any] = attrs.field(factory=dict)
+    issues: tuple[Issue, ...] = attrs.field(default=(), converter=tuple)
+    ok: bool = True
+
+    @classmethod
+    def done(
+        cls,
+        *cards: Card,
+        extras: Mapping[str, Any] | None = None,
+        issues: Sequence[Issue] = (),
+    ) -> StepResult:
+        """A successful result."""
+        return cls(cards, extras or {}, issues, True)
+
+    @classmethod
+    def failed(cls, *issues: Issue, cards: Sequence[Card] = ()) -> StepResult:
+        """A failed result with the issues that explain it."""
+        return cls(cards, {}, issues, False)
+
+
+Step = Callable[[Header, Context], StepResult]
+
+
+@attrs.frozen(slots=True)
+class PipelineStep:
+    """A step and whether its failure stops the pipeline."""
+
+    func: Step
+    critical: bool
+    name: str = attrs.field()
+
+    @name.default
+    def _name(self) -> str:
+        return str(getattr(self.func, "__name__", repr(self.func)))
+
+
+def critical(func: Step, name: str | None = None) -> PipelineStep:
+    """A step whose failure stops the pipeline."""
+    return PipelineStep(func, True, name or getattr(func, "__name__", repr(func)))
+
+
+def optional(func: Step, name: str | None = None) -> PipelineStep:
+    """A step whose failure only records warnings."""
+    return PipelineStep(func, False, name or getattr(func, "__name__", repr(func)))
+
+
+@attrs.frozen(slots=True)
+class Outcome:
+    """The result of running a pipeline."""
+
+    header: Header
+    extras: Mapping[str, Any]
+    issues: tuple[Issue, ...]
+    ok: bool
+    failed_step: str | None = None
+
+
+def run_step(step: PipelineStep, header: Header, ctx: Context) -> StepResult:
+    """Run one step, turning an exception into a ``CODE_ERROR`` issue."""
+    try:
+        result = step.func(header, ctx)
+    except Exception as exc:
+        severity = Severity.ERROR if step.critical else Severity.WARN
+        text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"
+        ctx.log.error("step %s raised: %s", step.name, text)
+        return StepResult.failed(Issue(severity, "CODE_ERROR", text.strip(), step.name))
+    if not isinstance(result, StepResult):
+        issue = Issue(Severity.ERROR, "CODE_ERROR", f"returned {result!r}", step.name)
+        return StepResult.failed(issue)
+    issues = tuple(i if i.step else attrs.evolve(i, step=step.name) for i in result.issues)
+    return attrs.evolve(result, issues=issues)
+
+
+def run(steps: Sequence[PipelineStep], header: Header, ctx: Context) -> Outcome:
+    """Apply the steps in order and collect every issue (see the module docstring)."""
+    issues: list[Issue] = []
+    extras = dict(ctx.extras)
+    for step in steps:
+        ctx.log.info("running step %s", step.name)
+        result = run_step(step, header, attrs.evolve(ctx, extras=extras))
+        header = header.with_cards(result.cards)
+        extras.update(result.extras)
+        for issue in result.issues:
+            ctx.log.log(
+                30 if issue.severity == Severity.WARN else 40,
+                "%s %s: %s",
+                issue.severity.name,
+                issue.code,
+                issue.message,
+            )
+        if result.ok or not step.critical:
+            issues.extend(result.issues)
+            continue
+        promoted = [
+            attrs.evolve(i, severity=Severity.ERROR) if i.severity == Severity.WARN else i
+            for i in result.issues
+        ]
+        if not promoted:
+            promoted = [Issue.error("STEP_FAILED", f"critical step {step.name} failed", step.name)]
+        issues.extend(promoted)
+        return Outcome(header, extras, tuple(issues), False, step.name)
+    return Outcome(header, extras, tuple(issues), True)

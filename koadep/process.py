@@ -1,0 +1,324 @@
+"""Processing one raw file into its level-0 archive products.
+
+:func:`process_file` checks the file, gives it its KOAID, runs the instrument's
+DQA steps and writes the products into ``<output_root>/<INSTR>/<YYYYMMDD>/lev0/``.
+It never raises for a bad file and never modifies the raw file: every outcome is
+a :class:`ProcessResult` with a state and every issue raised.
+
+States: ``PROCESSED`` (products written; warnings allowed), ``INVALID`` (the
+file itself is bad and is not archived) and ``ERROR`` (processing failed and
+can be retried).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from koadep.config import Config
+from koadep.context import Context
+from koadep.fitsfile import FitsFile, FitsFormatError
+from koadep.header import Change, Header, diff
+from koadep.issues import Issue, Severity, worst
+from koadep.pipeline import Outcome, PipelineStep, StepResult, critical, run
+from koadep.plugins import AmbiguousInstrument, Registry, UnknownInstrument
+from koadep.products.atomic import atomic_write
+from koadep.products.level0 import write_products
+from koadep.services import Services
+from koadep.steps.identity import set_dateobs, set_koaid, set_utc
+
+__all__ = ["ProcessResult", "identity_steps", "process_file"]
+
+PROCESSED, INVALID, ERROR = "PROCESSED", "INVALID", "ERROR"
+
+
+@attrs.frozen
+class ProcessResult:
+    """The outcome of processing one file."""
+
+    path: Path
+    state: str
+    issues: tuple[Issue, ...] = ()
+    koaid: str | None = None
+    instrument: str | None = None
+    header: Header | None = attrs.field(default=None, repr=False)
+    raw_header: Header | None = attrs.field(default=None, repr=False)
+    products: Mapping[str, Path] = attrs.field(factory=dict)
+    extras: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    seconds: float = 0.0
+    log: str = attrs.field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the products were written (warnings allowed)."""
+        return self.state == PROCESSED
+
+    @property
+    def status_code(self) -> str:
+        """The code of the most severe issue ('' when there is none)."""
+        top = worst(self.issues)
+        return top.code if top else ""
+
+    @property
+    def diff(self) -> list[Change]:
+        """What processing changed in the primary header."""
+        if self.header is None or self.raw_header is None:
+            return []
+        return diff(self.raw_header, self.header)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (for ``--json``)."""
+        return {
+            "path": str(self.path),
+            "state": self.state,
+            "status_code": self.status_code,
+            "koaid": self.koaid,
+            "instrument": self.instrument,
+            "issues": [i.to_dict() for i in self.issues],
+            "products": {k: str(v) for k, v in self.products.items()},
+            "changes": [
+                {
+                    "keyword": c.keyword,
+                    "kind": c.kind,
+                    "old": _jsonable(c.old),
+                    "new": _jsonable(c.new),
+                }
+                for c in self.diff
+            ],
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def _run_logger(name: str) -> tuple[logging.Logger, _Lines]:
+    """A logger of its own for one run: not registered globally, no shared handlers."""
+    logger = logging.Logger(f"koadep.run.{name}", logging.INFO)
+    handler = _Lines()
+    logger.addHandler(handler)
+    return logger, handler
+
+
+def _fix_header_step(header: Header, ctx: Context) -> StepResult:
+    """Apply the instrument's pre-KOAID header fix."""
+    if ctx.hooks is None:
+        return StepResult.done()
+    result = ctx.hooks.fix_header(header, ctx)
+    return result if result is not None else StepResult.done()
+
+
+_fix_header_step.__name__ = "fix_header"
+
+
+def identity_steps() -> tuple[PipelineStep, ...]:
+    """The steps that run before DQA: header fix, UTC, DATE-OBS, KOAID."""
+    return (
+        critical(_fix_header_step, "fix_header"),
+        critical(set_utc),
+        critical(set_dateobs),
+        critical(set_koaid),
+    )
+
+
+def _ofname_issues(header: Header, path: Path) -> list[Issue]:
+    ofname = header.present("OFNAME")
+    if ofname is None:
+        return [Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits")]
+    base = path.name
+    if base.endswith(".fits.gz"):
+        base = base[:-3]
+    if str(ofname).strip() != base:
+        return [Issue.invalid("MISMATCHED_FILENAME", f"{ofname} != {base}", "validate_fits")]
+    return []
+
+
+def _finish(
+    path: Path, issues: Sequence[Issue], started: float, handler: _Lines, **fields: Any
+) -> ProcessResult:
+    top = worst(issues)
+    if top is None or top.severity == Severity.WARN:
+        state = PROCESSED if fields.get("products") else ERROR
+    else:
+        state = INVALID if top.severity == Severity.INVALID else ERROR
+    return ProcessResult(
+        path=path,
+        state=state,
+        issues=tuple(issues),
+        seconds=time.perf_counter() - started,
+        log="\n".join(handler.lines),
+        **fields,
+    )
+
+
+def process_file(
+    path: str | Path,
+    *,
+    config: Config | None = None,
+    outdir: str | Path | None = None,
+    services: Services | None = None,
+    registry: Registry | None = None,
+    progid: str | None = None,
+    write: bool = True,
+) -> ProcessResult:
+    """Process one raw FITS file into its level-0 products.
+
+    Parameters
+    ----------
+    path
+        The raw file (plain or gzipped FITS). It is only read.
+    config
+        Settings (default: :class:`koadep.config.Config` defaults).
+    outdir
+        Output root; overrides ``config.output_root``.
+    services
+        Schedule, proposals, weather, clock, ... (default: offline services with
+        the configured schedule file).
+    registry
+        Instrument plugins (default: every installed plugin).
+    progid
+        Force the program (``U294`` or ``2025B_U294``).
+    write
+        False computes everything and writes nothing (a dry run).
+
+    Returns
+    -------
+    ProcessResult
+        Never raises for a bad file: the state and issues say what happened.
+
+    Examples
+    --------
+    >>> result = process_file("no/such/file.fits")
+    >>> result.state, result.status_code
+    ('ERROR', 'FITS_NOT_FOUND')
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    config = config or Config()
+    if outdir is not None:
+        config = config.replace(output_root=Path(outdir))
+    logger, handler = _run_logger(path.name)
+    logger.info("processing %s", path)
+    try:
+        return _process(path, config, services, registry, progid, write, logger, handler, started)
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        logger.error("unexpected failure: %s", text)
+        return _finish(path, [Issue.error("CODE_ERROR", text, "process_file")], started, handler)
+
+
+def _process(
+    path: Path,
+    config: Config,
+    services: Services | None,
+    registry: Registry | None,
+    progid: str | None,
+    write: bool,
+    logger: logging.Logger,
+    handler: _Lines,
+    started: float,
+) -> ProcessResult:
+    def fail(issue: Issue, **fields: Any) -> ProcessResult:
+        logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
+        return _finish(path, [issue], started, handler, **fields)
+
+    try:
+        stat = path.stat()
+        if not path.is_file():
+            return fail(Issue.error("FITS_NOT_FOUND", f"{path} is not a regular file", "load_fits"))
+    except FileNotFoundError:
+        return fail(Issue.error("FITS_NOT_FOUND", f"{path} does not exist", "load_fits"))
+    except OSError as exc:
+        return fail(Issue.error("FITS_FILE_TYPE_ERROR", str(exc), "load_fits"))
+    if stat.st_size == 0:
+        return fail(Issue.invalid("EMPTY_FILE", "the file is empty", "load_fits"))
+    mtime = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.UTC)
+    try:
+        fits = FitsFile.open(path)
+    except FitsFormatError as exc:
+        severity = Severity.INVALID if exc.code != "FITS_FILE_TYPE_ERROR" else Severity.ERROR
+        return fail(Issue(severity, exc.code, exc.message, "load_fits"))
+    except OSError as exc:
+        return fail(Issue.error("FITS_FILE_TYPE_ERROR", str(exc), "load_fits"))
+    raw_header = fits.header
+    rejected = [s for s in config.reject_path_substrings if s in str(path)]
+    if rejected:
+        return fail(
+            Issue.invalid("FILEPATH_REJECT", f"path contains {rejected[0]!r}", "validate_fits"),
+            raw_header=raw_header,
+        )
+
+    registry = registry or Registry.default()
+    try:
+        instrument = registry.claim(raw_header)
+    except UnknownInstrument as exc:
+        return fail(Issue.invalid("UNKNOWN_INSTRUMENT", str(exc), "claim"), raw_header=raw_header)
+    except AmbiguousInstrument as exc:
+        return fail(Issue.error("AMBIGUOUS_INSTRUMENT", str(exc), "claim"), raw_header=raw_header)
+    logger.info("instrument %s", instrument)
+    hooks = registry.hooks(instrument)
+    services = services or Services.offline(config.schedule_file)
+    ctx = Context(
+        instrument=instrument,
+        config=config,
+        services=services,
+        hooks=hooks,
+        keymap=hooks.keyword_map(),
+        fits=fits,
+        path=path,
+        mtime=mtime,
+        progid=progid,
+        log=logger,
+    )
+
+    outcome = run(identity_steps(), raw_header, ctx)
+    issues = list(outcome.issues)
+    if outcome.ok:
+        dqa: Outcome = run(hooks.dqa_steps(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))
+        issues.extend(dqa.issues)
+        outcome = attrs.evolve(dqa, issues=tuple(issues))
+        issues.extend(_ofname_issues(outcome.header, path))
+    header = outcome.header
+    koaid_value = header.present("KOAID")
+    koaid = str(koaid_value).removesuffix(".fits") if koaid_value else None
+    fields: dict[str, Any] = {
+        "koaid": koaid,
+        "instrument": instrument,
+        "header": header,
+        "raw_header": raw_header,
+        "extras": dict(outcome.extras),
+    }
+    top = worst(issues)
+    if top is not None and top.severity > Severity.WARN:
+        return _finish(path, issues, started, handler, **fields)
+    assert koaid is not None
+    products, product_issues = write_products(fits, header, dict(outcome.extras), koaid, ctx, write=write)
+    issues.extend(product_issues)
+    fields["products"] = products
+    result = _finish(path, issues, started, handler, **fields)
+    if write and "log" in products:
+        logger.info("finished: %s %s in %.3f s", result.state, result.status_code, result.seconds)
+        atomic_write(products["log"], ["\n".join(handler.lines).encode("utf-8", "replace"), b"\n"])
+    return result

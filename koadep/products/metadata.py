@@ -1,0 +1,295 @@
+"""The IPAC metadata table, driven by the KOA keyword tables.
+
+The keyword tables (``KOA_<INSTR>_Keyword_Table.txt``, tab separated) are kept
+outside the project and read from a configured directory. Each is parsed once
+per process into typed :class:`Column` specs.
+
+Layout of the table (the legacy layout, byte for byte): a column is
+``max(MetadataWidth, len(keyword))`` wide; four header lines of ``|``-separated
+cells (names, types, a blank units line, ``null`` or blank for the null marker),
+each ending with ``|``; then one data line where each value is preceded by a
+space and left-justified, with no closing delimiter.
+
+Examples
+--------
+>>> cols = [Column("KOAID", "char", 30, False), Column("PROPINT", "integer", 16, False)]
+>>> table = KeywordTable("TOY", tuple(cols))
+>>> text, issues = metadata_table(table, {"KOAID": "TY.20250101.00000.00.fits"}, {"PROPINT": 18})
+>>> print(text.replace(" " + chr(10), "~" + chr(10)), end="")
+|KOAID                         |PROPINT         |
+|char                          |integer         |
+|                              |                |
+|                              |                |
+ TY.20250101.00000.00.fits      18             ~
+>>> [len(line) for line in text.splitlines()]
+[49, 49, 49, 49, 48]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from koadep.header import UNDEFINED, Header
+from koadep.issues import Issue
+
+__all__ = ["Column", "KeywordTable", "MetadataError", "infer_table", "metadata_table"]
+
+_NULL_TEXTS = {"nan", "-nan", "#### error ###"}
+
+
+class MetadataError(Exception):
+    """A value that the metadata table cannot hold (``METADATA_ERROR``)."""
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _discrete(text: str) -> tuple[str, ...]:
+    text = text.strip()
+    if not text:
+        return ()
+    try:
+        values = json.loads(text)
+        if isinstance(values, list):
+            return tuple(str(v).strip().lower() for v in values)
+    except ValueError:
+        pass
+    return tuple(v.strip().lower() for v in text.split(",") if v.strip())
+
+
+@attrs.frozen(slots=True)
+class Column:
+    """One column of the metadata table, from one row of a keyword table."""
+
+    keyword: str
+    datatype: str
+    width: int
+    nullable: bool
+    validate: bool = False
+    check_values: bool = False
+    input_format: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    discrete: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def cell_width(self) -> int:
+        """The printed width: the larger of MetadataWidth and the keyword's length."""
+        return max(self.width, len(self.keyword))
+
+
+@attrs.frozen
+class KeywordTable:
+    """The metadata columns of one instrument, in order (KOAID first)."""
+
+    instrument: str
+    columns: tuple[Column, ...]
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str, instrument: str, path: Path | None = None) -> KeywordTable:
+        """Parse a keyword table file's text.
+
+        Rows with an empty keyword and rows whose Source is ``NExScI`` (columns
+        the archive operator adds itself) are dropped.
+
+        Raises
+        ------
+        ValueError
+            If the first remaining column is not KOAID.
+        """
+        lines = text.splitlines()
+        names = [n.strip() for n in lines[0].split("\t")]
+        columns = []
+        seen = set()
+        for line in lines[1:]:
+            cells = dict(zip(names, (c.strip() for c in line.split("\t")), strict=False))
+            keyword = cells.get("FITSKeyword", "").strip()
+            if not keyword or cells.get("Source", "") == "NExScI" or keyword in seen:
+                continue
+            seen.add(keyword)
+            width = cells.get("MetadataWidth", "") or "16"
+            columns.append(
+                Column(
+                    keyword=keyword,
+                    datatype=cells.get("MetadataDatatype", "char") or "char",
+                    width=int(float(width)),
+                    nullable=cells.get("NullsAllowed", "Y").upper() != "N",
+                    validate=cells.get("ValidateFormat", "").upper() == "Y",
+                    check_values=cells.get("CheckValues", "").upper() == "Y",
+                    input_format=cells.get("InputFormat", ""),
+                    minimum=_float_or_none(cells.get("MinValue", "")),
+                    maximum=_float_or_none(cells.get("MaxValue", "")),
+                    discrete=_discrete(cells.get("DiscreteValues", "")),
+                    source=cells.get("Source", ""),
+                )
+            )
+        if not columns or columns[0].keyword != "KOAID":
+            raise ValueError(f"{path or instrument}: the first keyword must be KOAID")
+        return cls(instrument.upper(), tuple(columns), path)
+
+    @classmethod
+    def load(cls, directory: str | Path, instrument: str) -> KeywordTable:
+        """Load ``KOA_<INSTR>_Keyword_Table.txt`` from ``directory`` (cached per process)."""
+        path = Path(directory) / f"KOA_{instrument.upper()}_Keyword_Table.txt"
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        with _CACHE_LOCK:
+            table = _CACHE.get(key)
+        if table is None:
+            table = cls.parse(path.read_text(encoding="utf-8", errors="replace"), instrument, path)
+            with _CACHE_LOCK:
+                _CACHE[key] = table
+        return table
+
+
+_CACHE: dict[tuple[str, int, int], KeywordTable] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def infer_table(instrument: str, header: Header, extras: Mapping[str, Any]) -> KeywordTable:
+    """Columns inferred from a header and the extras (when no keyword table is configured)."""
+    values: dict[str, Any] = {}
+    for card in header:
+        if not card.is_commentary and card.keyword not in ("SIMPLE", "END"):
+            values.setdefault(card.keyword, card.value)
+    for key, value in extras.items():
+        values.setdefault(key, value)
+    columns = [Column("KOAID", "char", 30, False)]
+    for key, value in values.items():
+        if key == "KOAID":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            datatype = "char"
+        else:
+            datatype = "integer" if isinstance(value, int) else "double"
+        width = max(16, len(str(value)) if value is not None else 0)
+        columns.append(Column(key, datatype, width, True))
+    return KeywordTable(instrument.upper(), tuple(columns))
+
+
+def _is_null(value: Any) -> bool:
+    if value is None or value is UNDEFINED:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in _NULL_TEXTS | {"null"}
+
+
+def _truncate_double(text: str, width: int) -> str:
+    mantissa, sep, exponent = text.lower().partition("e")
+    exponent = sep + exponent
+    return mantissa[: max(width - len(exponent), 1)] + exponent
+
+
+_CHECK_FORMATS = {
+    "date": "%Y-%m-%d",
+    "time": "%H:%M:%S.%f",
+    "datetime": "%Y-%m-%d %H:%M:%S",
+}
+
+
+def _type_ok(check: str, value: Any) -> bool:
+    try:
+        if check == "integer":
+            int(value)
+        elif check == "double":
+            float(value)
+        elif check in _CHECK_FORMATS:
+            datetime.datetime.strptime(str(value).strip(), _CHECK_FORMATS[check])
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _cell(column: Column, value: Any, issues: list[Issue]) -> str:
+    """Format one value for its column (see the legacy rules in the module docs)."""
+    key = column.keyword
+    if _is_null(value) and key == "EQUINOX":
+        value = 0
+    if _is_null(value) or (isinstance(value, str) and not value.strip()):
+        if not column.nullable:
+            raise MetadataError(f"{key} is null but the column allows no nulls")
+        return "null" if _is_null(value) else ""
+    if column.datatype == "char" and isinstance(value, bool):
+        value = "T" if value else "F"
+    check = column.input_format or column.datatype
+    if column.validate and not _type_ok(check, value):
+        issues.append(Issue.warn("MD_TYPE_ERROR", f"{key}={value!r} is not a valid {check}"))
+    text = str(value)
+    width = column.cell_width
+    if len(text) > width:
+        if column.datatype == "double":
+            text = _truncate_double(text, width)
+            value = text
+        else:
+            issues.append(Issue.warn("MD_TRUNCATE", f"{key} truncated to {width} characters"))
+            text = value = text[:width]
+    try:
+        if column.datatype == "integer":
+            value = int(value)
+        elif column.datatype == "double":
+            value = float(value)
+    except (TypeError, ValueError) as exc:
+        if not column.nullable:
+            raise MetadataError(f"{key}={value!r} is not {column.datatype}") from exc
+        issues.append(Issue.warn("MD_TYPE_ERROR", f"{key}={value!r} is not {column.datatype}"))
+        return "null"
+    if column.check_values:
+        _check_value(column, value, issues)
+    return str(value)
+
+
+def _check_value(column: Column, value: Any, issues: list[Issue]) -> None:
+    key = column.keyword
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if column.minimum is not None and value < column.minimum:
+            issues.append(Issue.warn("MD_RANGE_ERROR", f"{key}={value} < {column.minimum}"))
+        if column.maximum is not None and value > column.maximum:
+            issues.append(Issue.warn("MD_RANGE_ERROR", f"{key}={value} > {column.maximum}"))
+    if column.discrete and str(value).strip().lower() not in column.discrete:
+        issues.append(Issue.warn("MD_DISCRETE_VAL_ERROR", f"{key}={value!r} not in {list(column.discrete)}"))
+
+
+def metadata_table(
+    table: KeywordTable, header: Header | Mapping[str, Any], extras: Mapping[str, Any]
+) -> tuple[str, list[Issue]]:
+    """Format the one-row IPAC metadata table; return its text and the warnings.
+
+    A value comes from the header, else from ``extras`` (PROPINT, PROGTITL,
+    FILESIZE_MB, SEMID, ...), else it is null.
+
+    Raises
+    ------
+    MetadataError
+        If a column that allows no nulls has no value, or a value cannot be
+        converted to its column's type.
+    """
+    issues: list[Issue] = []
+    head: list[list[str]] = [[], [], [], []]
+    row: list[str] = []
+    for column in table.columns:
+        w = column.cell_width
+        head[0].append(column.keyword.ljust(w))
+        head[1].append(column.datatype.ljust(w))
+        head[2].append(" " * w)
+        head[3].append(("null" if column.nullable else "").ljust(w))
+        key = column.keyword
+        value = header.get(key) if key in header else extras.get(key)
+        row.append(" " + _cell(column, value, issues).ljust(w))
+    lines = ["|" + "|".join(cells) + "|" for cells in head]
+    lines.append("".join(row))
+    return "\n".join(lines) + "\n", issues

@@ -1,0 +1,106 @@
+"""Image steps: statistics (IMAGEMN, IMAGESD, IMAGEMD), NPIXSAT and NLINEAR.
+
+Examples
+--------
+>>> import io, numpy as np
+>>> from astropy.io import fits
+>>> from koadep.context import Context
+>>> from koadep.fitsfile import FitsFile
+>>> buf = io.BytesIO()
+>>> fits.PrimaryHDU(np.array([[1, 2], [3, 70000]], dtype=">i4")).writeto(buf)
+>>> f = FitsFile.from_bytes(buf.getvalue())
+>>> ctx = Context(fits=f)
+>>> [c.value for c in set_image_stats(f.header, ctx).cards]
+[17501.5, 30310.02, 2.5]
+>>> npixsat(lambda h: 65535)(f.header, ctx).cards[0].value
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from koadep.context import Context
+from koadep.header import Header
+from koadep.issues import Issue
+from koadep.pipeline import StepResult, card
+
+__all__ = ["keyword_value", "nlinear", "npixsat", "set_image_stats"]
+
+Threshold = Callable[[Header], float | None]
+
+
+def _round2(value: float) -> float:
+    return float(f"{value:0.2f}")
+
+
+def set_image_stats(header: Header, ctx: Context) -> StepResult:
+    """Write the mean, standard deviation and median of the primary image.
+
+    Each is rounded to two decimals; NaN pixels make the values ``null``.
+    """
+    data = ctx.data(0)
+    if data is None:
+        return StepResult.failed(Issue.warn("IMAGE_STATS_ERROR", "the primary HDU has no image"))
+    flat = np.asarray(data).ravel()
+    mean = float(flat.mean(dtype=np.float64))
+    std = float(flat.std(dtype=np.float64))
+    median = float(np.median(flat))
+    return StepResult.done(
+        card("IMAGEMN", _round2(mean), "KOA: Image data mean"),
+        card("IMAGESD", _round2(std), "KOA: Image data standard deviation"),
+        card("IMAGEMD", _round2(median), "KOA: Image data median"),
+    )
+
+
+def keyword_value(keyword: str, factor: float = 1.0) -> Threshold:
+    """A threshold read from a header keyword (times ``factor``); None when absent."""
+
+    def threshold(header: Header) -> float | None:
+        value = header.present(keyword)
+        return float(value) * factor if isinstance(value, int | float) else None
+
+    return threshold
+
+
+def _count_at_or_above(data: Any, limit: float) -> int:
+    return int(np.count_nonzero(np.asarray(data) >= limit))
+
+
+def npixsat(saturation: Threshold | None = None) -> Callable[[Header, Context], StepResult]:
+    """A step writing NPIXSAT, the number of primary pixels at or above saturation.
+
+    The saturation level defaults to the SATURATE keyword.
+    """
+    limit_of = saturation or keyword_value("SATURATE")
+
+    def set_npixsat(header: Header, ctx: Context) -> StepResult:
+        limit = limit_of(header)
+        if limit is None:
+            return StepResult.failed(Issue.warn("SET_NPIXSAT_ERROR", "no saturation value"))
+        data = ctx.data(0)
+        if data is None:
+            return StepResult.failed(Issue.warn("SET_NPIXSAT_ERROR", "the primary HDU has no image"))
+        count = _count_at_or_above(data, limit)
+        return StepResult.done(card("NPIXSAT", count, "KOA: Number of saturated pixels"))
+
+    return set_npixsat
+
+
+def nlinear(threshold: Threshold) -> Callable[[Header, Context], StepResult]:
+    """A step writing NLINEAR (pixels at or above the non-linearity threshold) and NONLIN."""
+
+    def set_nlinear(header: Header, ctx: Context) -> StepResult:
+        limit = threshold(header)
+        data = ctx.data(0)
+        if limit is None or data is None:
+            return StepResult.failed(Issue.warn("SET_NLINEAR_ERROR", "no threshold or no image"))
+        return StepResult.done(
+            card("NLINEAR", _count_at_or_above(data, limit), "KOA: Number of pixels above linearity"),
+            card("NONLIN", int(limit), "KOA: Non-linearity threshold"),
+        )
+
+    return set_nlinear

@@ -1,0 +1,101 @@
+"""NIRES: the Keck II near-infrared echellette spectrograph and its slit-viewing imager.
+
+INSTR selects the camera: ``spec`` (prefix ``NR``) or ``imag`` (prefix ``NI``);
+the derived keywords are constants of the camera.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from koadep.context import Context
+from koadep.header import Header
+from koadep.instrument import Instrument
+from koadep.pipeline import PipelineStep, critical, optional
+from koadep.steps.derived import elaptime_from, from_mode
+from koadep.steps.identity import set_frameno, set_ofname, set_ut
+from koadep.steps.imaging import npixsat, set_image_stats
+from koadep.steps.observatory import set_oa, set_telnr, set_weather
+from koadep.steps.program import set_prog_info, set_propint, set_semester
+from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+
+PREFIXES = {"imag": "NI", "spec": "NR"}
+
+#: KOAIMTYP by lower-case OBSTYPE; anything else is ``undefined``.
+OBSTYPE_MAP = {
+    "object": "object", "standard": "object", "telluric": "object", "astro": "object",
+    "star": "object", "bias": "bias", "dark": "dark", "domeflat": "domeflat",
+    "domearc": "domearc", "calib": "undefined",
+}  # fmt: skip
+
+#: Derived keywords by camera (INSTR). Wavelengths in Angstrom, scales in arcsec/pixel.
+BY_CAMERA = {
+    "imag": {
+        "WAVEBLUE": 19500,
+        "WAVECNTR": 21225,
+        "WAVERED": 22950,
+        "FILTER": "Kp",
+        "SPATSCAL": 0.12,
+        "DISPSCAL": 0.12,
+    },
+    "spec": {
+        "WAVEBLUE": 9400,
+        "WAVECNTR": 16950,
+        "WAVERED": 24500,
+        "SPECRES": 2700.0,
+        "SLITLEN": 18.1,
+        "SLITWIDT": 0.5,
+        "SPATSCAL": 0.15,
+        "DISPSCAL": 0.15,
+    },
+}
+
+
+def _by_camera(name: str, *keywords: str) -> PipelineStep:
+    return optional(from_mode("INSTR", BY_CAMERA, name=name, keywords=keywords))
+
+
+class Nires(Instrument):
+    """NIRES (Keck II)."""
+
+    name = "NIRES"
+    keyword_map = {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
+
+    def koaid_prefix(self, header: Header, ctx: Context) -> str:
+        return PREFIXES.get(str(header.present("INSTR", "")).strip().lower(), "")
+
+    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
+        return (
+            critical(set_telnr),
+            critical(elaptime_from(("ITIME",), digits=4), "set_elaptime"),
+            critical(set_koaimtyp),
+            critical(set_ut),
+            critical(set_frameno),
+            critical(set_ofname),
+            critical(set_semester),
+            critical(set_prog_info),
+            critical(set_propint),
+            _by_camera("set_wavelengths", "WAVEBLUE", "WAVECNTR", "WAVERED"),
+            _by_camera("set_specres", "SPECRES"),
+            optional(set_weather),
+            optional(set_datlevel),
+            _by_camera("set_filter", "FILTER"),
+            _by_camera("set_slit_dims", "SLITLEN", "SLITWIDT"),
+            _by_camera("set_spatscal", "SPATSCAL"),
+            _by_camera("set_dispscal", "DISPSCAL"),
+            optional(set_image_stats),
+            optional(npixsat(), "set_npixsat"),
+            optional(set_oa),
+            optional(set_dqa_date),
+            optional(set_dqa_vers),
+        )
+
+    def classify(self, header: Header, ctx: Context) -> str:
+        """KOAIMTYP from OBSTYPE (see :data:`OBSTYPE_MAP`)."""
+        return OBSTYPE_MAP.get(str(header.present("OBSTYPE", "")).strip().lower(), "undefined")
+
+    def has_target_info(self, header: Header, ctx: Context) -> bool:
+        return False
+
+
+plugin = Nires()
