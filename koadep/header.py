@@ -132,6 +132,12 @@ def _split_value_comment(field: str) -> tuple[Any, str]:
     return _parse_number(token), comment.strip()
 
 
+def _printable(text: str) -> str:
+    """Text safe for a FITS card: non-ASCII as XML character references, no controls."""
+    text = text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return "".join(ch if " " <= ch <= "~" else " " for ch in text)
+
+
 @attrs.frozen(slots=True)
 class Card:
     """One header card: keyword, value and comment.
@@ -185,6 +191,8 @@ class Card:
             value = None
         if isinstance(value, float) and not math.isfinite(value):
             value = "null"
+        if isinstance(value, str):
+            value = _printable(value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)
             if self.is_commentary:
@@ -192,7 +200,7 @@ class Card:
                 return "".join(
                     fits.Card(self.keyword, text[i : i + 72]).image for i in range(0, max(len(text), 1), 72)
                 )
-            return fits.Card(self.keyword, value, self.comment).image
+            return fits.Card(self.keyword, value, _printable(self.comment)).image
 
 
 @attrs.frozen(slots=True)

@@ -204,11 +204,7 @@ _CHECK_FORMATS = {
 
 def _type_ok(check: str, value: Any) -> bool:
     try:
-        if check == "integer":
-            int(value)
-        elif check == "double":
-            float(value)
-        elif check in _CHECK_FORMATS:
+        if check in _CHECK_FORMATS:
             datetime.datetime.strptime(str(value).strip(), _CHECK_FORMATS[check])
     except (TypeError, ValueError):
         return False
@@ -227,7 +223,7 @@ def _cell(column: Column, value: Any, issues: list[Issue]) -> str:
     if column.datatype == "char" and isinstance(value, bool):
         value = "T" if value else "F"
     check = column.input_format or column.datatype
-    if column.validate and not _type_ok(check, value):
+    if column.validate and check in _CHECK_FORMATS and not _type_ok(check, value):
         issues.append(Issue.warn("MD_TYPE_ERROR", f"{key}={value!r} is not a valid {check}"))
     text = str(value)
     width = column.cell_width
