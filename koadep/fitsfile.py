@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,11 @@ def _find_end(raw: bytes | memoryview, start: int) -> int:
     raise FitsFormatError("UNREADABLE_FITS", "no END card: the header is incomplete")
 
 
+_NOT_TEXT = re.compile(rb"[^\x20-\x7e]")
+
+
 def _check_ascii(raw: bytes | memoryview, start: int, stop: int) -> None:
-    chunk = bytes(raw[start:stop])
-    if any(b < 32 or b > 126 for b in chunk):
+    if _NOT_TEXT.search(bytes(raw[start:stop])):
         raise FitsFormatError("UNREADABLE_FITS", "the header holds bytes that are not ASCII text")
 
 

@@ -143,14 +143,16 @@ def identity_steps() -> tuple[PipelineStep, ...]:
     )
 
 
-def _ofname_issues(header: Header, path: Path) -> list[Issue]:
+def _ofname_issues(header: Header, raw_header: Header, path: Path) -> list[Issue]:
+    """OFNAME must name the file; an archived file named ``<KOAID>.fits`` also passes."""
     ofname = header.present("OFNAME")
     if ofname is None:
         return [Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits")]
     base = path.name
     if base.endswith(".fits.gz"):
         base = base[:-3]
-    if str(ofname).strip() != base:
+    archived = str(raw_header.present("KOAID", "")).strip()
+    if base not in (str(ofname).strip(), archived if archived.endswith(".fits") else ""):
         return [Issue.invalid("MISMATCHED_FILENAME", f"{ofname} != {base}", "validate_fits")]
     return []
 
@@ -299,7 +301,7 @@ def _process(
         dqa: Outcome = run(hooks.dqa_steps(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))
         issues.extend(dqa.issues)
         outcome = attrs.evolve(dqa, issues=tuple(issues))
-        issues.extend(_ofname_issues(outcome.header, path))
+        issues.extend(_ofname_issues(outcome.header, raw_header, path))
     header = outcome.header
     koaid_value = header.present("KOAID")
     koaid = str(koaid_value).removesuffix(".fits") if koaid_value else None

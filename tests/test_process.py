@@ -344,3 +344,14 @@ def test_gold_file_runs_from_the_command_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PROCESSED N2.20240315.29730.25" in done.stdout
+
+
+def test_reprocessing_an_archive_file_reuses_its_koaid(tmp_path: Path, services: Services) -> None:
+    path = tmp_path / "n0101.fits"
+    path.write_bytes(good_bytes())
+    first = process_file(path, config=Config(output_root=tmp_path / "a"), services=services)
+    again = process_file(first.products["fits"], config=Config(output_root=tmp_path / "b"), services=services)
+    assert again.state == "PROCESSED", again.issues
+    assert again.koaid == first.koaid
+    assert again.header.keys() == first.header.keys()
+    assert md5(again.products["fits"]) == md5(first.products["fits"])
