@@ -123,6 +123,7 @@ class FitsFile:
     raw: bytes = attrs.field(repr=False)
     hdus: tuple[Hdu, ...]
     compressed: bool = False
+    _decoded: dict[int, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, compressed: bool = False) -> FitsFile:
@@ -181,8 +182,14 @@ class FitsFile:
     def data(self, index: int = 0) -> np.ndarray[Any, Any] | None:
         """Decode the image data of HDU ``index`` (None when it has no image data).
 
-        BSCALE and BZERO are applied as FITS readers do.
+        BSCALE and BZERO are applied as FITS readers do. The array is decoded once
+        and shared; it is read-only.
         """
+        if index not in self._decoded:
+            self._decoded[index] = self._decode(index)
+        return self._decoded[index]
+
+    def _decode(self, index: int) -> np.ndarray[Any, Any] | None:
         hdu = self.hdus[index]
         if not hdu.is_image or hdu.data_size == 0:
             return None
@@ -198,8 +205,9 @@ class FitsFile:
             return arr
         if bscale == 1 and bzero == 0:
             return arr
+        unsigned = dtype.replace("i", "u")
         if bscale == 1 and dtype in (">i2", ">i4", ">i8") and bzero == 2 ** (arr.itemsize * 8 - 1):
-            return arr.view(dtype.replace("i", "u")) ^ np.array(bzero, dtype=dtype.replace("i", "u"))
+            return arr.view(unsigned) ^ np.array(bzero, dtype=unsigned)
         return arr * np.float64(bscale) + np.float64(bzero)
 
 

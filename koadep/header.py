@@ -319,15 +319,18 @@ class Header:
         """
         new = list(self.cards)
         index = dict(self._index)
+        changed = False
         for card in cards:
             i = None if card.is_commentary else index.get(card.keyword)
             if i is None:
                 if not card.is_commentary:
                     index[card.keyword] = len(new)
                 new.append(card)
+                changed = True
             elif new[i] != card or new[i].image is None:
                 new[i] = card
-        return Header(new)
+                changed = True
+        return Header(new) if changed else self
 
     def without(self, *keywords: str) -> Header:
         """Return a header with every card of the given keywords removed."""

@@ -154,7 +154,8 @@ def run(steps: Sequence[PipelineStep], header: Header, ctx: Context) -> Outcome:
     for step in steps:
         ctx.log.info("running step %s", step.name)
         result = run_step(step, header, attrs.evolve(ctx, extras=extras))
-        header = header.with_cards(result.cards)
+        if result.cards:
+            header = header.with_cards(result.cards)
         extras.update(result.extras)
         for issue in result.issues:
             ctx.log.log(

@@ -264,7 +264,7 @@ class Registry:
         AmbiguousInstrument
             If several plugins claim it; the message names them.
         """
-        claims: dict[str, str] = {}
+        claims: list[tuple[str, str]] = []
         for impl in self.pm.hook.koadep_claims.get_hookimpls():
             try:
                 answer = impl.function(header=header)
@@ -272,14 +272,14 @@ class Registry:
                 self._fail(impl.plugin_name, exc)
                 continue
             if answer:
-                claims[str(answer).upper()] = impl.plugin_name
+                claims.append((str(answer).upper(), impl.plugin_name))
         if not claims:
             instrume = header.get("INSTRUME", "")
             raise UnknownInstrument(f"no instrument plugin claims this file (INSTRUME={instrume!r})")
         if len(claims) > 1:
-            who = ", ".join(f"{n} (plugin {p})" for n, p in sorted(claims.items()))
+            who = ", ".join(f"{n} (plugin {p})" for n, p in sorted(claims))
             raise AmbiguousInstrument(f"several instrument plugins claim this file: {who}")
-        return next(iter(claims))
+        return claims[0][0]
 
     def hooks(self, instrument: str) -> InstrumentHooks:
         """The hooks of one instrument."""

@@ -301,7 +301,10 @@ def _process(
         dqa: Outcome = run(hooks.dqa_steps(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))
         issues.extend(dqa.issues)
         outcome = attrs.evolve(dqa, issues=tuple(issues))
-        issues.extend(_ofname_issues(outcome.header, raw_header, path))
+        if dqa.ok:
+            issues.extend(_ofname_issues(outcome.header, raw_header, path))
+        elif any(i.code == "SET_OFNAME_ERROR" for i in dqa.issues):
+            issues.append(Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits"))
     header = outcome.header
     koaid_value = header.present("KOAID")
     koaid = str(koaid_value).removesuffix(".fits") if koaid_value else None

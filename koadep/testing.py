@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from koadep.header import Header
+from koadep.header import UNDEFINED, Header
 
 __all__ = ["raw_fits_bytes", "write_raw_fits"]
 
@@ -38,6 +38,8 @@ def _astropy_header(cards: Iterable[CardSpec] | Header) -> Any:
     for spec in cards:
         key, value, *rest = spec
         comment = rest[0] if rest else ""
+        if value is UNDEFINED:
+            value = None
         if key in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND") or key.startswith("NAXIS"):
             continue
         if key in ("COMMENT", "HISTORY"):

@@ -41,25 +41,37 @@ def asinh_stretch(x: np.ndarray[Any, Any], a: float = 0.1) -> np.ndarray[Any, An
     return np.arcsinh(x / a) / np.arcsinh(1 / a)
 
 
-def to_grey(values: np.ndarray[Any, Any]) -> Image.Image:
-    """An RGB image from values in [0, 1], with row 0 at the bottom."""
-    grey = np.clip(np.nan_to_num(values, nan=0.0), 0, 1)
-    pixels = np.round(grey[::-1] * 255).astype(np.uint8)
-    return Image.fromarray(pixels, mode="L").convert("RGB")
+def grey_levels(values: np.ndarray[Any, Any], vmin: float, vmax: float) -> np.ndarray[Any, Any]:
+    """8-bit grey levels of values: clipped to [vmin, vmax], normalised, asinh-stretched."""
+    span = vmax - vmin if vmax > vmin else 1.0
+    scaled = np.clip((np.asarray(values, dtype=np.float64) - vmin) / span, 0, 1)
+    stretched = np.nan_to_num(asinh_stretch(scaled), nan=0.0)
+    return np.round(stretched * 255).astype(np.uint8)
+
+
+def to_image(pixels: np.ndarray[Any, Any]) -> Image.Image:
+    """An RGB image from 8-bit grey levels, with FITS row 0 at the bottom."""
+    return Image.fromarray(np.ascontiguousarray(pixels[::-1]), mode="L").convert("RGB")
 
 
 def render_preview(data: np.ndarray[Any, Any]) -> Image.Image:
-    """The default preview of a 2-D image (the first plane of a cube)."""
+    """The default preview of a 2-D image (the first plane of a cube).
+
+    Integer images go through a lookup table of their values between the zscale
+    limits (the same result as stretching every pixel, several times faster).
+    """
     image = np.asarray(data)
     while image.ndim > 2:
         image = image[0]
     if image.ndim != 2:
         raise ValueError("the data is not an image")
     vmin, vmax = zscale_limits(image)
-    span = vmax - vmin if vmax > vmin else 1.0
-    scaled = (np.asarray(image, dtype=np.float32) - np.float32(vmin)) / np.float32(span)
-    np.clip(scaled, 0, 1, out=scaled)
-    return to_grey(asinh_stretch(scaled))
+    lo, hi = int(np.floor(vmin)), int(np.ceil(vmax))
+    if np.issubdtype(image.dtype, np.integer) and hi - lo < 1 << 22:
+        table = grey_levels(np.arange(lo, hi + 1), vmin, vmax)
+        index = np.clip(image.astype(np.int64, copy=False), lo, hi) - lo
+        return to_image(table[index])
+    return to_image(grey_levels(image, vmin, vmax))
 
 
 def jpeg_bytes(image: Image.Image) -> bytes:

@@ -45,10 +45,10 @@ def set_image_stats(header: Header, ctx: Context) -> StepResult:
     data = ctx.data(0)
     if data is None:
         return StepResult.failed(Issue.warn("IMAGE_STATS_ERROR", "the primary HDU has no image"))
-    flat = np.asarray(data).ravel()
-    mean = float(flat.mean(dtype=np.float64))
-    std = float(flat.std(dtype=np.float64))
-    median = float(np.median(flat))
+    work = np.array(data, dtype=data.dtype.newbyteorder("="), copy=True).ravel()
+    mean = float(work.mean(dtype=np.float64))
+    std = float(work.std(dtype=np.float64))
+    median = float(np.median(work, overwrite_input=True))
     return StepResult.done(
         card("IMAGEMN", _round2(mean), "KOA: Image data mean"),
         card("IMAGESD", _round2(std), "KOA: Image data standard deviation"),

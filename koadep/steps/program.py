@@ -93,10 +93,10 @@ def assigned_program(spec: str, utc: str) -> str:
     t = parse_utc(utc)
     if t is None:
         return parts[0]
-    now = t.seconds_of_day
+    now = (t.seconds_of_day, t.microsecond)  # the fraction counts: 12:00:00 < 12:00:00.50
     for i in range(0, len(parts) - 1, 2):
         split = parse_utc(parts[i + 1])
-        if split is not None and split.seconds_of_day >= now:
+        if split is not None and (split.seconds_of_day, split.microsecond) >= now:
             return parts[i]
     return parts[-1]
 
