@@ -1,0 +1,570 @@
+"""Benchmark koadep against the physical baseline and other FITS header readers.
+
+One command runs everything (see ``benchmarks/README.md``)::
+
+    .venv/bin/python benchmarks/run.py [--repeat N] [--sizes 1024,4096]
+                                       [--keyword-tables DIR] [--json FILE]
+
+For each size it writes a raw NIRC2-like int32 image (seeded random sky, a few
+stars, some hot pixels) into a temporary directory and times
+
+* ``koadep.process_file`` (each run into a fresh output directory), against
+* the physical baseline: ``cp`` of the same file plus ``md5sum`` of the copy
+  (and, for reference, the same with ``sync FILE`` in between, since koadep
+  fsyncs every product it writes).
+
+It then times reading only the primary header of a plain and a gzipped file with
+``koadep.read_header``, ``astropy.io.fits.getheader`` and ``fitsio.read_header``,
+and prints a cProfile breakdown of one ``process_file`` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sysconfig
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import koadep
+from koadep.header import UNDEFINED, Header
+from koadep.services import FixedClock, Services
+from koadep.testing import write_raw_fits
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEFAULT_TABLES = SHARED / "KeywordTables"
+REAL_HEADER = SHARED / "testdata" / "nirc2" / "headers" / "n0932.hdr.txt"
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+KOADEP_DIRS = (ROOT / "koadep", ROOT / "koadep_instruments")
+NOW = datetime.datetime(2026, 1, 15, 12, 0, 0, tzinfo=datetime.UTC)
+SEED = 20251208
+# Structural cards are written by astropy from the data; checksums would be stale.
+DROPPED = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "CHECKSUM", "DATASUM"}
+
+CardSpec = tuple[str, Any, str]
+
+
+# --- command line ------------------------------------------------------------------------------
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
+    if not sizes or any(s < 32 for s in sizes):
+        raise argparse.ArgumentTypeError("sizes must be integers >= 32")
+    return sizes
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark koadep.process_file against cp + md5sum, and header readers.",
+    )
+    parser.add_argument("--repeat", type=_positive, default=3, help="timed runs per size (default 3)")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[1024, 4096], help="square image sizes (default 1024,4096)"
+    )
+    parser.add_argument(
+        "--keyword-tables",
+        type=Path,
+        default=DEFAULT_TABLES if DEFAULT_TABLES.is_dir() else None,
+        help="KOA keyword tables directory (default ../shared/KeywordTables when present)",
+    )
+    parser.add_argument(
+        "--no-keyword-tables", action="store_true", help="run without keyword tables (inferred columns)"
+    )
+    parser.add_argument(
+        "--synthetic-header",
+        action="store_true",
+        help="use the synthetic NIRC2 header even when ../shared holds the real one",
+    )
+    parser.add_argument(
+        "--header-reps", type=_positive, default=200, help="header reads per reader (default 200)"
+    )
+    parser.add_argument(
+        "--header-size",
+        type=_positive,
+        default=1024,
+        help="image size of the files used for the header benchmark (default 1024)",
+    )
+    parser.add_argument(
+        "--profile-size", type=_positive, default=None, help="image size to profile (default: the largest)"
+    )
+    parser.add_argument("--profile-top", type=_positive, default=15, help="rows of the profile (default 15)")
+    parser.add_argument("--json", type=Path, default=None, help="also save the results as JSON")
+    args = parser.parse_args(argv)
+    if args.no_keyword_tables:
+        args.keyword_tables = None
+    if args.keyword_tables is not None and not args.keyword_tables.is_dir():
+        parser.error(f"--keyword-tables {args.keyword_tables} is not a directory")
+    return args
+
+
+# --- synthetic raw files -----------------------------------------------------------------------
+def synthetic_cards(filename: str) -> list[CardSpec]:
+    """A plausible raw NIRC2 header (used when ../shared is absent)."""
+    return [
+        ("COADDS", 45, "number of coadds"),
+        ("FILENAME", filename, "this filename"),
+        ("ITIME", 0.45, "integration time per coadd in sec"),
+        ("TRUITIME", 0.44718607, "True integration time in seconds (calculated)"),
+        ("SAMPMODE", 3, "1:SINGLE 2:CDS 3:MCDS 4:UTR 5:RXV 6:RXRV"),
+        ("MULTISAM", 2, "number of MCDS pairs"),
+        ("DATE-OBS", "2025-12-08", "exposure start date"),
+        ("OBJECT", "AB Aur_hwp_0.0", "Object name"),
+        ("PROGNAME", "U294", "Program name"),
+        ("FRAMENO", 932, ""),
+        ("LEV0TYPE", "Regular", "Original file type"),
+        ("INSTRUME", "NIRC2", "Instrument name"),
+        ("CURRINST", "NIRC2", "Currently selected instrument"),
+        ("TARGNAME", "AB Aur", "DCS Target name"),
+        ("RA", "04:55:45.91", "DCS RA"),
+        ("DEC", "+30:33:08.1", "DCS Dec"),
+        ("EQUINOX", 2000.0, "DCS Equinox"),
+        ("AIRMASS", 1.03, "DCS Airmass"),
+        ("PARANG", 215.07, "[deg] DCS Parallactic angle astrometric"),
+        ("PARANTEL", 215.15, "[deg] DCS Parallactic angle telescope"),
+        ("EL", 77.17, "[deg] DCS Elevation"),
+        ("AZ", 31.85, "[deg] DCS Azimuth"),
+        ("UT", "09:38:16.30", "DCS Universal Time"),
+        ("UTC", "09:38:16.30", "DCS Coordinated Universal Time"),
+        ("AXESTAT", "tracking", "DCS axes control status"),
+        ("TELESCOP", "Keck II", "DCS Telescope name"),
+        ("ROTMODE", "vertical angle", "DCS Rotator tracking mode"),
+        ("ROTPOSN", 0.7, "[deg] DCS Rotator user position"),
+        ("OBSFNAME", "home", "Named position control for SFP"),
+        ("OUTDIR", "/sdata907/nirc4/2025dec08", "Output directory"),
+        ("IMTYPE", "Object", "Image type"),
+        ("CAMNAME", "narrow", "Camera slider's named position"),
+        ("CENWAVE", 3.776, "Central wavelength of passband"),
+        ("MINWAVE", 3.426, "Minimum wavelength of passband"),
+        ("MAXWAVE", 4.126, "Maximum wavelength of passband"),
+        ("FWINAME", "Lp", "Inner filter wheel named position"),
+        ("FWONAME", "Wollaston", "Outer filter wheel named position"),
+        ("FILTER", "Lp + Wollaston", "Composite filter name (both wheels)"),
+        ("GRSNAME", "clear", "Grism slider's named position"),
+        ("PSINAME", "mfov_center", "Inner preslit's named position"),
+        ("PSONAME", "nfov_center", "Outer preslit's named position"),
+        ("SHRNAME", "open", "Shutter's named position"),
+    ]
+
+
+def real_cards(filename: str, header_file: Path) -> list[CardSpec]:
+    """The cards of a real NIRC2 header dump, with FILENAME set to ``filename``.
+
+    Cards with an empty value field (``UNDEFINED``) are passed to astropy as None.
+    """
+    header = Header.from_text(header_file.read_text(encoding="ascii", errors="replace"))
+    cards: list[CardSpec] = []
+    for c in header:
+        if c.keyword in DROPPED:
+            continue
+        value = None if c.value is UNDEFINED else c.value
+        if c.keyword == "FILENAME":
+            value = filename
+        cards.append((c.keyword, value, c.comment))
+    return cards
+
+
+def nirc2_cards(filename: str, synthetic: bool = False) -> tuple[list[CardSpec], str]:
+    """The header cards for a raw file and a description of where they came from."""
+    if not synthetic and REAL_HEADER.is_file():
+        return real_cards(filename, REAL_HEADER), f"real NIRC2 header ({REAL_HEADER.name})"
+    return synthetic_cards(filename), "synthetic NIRC2 header"
+
+
+def sky_image(n: int, seed: int = SEED) -> np.ndarray[Any, Any]:
+    """A seeded n x n int32 sky: noise on a gentle gradient, a few stars and hot pixels."""
+    rng = np.random.default_rng(seed + n)
+    image = rng.normal(1000.0, 30.0, size=(n, n)).astype(np.float32)
+    image += np.linspace(0.0, 50.0, n, dtype=np.float32)[np.newaxis, :]
+    for _ in range(max(3, n // 64)):
+        sigma = rng.uniform(1.5, 4.0)
+        peak = 10 ** rng.uniform(2.0, 4.7)
+        x0, y0 = rng.uniform(0, n, size=2)
+        r = int(5 * sigma) + 1
+        xs = slice(max(int(x0) - r, 0), min(int(x0) + r + 1, n))
+        ys = slice(max(int(y0) - r, 0), min(int(y0) + r + 1, n))
+        yy, xx = np.mgrid[ys, xs]
+        image[ys, xs] += peak * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2))
+    hot = rng.integers(0, n, size=(2, max(4, n * n // 100_000)))
+    image[hot[0], hot[1]] = 900_000.0  # above COADDS * 18000: saturated
+    return np.round(image).astype(">i4")
+
+
+def write_raw(directory: Path, size: int, synthetic: bool, gzipped: bool = False) -> tuple[Path, str]:
+    """Write ``n<size>.fits`` (or ``.fits.gz``); return its path and the header's origin."""
+    name = f"n{size:04d}.fits"
+    cards, origin = nirc2_cards(name, synthetic)
+    path = directory / (name + (".gz" if gzipped else ""))
+    write_raw_fits(path, cards, sky_image(size))
+    return path, origin
+
+
+def make_workdir() -> Path:
+    """A temporary directory whose path contains none of koadep's rejected substrings."""
+    rejected = koadep.Config().reject_path_substrings
+    for _ in range(20):
+        path = Path(tempfile.mkdtemp(prefix="koadep-bench-"))
+        if not any(s in str(path) for s in rejected):
+            return path
+        shutil.rmtree(path)
+    raise RuntimeError(f"could not make a temporary directory free of {rejected}")
+
+
+# --- timing --------------------------------------------------------------------------------------
+def summary(times: Sequence[float]) -> dict[str, Any]:
+    return {"best": min(times), "median": statistics.median(times), "runs": list(times)}
+
+
+def run_koadep(path: Path, outdir: Path, keyword_tables: Path | None) -> float:
+    """One process_file run into a fresh ``outdir``; return the wall time (s)."""
+    config = koadep.Config(output_root=outdir, keyword_tables=keyword_tables)
+    services = Services(clock=FixedClock(NOW))
+    started = time.perf_counter()
+    result = koadep.process_file(path, config=config, services=services)
+    elapsed = time.perf_counter() - started
+    if result.state != "PROCESSED":
+        codes = ", ".join(f"{i.severity.name} {i.code}: {i.message[:200]}" for i in result.issues)
+        raise RuntimeError(f"process_file({path.name}) ended {result.state}: {codes}")
+    return elapsed
+
+
+def _md5_command() -> list[str]:
+    if shutil.which("md5sum"):
+        return ["md5sum"]
+    if shutil.which("md5"):
+        return ["md5", "-q"]
+    raise RuntimeError("neither md5sum nor md5 is installed")
+
+
+def run_baseline(path: Path, outdir: Path, sync: bool = False) -> float:
+    """``cp`` the file into a fresh ``outdir`` and ``md5sum`` the copy (``sync FILE`` between)."""
+    outdir.mkdir(parents=True)
+    copy = outdir / path.name
+    commands = [["cp", str(path), str(copy)]]
+    if sync:
+        commands.append(["sync", str(copy)])
+    commands.append([*_md5_command(), str(copy)])
+    started = time.perf_counter()
+    for command in commands:
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def bench_size(
+    size: int, work: Path, repeat: int, keyword_tables: Path | None, synthetic: bool
+) -> dict[str, Any]:
+    raw_dir = work / "raw"
+    raw_dir.mkdir(exist_ok=True)
+    path, origin = write_raw(raw_dir, size, synthetic)
+    has_sync = shutil.which("sync") is not None
+    times: dict[str, list[float]] = {"koadep": [], "baseline": [], "baseline_sync": []}
+    for i in range(repeat):  # interleaved, so that drift hits every contender alike
+        runs: list[tuple[str, Callable[[Path], float]]] = [
+            ("koadep", lambda d: run_koadep(path, d, keyword_tables)),
+            ("baseline", lambda d: run_baseline(path, d)),
+        ]
+        if has_sync:
+            runs.append(("baseline_sync", lambda d: run_baseline(path, d, sync=True)))
+        for name, func in runs:
+            outdir = work / f"out-{size}-{name}-{i}"
+            times[name].append(func(outdir))
+            shutil.rmtree(outdir)
+    result = {
+        "size": size,
+        "file": path.name,
+        "megabytes": path.stat().st_size / 1e6,
+        "header": origin,
+        "koadep": summary(times["koadep"]),
+        "baseline": summary(times["baseline"]),
+    }
+    if has_sync:
+        result["baseline_sync"] = summary(times["baseline_sync"])
+    for key in ("best", "median"):
+        result[f"ratio_{key}"] = result["koadep"][key] / result["baseline"][key]
+    path.unlink()
+    return result
+
+
+def print_size_table(rows: Sequence[dict[str, Any]], repeat: int) -> None:
+    print(f"\n== process_file vs cp + md5sum (best and median of {repeat}; seconds) ==")
+    print(
+        f"{'size':>11} {'MB':>7} | {'koadep best':>11} {'median':>8} | {'cp+md5 best':>11} {'median':>8}"
+        f" | {'ratio best':>10} {'median':>7} | {'cp+sync+md5':>11} {'ratio':>6}"
+    )
+    for r in rows:
+        k, b = r["koadep"], r["baseline"]
+        sync = r.get("baseline_sync")
+        sync_text = (
+            f"{sync['best']:>11.4f} {k['best'] / sync['best']:>5.1f}x" if sync else f"{'n/a':>11} {'':>6}"
+        )
+        print(
+            f"{r['size']:>5}x{r['size']:<5} {r['megabytes']:>7.2f} | {k['best']:>11.4f} {k['median']:>8.4f}"
+            f" | {b['best']:>11.4f} {b['median']:>8.4f} | {r['ratio_best']:>9.1f}x {r['ratio_median']:>6.1f}x"
+            f" | {sync_text}"
+        )
+
+
+# --- header reading ------------------------------------------------------------------------------
+def header_readers() -> tuple[list[tuple[str, Callable[[Path], Any]]], str | None]:
+    """(name, read) pairs; the note says why a reader is missing."""
+    from astropy.io import fits as afits
+
+    def astropy_read(path: Path) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return afits.getheader(path)
+
+    readers: list[tuple[str, Callable[[Path], Any]]] = [
+        ("koadep.read_header", koadep.read_header),
+        ("astropy.io.fits.getheader", astropy_read),
+    ]
+    try:
+        import fitsio
+    except ImportError as exc:
+        return readers, f"fitsio.read_header skipped: fitsio is not importable ({exc})"
+    readers.append(("fitsio.read_header", lambda p: fitsio.read_header(str(p))))
+    return readers, None
+
+
+def time_calls(func: Callable[[Path], Any], path: Path, reps: int) -> dict[str, float]:
+    func(path)  # warm up (imports, caches)
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        func(path)
+        times.append(time.perf_counter() - started)
+    return {"median_us": statistics.median(times) * 1e6, "mean_us": statistics.fmean(times) * 1e6}
+
+
+def bench_headers(work: Path, size: int, reps: int, synthetic: bool) -> dict[str, Any]:
+    directory = work / "headers"
+    directory.mkdir()
+    plain, _ = write_raw(directory, size, synthetic)
+    gz, _ = write_raw(directory, size, synthetic, gzipped=True)
+    readers, note = header_readers()
+    files = {"plain": plain, "gzip": gz}
+    results: dict[str, Any] = {
+        "reps": reps,
+        "size": size,
+        "bytes": {k: p.stat().st_size for k, p in files.items()},
+        "readers": {},
+        "note": note,
+    }
+    for name, read in readers:
+        for path in files.values():
+            if read(path)["NAXIS1"] != size:
+                raise RuntimeError(f"{name} read a wrong NAXIS1 from {path.name}")
+        results["readers"][name] = {kind: time_calls(read, path, reps) for kind, path in files.items()}
+    shutil.rmtree(directory)
+    return results
+
+
+def print_header_table(results: dict[str, Any]) -> None:
+    size, reps = results["size"], results["reps"]
+    mb = {k: v / 1e6 for k, v in results["bytes"].items()}
+    print(
+        f"\n== primary header only ({size}x{size} file: plain {mb['plain']:.2f} MB,"
+        f" gzip {mb['gzip']:.2f} MB; median of {reps} calls) =="
+    )
+    print(f"{'reader':<27} {'plain us':>10} {'x koadep':>9} | {'gzip us':>10} {'x koadep':>9}")
+    base = results["readers"]["koadep.read_header"]
+    for name, r in results["readers"].items():
+        cells = []
+        for kind in ("plain", "gzip"):
+            t = r[kind]["median_us"]
+            cells.append(f"{t:>10.1f} {t / base[kind]['median_us']:>8.2f}x")
+        print(f"{name:<27} {cells[0]} | {cells[1]}")
+    if results["note"]:
+        print(f"note: {results['note']}")
+
+
+# --- profile -------------------------------------------------------------------------------------
+def _where(key: tuple[str, int, str]) -> str:
+    filename, line, func = key
+    if filename == "~":
+        return func
+    path = Path(filename)
+    try:
+        return f"{path.relative_to(ROOT)}:{line}({func})"
+    except ValueError:
+        pass
+    if "site-packages/" in filename:
+        filename = filename.split("site-packages/", 1)[1]
+    elif path.is_relative_to(STDLIB):
+        filename = str(path.relative_to(STDLIB))
+    return f"{filename}:{line}({func})"
+
+
+def _inside_koadep(key: tuple[str, int, str]) -> bool:
+    return any(Path(key[0]).is_relative_to(d) for d in KOADEP_DIRS)
+
+
+def _row(key: tuple[str, int, str], calls: int, tottime: float, cumtime: float) -> dict[str, Any]:
+    return {"function": _where(key), "calls": calls, "tottime": tottime, "cumtime": cumtime}
+
+
+def _children(stats: dict[Any, Any], parent: str) -> list[dict[str, Any]]:
+    """Direct callees of the functions named ``parent`` (``file.py:func``), timed on that edge."""
+    pfile, pfunc = parent.split(":")
+    rows = []
+    for key, (_cc, _nc, _tt, _ct, callers) in stats.items():
+        for caller, edge in callers.items():
+            if caller[2] == pfunc and Path(caller[0]).name == pfile and Path(caller[0]).is_relative_to(ROOT):
+                rows.append(_row(key, edge[1], edge[2], edge[3]))
+    return sorted(rows, key=lambda r: -r["cumtime"])
+
+
+def profile_run(path: Path, work: Path, keyword_tables: Path | None, top: int) -> dict[str, Any]:
+    profiler = cProfile.Profile()
+    outdir = work / "out-profile"
+    profiler.enable()
+    run_koadep(path, outdir, keyword_tables)
+    profiler.disable()
+    shutil.rmtree(outdir)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = max(ct for (_cc, _nc, _tt, ct, _callers) in stats.values())
+    rows = [_row(key, nc, tt, ct) for key, (_cc, nc, tt, ct, _callers) in stats.items()]
+    koadep_rows = sorted(
+        (r for r, key in zip(rows, stats, strict=True) if _inside_koadep(key)), key=lambda r: -r["cumtime"]
+    )
+    stages = {
+        parent: _children(stats, parent)
+        for parent in (
+            "process.py:_process",
+            "pipeline.py:run_step",
+            "nirc2.py:wrapped",
+            "level0.py:write_products",
+            "level0.py:_optional",
+        )
+    }
+    return {
+        "file": path.name,
+        "total": total,
+        "stages": stages,
+        "koadep_cumulative": koadep_rows[:top],
+        "all_tottime": sorted(rows, key=lambda r: -r["tottime"])[:top],
+    }
+
+
+def _print_rows(rows: Sequence[dict[str, Any]], total: float, limit: int | None = None) -> None:
+    print(f"  {'cumtime s':>9} {'%':>5} {'tottime s':>9} {'calls':>7}  function")
+    for r in rows[:limit]:
+        print(
+            f"  {r['cumtime']:>9.4f} {100 * r['cumtime'] / total:>5.1f} {r['tottime']:>9.4f}"
+            f" {r['calls']:>7}  {r['function']}"
+        )
+
+
+def print_profile(prof: dict[str, Any]) -> None:
+    total = prof["total"]
+    print(f"\n== cProfile of one process_file run on {prof['file']} (total {total:.3f} s under cProfile) ==")
+    titles = {
+        "process.py:_process": "stages of process_file (callees of process._process)",
+        "pipeline.py:run_step": "pipeline steps (callees of pipeline.run_step), >= 1 ms",
+        "nirc2.py:wrapped": "NIRC2 image steps (callees of the skip_cubes wrapper)",
+        "level0.py:write_products": "products (callees of level0.write_products)",
+        "level0.py:_optional": "optional products (callees of level0._optional)",
+    }
+    for parent, rows in prof["stages"].items():
+        shown = [r for r in rows if r["cumtime"] >= 0.001 or parent != "pipeline.py:run_step"]
+        print(f"\n-- {titles[parent]}")
+        if shown:
+            _print_rows(shown, total, 12)
+        else:
+            print("  (none)")
+    print(f"\n-- top {len(prof['koadep_cumulative'])} functions inside koadep by cumulative time")
+    _print_rows(prof["koadep_cumulative"], total)
+    print(f"\n-- top {len(prof['all_tottime'])} functions anywhere by own time (tottime)")
+    _print_rows(sorted(prof["all_tottime"], key=lambda r: -r["tottime"]), total)
+
+
+# --- main ----------------------------------------------------------------------------------------
+def environment() -> dict[str, Any]:
+    import astropy
+
+    try:
+        import fitsio
+
+        fitsio_version = fitsio.__version__
+    except ImportError:
+        fitsio_version = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "koadep": koadep.__version__,
+        "numpy": np.__version__,
+        "astropy": astropy.__version__,
+        "fitsio": fitsio_version,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every benchmark, print the tables and return the results."""
+    args = parse_args(argv)
+    started = time.perf_counter()
+    env = environment()
+    print(
+        f"koadep {env['koadep']} | Python {env['python']} | numpy {env['numpy']} | astropy"
+        f" {env['astropy']} | fitsio {env['fitsio']} | {env['cpus']} CPUs | {env['platform']}"
+    )
+    print(f"keyword tables: {args.keyword_tables or 'none (columns inferred from the header)'}")
+    work = make_workdir()
+    results: dict[str, Any] = {"environment": env, "repeat": args.repeat, "sizes": []}
+    results["keyword_tables"] = str(args.keyword_tables) if args.keyword_tables else None
+    try:
+        # One untimed run first, so that lazy imports (astropy.visualization, PIL
+        # plugins, ...) are not charged to the first timed run.
+        warm, origin = write_raw(work, min(args.sizes), args.synthetic_header)
+        run_koadep(warm, work / "out-warmup", args.keyword_tables)
+        shutil.rmtree(work / "out-warmup")
+        warm.unlink()
+        print(f"raw files: {origin}, seeded random sky + stars, int32, in {work}")
+        for size in args.sizes:
+            results["sizes"].append(
+                bench_size(size, work, args.repeat, args.keyword_tables, args.synthetic_header)
+            )
+        print_size_table(results["sizes"], args.repeat)
+
+        results["headers"] = bench_headers(work, args.header_size, args.header_reps, args.synthetic_header)
+        print_header_table(results["headers"])
+
+        path, _ = write_raw(work / "raw", args.profile_size or max(args.sizes), args.synthetic_header)
+        results["profile"] = profile_run(path, work, args.keyword_tables, args.profile_top)
+        print_profile(results["profile"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = time.perf_counter() - started
+    print(f"\nbenchmark finished in {results['seconds']:.1f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"results saved to {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Smoke test of benchmarks/run.py in a quick mode (tiny images, one run): it must work, timings aside."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+QUICK = ["--sizes", "64", "--repeat", "1", "--header-reps", "3", "--header-size", "64", "--profile-top", "5"]
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("koadep_benchmarks_run", RUN_PY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_quick_run(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results.json"
+    results = bench.main([*QUICK, "--json", str(out)])
+    text = capsys.readouterr().out
+
+    assert "process_file vs cp + md5sum" in text
+    assert "primary header only" in text
+    assert "cProfile" in text
+    (row,) = results["sizes"]
+    assert row["size"] == 64
+    for key in ("koadep", "baseline"):
+        assert len(row[key]["runs"]) == 1
+        assert row[key]["best"] > 0
+    assert row["ratio_best"] > 0
+    readers = results["headers"]["readers"]
+    assert "koadep.read_header" in readers
+    assert "astropy.io.fits.getheader" in readers
+    assert set(readers["koadep.read_header"]) == {"plain", "gzip"}
+    assert results["profile"]["koadep_cumulative"]
+    assert len(results["profile"]["koadep_cumulative"]) <= 5
+    assert json.loads(out.read_text())["sizes"][0]["size"] == 64
+
+
+def test_quick_run_synthetic_without_tables(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """The set-up used when ../shared is absent: synthetic header, no keyword tables."""
+    results = bench.main([*QUICK, "--synthetic-header", "--no-keyword-tables"])
+    text = capsys.readouterr().out
+    assert "keyword tables: none" in text
+    assert results["keyword_tables"] is None
+    assert results["sizes"][0]["header"] == "synthetic NIRC2 header"
+
+
+def test_synthetic_file_is_processed(bench: ModuleType, tmp_path: Path) -> None:
+    """The synthetic raw file is a valid NIRC2 file whose FILENAME matches its name."""
+    import koadep
+
+    path, origin = bench.write_raw(tmp_path, 64, synthetic=True)
+    assert origin == "synthetic NIRC2 header"
+    header = koadep.read_header(path)
+    assert header["FILENAME"] == path.name
+    assert (header["NAXIS1"], header["NAXIS2"]) == (64, 64)
+    data = bench.sky_image(64)
+    assert data.dtype.str == ">i4" and data.std() > 0
+    bench.run_koadep(path, tmp_path / "out", None)  # raises unless PROCESSED
