@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from koadep.header import Header
 from koadep.plugins import hookimpl
+from koadep.rules import Rule, first_match
 from koadep.steps.identity import fix_instrume
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Instrument:
     name: ClassVar[str] = ""
     #: Logical name -> header keyword or ordered candidate keywords.
     keyword_map: ClassVar[Mapping[str, str | Sequence[str]]] = {}
+    #: The KOAIMTYP decision table, first match wins (see :mod:`koadep.rules`).
+    koaimtyp_rules: ClassVar[Sequence[Rule]] = ()
 
     # the rules -------------------------------------------------------------------
     def claims(self, header: Header) -> bool:
@@ -74,6 +77,10 @@ class Instrument:
     def fix_header(self, header: Header, ctx: Context) -> StepResult:
         """Fix the header before the KOAID is built (default: check and fix INSTRUME)."""
         return fix_instrume(header, self.name)
+
+    def koaid(self, header: Header, ctx: Context) -> str | None:
+        """A complete KOAID read from the header; None (the default) uses the time rule."""
+        return None
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         """The two-letter KOAID prefix ('' when none applies)."""
@@ -88,12 +95,17 @@ class Instrument:
         return ()
 
     def classify(self, header: Header, ctx: Context) -> str:
-        """The KOAIMTYP of a header."""
-        return "undefined"
+        """The KOAIMTYP of a header: the first matching row of :attr:`koaimtyp_rules`."""
+        rule = first_match(self.koaimtyp_rules, header, ctx)
+        return (rule.answer(header, ctx) or "undefined") if rule is not None else "undefined"
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """Whether the file may reveal its target (default True: assume it may)."""
         return True
+
+    def related_files(self, header: Header, ctx: Context) -> Sequence[str]:
+        """Other raw files this file points to that should be archived too."""
+        return ()
 
     def render_jpeg(
         self, fits: FitsFile, header: Header, ctx: Context
@@ -124,6 +136,14 @@ class Instrument:
     @hookimpl
     def koadep_fix_header(self, instrument: str, header: Header, ctx: Context) -> Any:
         return self.fix_header(header, ctx) if self._mine(instrument) else None
+
+    @hookimpl
+    def koadep_koaid(self, instrument: str, header: Header, ctx: Context) -> Any:
+        return self.koaid(header, ctx) if self._mine(instrument) else None
+
+    @hookimpl
+    def koadep_related_files(self, instrument: str, header: Header, ctx: Context) -> Any:
+        return list(self.related_files(header, ctx)) if self._mine(instrument) else None
 
     @hookimpl
     def koadep_koaid_prefix(self, instrument: str, header: Header, ctx: Context) -> Any:

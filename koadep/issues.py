@@ -100,6 +100,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     # identity
     "SET_INSTR_ERROR": (Severity.ERROR, "The header does not belong to the instrument."),
     "KOAID_CREATE_FAIL": (Severity.ERROR, "The KOAID cannot be built from the header."),
+    "KOAID_CREATE_WARN": (Severity.WARN, "A KOAID given by the header is invalid; the time rule is used."),
     "INVALID_KOAID": (Severity.ERROR, "A KOAID is malformed."),
     "DUPLICATE_KOAID": (Severity.INVALID, "Another record already holds this KOAID."),
     "SET_OFNAME_ERROR": (Severity.ERROR, "The keyword OFNAME is built from is missing."),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -49,6 +49,7 @@ __all__ = [
     "optional",
     "run",
     "run_step",
+    "writes",
 ]
 
 
@@ -95,6 +96,26 @@ class StepResult:
 
 
 Step = Callable[[Header, Context], StepResult]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes(*keywords: str) -> Callable[[F], F]:
+    """Declare the keywords a step writes (used by the generated documentation).
+
+    Examples
+    --------
+    >>> @writes("DATLEVEL")
+    ... def set_level(header, ctx):
+    ...     return StepResult.done(card("DATLEVEL", 0))
+    >>> critical(set_level).writes
+    ('DATLEVEL',)
+    """
+
+    def mark(func: F) -> F:
+        func.writes = tuple(keywords)  # type: ignore[attr-defined]
+        return func
+
+    return mark
 
 
 @attrs.frozen(slots=True)
@@ -108,6 +129,16 @@ class PipelineStep:
     @name.default
     def _name(self) -> str:
         return str(getattr(self.func, "__name__", repr(self.func)))
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        """The keywords the step declares it writes."""
+        return tuple(getattr(self.func, "writes", ()))
+
+    @property
+    def summary(self) -> str:
+        """The first line of the step's docstring."""
+        return (self.func.__doc__ or "").strip().splitlines()[0] if self.func.__doc__ else ""
 
 
 def critical(func: Step, name: str | None = None) -> PipelineStep:

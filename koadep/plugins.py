@@ -81,6 +81,11 @@ class InstrumentSpec:
         raise NotImplementedError
 
     @hookspec(firstresult=True)
+    def koadep_koaid(self, instrument: str, header: Header, ctx: Context) -> str | None:
+        """Return a complete KOAID taken from the header (KPF's OFNAME), or None for the time rule."""
+        raise NotImplementedError
+
+    @hookspec(firstresult=True)
     def koadep_koaid_prefix(self, instrument: str, header: Header, ctx: Context) -> str | None:
         """Return the two-letter KOAID prefix for the header ('' if none applies)."""
         raise NotImplementedError
@@ -110,6 +115,11 @@ class InstrumentSpec:
         self, instrument: str, fits: FitsFile, header: Header, ctx: Context
     ) -> Sequence[tuple[str, Image.Image]] | None:
         """Return the previews as (name suffix, image); ``""`` names ``<KOAID>.jpg``."""
+        raise NotImplementedError
+
+    @hookspec
+    def koadep_related_files(self, instrument: str, header: Header, ctx: Context) -> Sequence[str] | None:
+        """Return paths of other raw files this one points to, which the archive should also take."""
         raise NotImplementedError
 
     @hookspec
@@ -156,6 +166,15 @@ class InstrumentHooks:
     def fix_header(self, header: Header, ctx: Context) -> StepResult | None:
         """The pre-KOAID header fix, or None."""
         return self._call("koadep_fix_header", header=header, ctx=ctx)
+
+    def koaid(self, header: Header, ctx: Context) -> str | None:
+        """A complete KOAID from the header, or None when the time rule applies."""
+        return self._call("koadep_koaid", header=header, ctx=ctx)
+
+    def related_files(self, header: Header, ctx: Context) -> list[str]:
+        """Every plugin's related raw files for this header."""
+        results = self._call("koadep_related_files", header=header, ctx=ctx)
+        return [str(p) for group in results if group for p in group]
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         """The KOAID prefix ('' when none applies)."""

@@ -52,6 +52,7 @@ class ProcessResult:
     raw_header: Header | None = attrs.field(default=None, repr=False)
     products: Mapping[str, Path] = attrs.field(factory=dict)
     extras: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    related: tuple[str, ...] = ()
     seconds: float = 0.0
     log: str = attrs.field(default="", repr=False)
 
@@ -83,6 +84,7 @@ class ProcessResult:
             "instrument": self.instrument,
             "issues": [i.to_dict() for i in self.issues],
             "products": {k: str(v) for k, v in self.products.items()},
+            "related": list(self.related),
             "changes": [
                 {
                     "keyword": c.keyword,
@@ -308,7 +310,14 @@ def _process(
     header = outcome.header
     koaid_value = header.present("KOAID")
     koaid = str(koaid_value).removesuffix(".fits") if koaid_value else None
+    related: list[str] = []
+    if outcome.ok:
+        try:
+            related = hooks.related_files(header, ctx)
+        except Exception as exc:
+            issues.append(Issue.warn("PLUGIN_ERROR", f"related_files: {exc}", "related_files"))
     fields: dict[str, Any] = {
+        "related": tuple(related),
         "koaid": koaid,
         "instrument": instrument,
         "header": header,

@@ -18,7 +18,8 @@ from koadep.coords import cd_matrix, position_angle, to_degrees
 from koadep.header import Header
 from koadep.instrument import Instrument
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional
+from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.rules import Rule, always, mapped, text
 from koadep.steps.derived import KOA_COMMENTS, elaptime_from
 from koadep.steps.identity import fix_instrume, ofname_from, set_ut
 from koadep.steps.imaging import keyword_value, nlinear, npixsat, set_image_stats
@@ -48,10 +49,6 @@ WCS_KEYWORDS = (
 )  # fmt: skip
 
 
-def _lower(header: Header, keyword: str) -> str:
-    return str(header.present(keyword, "")).strip().lower()
-
-
 def is_cube(header: Header) -> bool:
     """True for an unprocessed image cube (its KOAID carries ``_unp``)."""
     return "_unp" in str(header.get("KOAID", ""))
@@ -64,10 +61,12 @@ def skip_cubes(step: Any) -> Any:
         return StepResult.done() if is_cube(header) else step(header, ctx)
 
     wrapped.__name__ = getattr(step, "__name__", "step")
+    wrapped.writes = getattr(step, "writes", ())  # type: ignore[attr-defined]
     wrapped.__doc__ = f"{step.__doc__} (not for image cubes)"
     return wrapped
 
 
+@writes("WAVERED", "WAVEBLUE", "WAVECNTR")
 def set_wavelengths(header: Header, ctx: Context) -> StepResult:
     """WAVERED, WAVEBLUE, WAVECNTR (microns) from MAXWAVE, MINWAVE, CENWAVE."""
     try:
@@ -90,6 +89,7 @@ def set_wavelengths(header: Header, ctx: Context) -> StepResult:
     )
 
 
+@writes("DETMODE", "DISPERS", "DETGAIN", "DETRN")
 def set_detdisp(header: Header, ctx: Context) -> StepResult:
     """DETMODE and DISPERS from the grism (GRSNAME); DETGAIN and DETRN if absent."""
     grism = header.present("GRSNAME")
@@ -110,10 +110,32 @@ def set_detdisp(header: Header, ctx: Context) -> StepResult:
     return StepResult.done(*cards)
 
 
+@writes(
+    "CD1_1",
+    "CD1_2",
+    "CD2_1",
+    "CD2_2",
+    "PIXSCALE",
+    "PIXSCAL1",
+    "PIXSCAL2",
+    "CRPIX1",
+    "CRPIX2",
+    "CRVAL1",
+    "CRVAL2",
+    "RADECSYS",
+    "WCSDIM",
+    "LTM1_1",
+    "LTM2_2",
+    "CTYPE1",
+    "CTYPE2",
+    "WAT0_001",
+    "WAT1_001",
+    "WAT2_001",
+)
 def set_wcs(header: Header, ctx: Context) -> StepResult:
     """The tangent-plane WCS for a known camera and rotator mode; else every WCS keyword null."""
-    mode = _lower(header, "ROTMODE")[:4]
-    camera = _lower(header, "CAMNAME")
+    mode = text(header, "ROTMODE")[:4]
+    camera = text(header, "CAMNAME")
     if mode not in ROTATOR_MODES or camera not in CAMERAS:
         return StepResult.done(*(card(k, None, "KOA: WCS value") for k in WCS_KEYWORDS))
     parantel = header.get("PARANTEL")
@@ -141,6 +163,7 @@ def set_wcs(header: Header, ctx: Context) -> StepResult:
     return StepResult.done(*(card(k, values[k], "KOA: WCS value") for k in WCS_KEYWORDS))
 
 
+@writes("INSTSTAT")
 def set_instr_status(header: Header, ctx: Context) -> StepResult:
     """INSTSTAT: 0 if a preslit (PSINAME/PSONAME) is blank_center, 1 if not, -1 if unknown."""
     inner, outer = header.present("PSINAME"), header.present("PSONAME")
@@ -152,6 +175,7 @@ def set_instr_status(header: Header, ctx: Context) -> StepResult:
     return StepResult.done(card("INSTSTAT", status, KOA_COMMENTS["INSTSTAT"]))
 
 
+@writes("SIG2NOIS")
 def set_sig2nois(header: Header, ctx: Context) -> StepResult:
     """SIG2NOIS from the spread of row medians in a 20-column band at the image centre."""
     data = ctx.data(0)
@@ -166,6 +190,7 @@ def set_sig2nois(header: Header, ctx: Context) -> StepResult:
     return StepResult.done(card("SIG2NOIS", value, KOA_COMMENTS["SIG2NOIS"]))
 
 
+@writes("ISAO")
 def set_isao(header: Header, ctx: Context) -> StepResult:
     """ISAO = yes: NIRC2 always observes behind the AO system."""
     return StepResult.done(card("ISAO", "yes", KOA_COMMENTS["ISAO"]))
@@ -175,17 +200,61 @@ def _coadds(factor: float) -> Any:
     return keyword_value("COADDS", factor)
 
 
+def _telescope(header: Header) -> bool:
+    return text(header, "OBSFNAME") == "telescope"
+
+
+def _telsim(header: Header) -> bool:
+    return text(header, "OBSFNAME") == "telsim"
+
+
+def _flat_lamp_on(header: Header) -> bool:
+    return "on" in (text(header, "FLIMAGIN"), text(header, "FLSPECTR"))
+
+
+def _at_domeflat(header: Header, ctx: Context) -> bool:
+    return is_at_domeflat(header, ctx.telnr if ctx is not None else 2)
+
+
+def _tracking(header: Header) -> bool:
+    return text(header, "DOMESTAT") in TRACKING and text(header, "AXESTAT") in TRACKING
+
+
+#: KOAIMTYP, first match wins: the IMTYPE map, then the "April 2022" table (rows 1-10).
+KOAIMTYP_RULES = (
+    Rule("IMTYPE", "IMTYPE is one of the mapped image types",
+         lambda h, c: text(h, "IMTYPE") in IMTYPE_MAP, mapped("IMTYPE", IMTYPE_MAP)),
+    Rule(1, "SHRNAME is closed", lambda h, c: text(h, "SHRNAME") == "closed", "dark"),
+    Rule(2, "OBSFNAME telescope, a dome lamp on (FLIMAGIN or FLSPECTR), at the dome-flat position",
+         lambda h, c: _telescope(h) and _flat_lamp_on(h) and _at_domeflat(h, c), "flatlamp"),
+    Rule(3, "OBSFNAME telescope, a dome lamp on, not at the dome-flat position",
+         lambda h, c: _telescope(h) and _flat_lamp_on(h), "undefined"),
+    Rule(4, "OBSFNAME telescope, DOMESTAT and AXESTAT tracking, slewing or in position",
+         lambda h, c: _telescope(h) and _tracking(h), "object"),
+    Rule(5, "OBSFNAME telescope, at the dome-flat position",
+         lambda h, c: _telescope(h) and _at_domeflat(h, c), "flatlampoff"),
+    Rule(6, "OBSFNAME telescope, otherwise", lambda h, c: _telescope(h), "undefined"),
+    Rule(7, "OBSFNAME telsim, an arc lamp on (ARGONPWR, XENONPWR, KRYPTPWR or NEONPWR is 1)",
+         lambda h, c: _telsim(h) and any(h.present(k) == 1 for k in ARC_LAMPS), "arclamp"),
+    Rule(8, "OBSFNAME telsim, LAMPPWR is 1",
+         lambda h, c: _telsim(h) and h.present("LAMPPWR") == 1, "flatlamp"),
+    Rule(9, "OBSFNAME telsim, otherwise", lambda h, c: _telsim(h), "undefined"),
+    Rule(10, "any other OBSFNAME (or none)", always, "calib"),
+)  # fmt: skip
+
+
 class Nirc2(Instrument):
     """NIRC2 (Keck II)."""
 
     name = "NIRC2"
     keyword_map = {"OFNAME": "FILENAME"}
+    koaimtyp_rules = KOAIMTYP_RULES
 
     def claims(self, header: Header) -> bool:
         instrume = header.present("INSTRUME")
         if instrume is not None:
             return str(instrume).strip().upper() == "NIRC2"
-        return "nirc" in str(header.present("OUTDIR", "")) or _lower(header, "CURRINST") == "nirc2"
+        return "nirc" in str(header.present("OUTDIR", "")) or text(header, "CURRINST") == "nirc2"
 
     def fix_header(self, header: Header, ctx: Context) -> StepResult:
         """Keep a present INSTRUME; else NIRC2 when OUTDIR names nirc (base rules otherwise)."""
@@ -229,28 +298,6 @@ class Nirc2(Instrument):
             optional(set_dqa_vers),
             optional(set_datlevel),
         )
-
-    def classify(self, header: Header, ctx: Context) -> str:
-        """KOAIMTYP: the IMTYPE map first, then the shutter/OBSFNAME table (rows 1-10)."""
-        imtype = IMTYPE_MAP.get(_lower(header, "IMTYPE"))
-        if imtype:
-            return imtype
-        obsfname = _lower(header, "OBSFNAME")
-        domeflat = is_at_domeflat(header, ctx.telnr if ctx is not None else 2)
-        if _lower(header, "SHRNAME") == "closed":
-            return "dark"  # row 1
-        if obsfname == "telescope":
-            lamp_on = "on" in (_lower(header, "FLIMAGIN"), _lower(header, "FLSPECTR"))
-            if lamp_on:
-                return "flatlamp" if domeflat else "undefined"  # rows 2, 3
-            if _lower(header, "DOMESTAT") in TRACKING and _lower(header, "AXESTAT") in TRACKING:
-                return "object"  # row 4
-            return "flatlampoff" if domeflat else "undefined"  # rows 5, 6
-        if obsfname == "telsim":
-            if any(header.present(k) == 1 for k in ARC_LAMPS):
-                return "arclamp"  # row 7
-            return "flatlamp" if header.present("LAMPPWR") == 1 else "undefined"  # rows 8, 9
-        return "calib"  # row 10
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False

@@ -12,6 +12,7 @@ from koadep.context import Context
 from koadep.header import Header
 from koadep.instrument import Instrument
 from koadep.pipeline import PipelineStep, critical, optional
+from koadep.rules import Rule, always, mapped
 from koadep.steps.derived import elaptime_from, from_mode
 from koadep.steps.identity import set_frameno, set_ofname, set_ut
 from koadep.steps.imaging import npixsat, set_image_stats
@@ -60,6 +61,10 @@ class Nires(Instrument):
 
     name = "NIRES"
     keyword_map = {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
+    koaimtyp_rules = (
+        Rule(1, "OBSTYPE is one of the mapped types", always, mapped("OBSTYPE", OBSTYPE_MAP)),
+        Rule(2, "any other OBSTYPE (or none)", always, "undefined"),
+    )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return PREFIXES.get(str(header.present("INSTR", "")).strip().lower(), "")
@@ -89,10 +94,6 @@ class Nires(Instrument):
             optional(set_dqa_date),
             optional(set_dqa_vers),
         )
-
-    def classify(self, header: Header, ctx: Context) -> str:
-        """KOAIMTYP from OBSTYPE (see :data:`OBSTYPE_MAP`)."""
-        return OBSTYPE_MAP.get(str(header.present("OBSTYPE", "")).strip().lower(), "undefined")
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False

@@ -20,7 +20,7 @@ from typing import Any
 from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
-from koadep.pipeline import StepResult, card
+from koadep.pipeline import StepResult, card, writes
 
 __all__ = ["KOA_COMMENTS", "elaptime_from", "from_mode"]
 
@@ -69,8 +69,9 @@ def from_mode(
         return StepResult.done(*(card(k, values[k], KOA_COMMENTS.get(k, "KOA")) for k in keys if k in values))
 
     step.__name__ = step.__qualname__ = name
-    step.__doc__ = f"Write {', '.join(keywords or [])} by {mode_keyword}."
-    return step
+    written = list(keywords) if keywords is not None else sorted({k for v in table.values() for k in v})
+    step.__doc__ = f"Write {', '.join(written)} by {mode_keyword}."
+    return writes(*written)(step)
 
 
 def elaptime_from(
@@ -93,4 +94,4 @@ def elaptime_from(
             )
         return StepResult.done(card("ELAPTIME", round(itime * n, digits), KOA_COMMENTS["ELAPTIME"]))
 
-    return set_elaptime
+    return writes("ELAPTIME")(set_elaptime)

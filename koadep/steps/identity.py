@@ -23,7 +23,7 @@ from koadep.header import Header
 from koadep.issues import Issue
 from koadep.koaid import is_valid_koaid, make_koaid, strip_fits
 from koadep.obstime import parse_date_obs, parse_utc
-from koadep.pipeline import StepResult, card
+from koadep.pipeline import StepResult, card, writes
 
 __all__ = [
     "fix_instrume",
@@ -74,6 +74,7 @@ def _mtime_fallback(ctx: Context) -> str | None:
     return None if ctx.mtime is None else ctx.mtime.strftime("%H:%M:%S.00")
 
 
+@writes("UTC")
 def set_utc(header: Header, ctx: Context) -> StepResult:
     """Make sure UTC holds a valid ``HH:MM:SS.ff`` time.
 
@@ -101,6 +102,7 @@ def set_utc(header: Header, ctx: Context) -> StepResult:
 _DMY = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{2})\s*$")
 
 
+@writes("DATE-OBS")
 def set_dateobs(header: Header, ctx: Context) -> StepResult:
     """Make sure DATE-OBS holds ``YYYY-MM-DD``.
 
@@ -130,6 +132,7 @@ def set_dateobs(header: Header, ctx: Context) -> StepResult:
     )
 
 
+@writes("KOAID")
 def set_koaid(header: Header, ctx: Context) -> StepResult:
     """Build the KOAID (or reuse a valid one already in the header) and write KOAID.
 
@@ -142,11 +145,17 @@ def set_koaid(header: Header, ctx: Context) -> StepResult:
         return StepResult.done(card("KOAID", f"{koaid}.fits", "KOA: Data file name"))
     if ctx.hooks is None:
         return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", "no instrument for the KOAID"))
+    given = ctx.hooks.koaid(header, ctx)
+    if given is not None:
+        if is_valid_koaid(given):
+            return StepResult.done(card("KOAID", f"{strip_fits(given)}.fits", "KOA: Data file name"))
+        issues = [Issue.warn("KOAID_CREATE_WARN", f"{given!r} is not a valid KOAID; time rule used")]
+    else:
+        issues = []
     prefix = ctx.hooks.koaid_prefix(header, ctx)
     if not prefix:
-        return StepResult.failed(
-            Issue.error("KOAID_CREATE_FAIL", f"no KOAID prefix applies to this {ctx.instrument} file")
-        )
+        message = f"no KOAID prefix applies to this {ctx.instrument} file"
+        return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", message), *issues)
     suffix = ctx.hooks.koaid_suffix(header, ctx)
     koaid = make_koaid(
         prefix,
@@ -156,10 +165,11 @@ def set_koaid(header: Header, ctx: Context) -> StepResult:
         suffix,
     )
     if koaid is None:
-        return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", "DATE-OBS or UTC unusable"))
-    return StepResult.done(card("KOAID", f"{koaid}.fits", "KOA: Data file name"))
+        return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", "DATE-OBS or UTC unusable"), *issues)
+    return StepResult.done(card("KOAID", f"{koaid}.fits", "KOA: Data file name"), issues=issues)
 
 
+@writes("UT")
 def set_ut(header: Header, ctx: Context) -> StepResult:
     """Copy the UTC into UT when UT is absent."""
     if header.present("UT") is not None:
@@ -195,7 +205,7 @@ def ofname_from(
         return StepResult.done(card("OFNAME", name, "KOA: Original file name"))
 
     set_ofname.__doc__ = f"Write OFNAME from {keyword or 'the keyword map'}."
-    return set_ofname
+    return writes("OFNAME")(set_ofname)
 
 
 set_ofname = ofname_from()

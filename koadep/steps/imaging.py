@@ -26,7 +26,7 @@ import numpy as np
 from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
-from koadep.pipeline import StepResult, card
+from koadep.pipeline import StepResult, card, writes
 
 __all__ = ["keyword_value", "nlinear", "npixsat", "set_image_stats"]
 
@@ -37,6 +37,7 @@ def _round2(value: float) -> float:
     return float(f"{value:0.2f}")
 
 
+@writes("IMAGEMN", "IMAGESD", "IMAGEMD")
 def set_image_stats(header: Header, ctx: Context) -> StepResult:
     """Write the mean, standard deviation and median of the primary image.
 
@@ -87,7 +88,7 @@ def npixsat(saturation: Threshold | None = None) -> Callable[[Header, Context], 
         count = _count_at_or_above(data, limit)
         return StepResult.done(card("NPIXSAT", count, "KOA: Number of saturated pixels"))
 
-    return set_npixsat
+    return writes("NPIXSAT")(set_npixsat)
 
 
 def nlinear(threshold: Threshold) -> Callable[[Header, Context], StepResult]:
@@ -103,4 +104,4 @@ def nlinear(threshold: Threshold) -> Callable[[Header, Context], StepResult]:
             card("NONLIN", int(limit), "KOA: Non-linearity threshold"),
         )
 
-    return set_nlinear
+    return writes("NLINEAR", "NONLIN")(set_nlinear)

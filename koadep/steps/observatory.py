@@ -16,7 +16,7 @@ from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, ut_datetime
-from koadep.pipeline import StepResult, card
+from koadep.pipeline import StepResult, card, writes
 from koadep.services import hst_date_of
 
 __all__ = ["WEATHER_KEYWORDS", "set_oa", "set_telnr", "set_weather"]
@@ -35,6 +35,7 @@ WEATHER_KEYWORDS: dict[str, str] = {
 }
 
 
+@writes()
 def set_telnr(header: Header, ctx: Context) -> StepResult:
     """Check that the instrument's telescope number (1 or 2) is known."""
     telnr = ctx.telnr
@@ -45,6 +46,19 @@ def set_telnr(header: Header, ctx: Context) -> StepResult:
     return StepResult.done()
 
 
+@writes(
+    "WXDOMHUM",
+    "WXDOMTMP",
+    "WXDWPT",
+    "WXOUTHUM",
+    "WXOUTTMP",
+    "WXPRESS",
+    "WXWNDIR",
+    "WXWNDSP",
+    "GUIDFWHM",
+    "WXTIME",
+    "GUIDTIME",
+)
 def set_weather(header: Header, ctx: Context) -> StepResult:
     """Write the weather and guider keywords closest to the exposure (null when unknown)."""
     values: dict[str, object] = dict.fromkeys(WEATHER_KEYWORDS, "null")
@@ -74,6 +88,7 @@ def set_weather(header: Header, ctx: Context) -> StepResult:
     return StepResult.done(*cards, issues=issues)
 
 
+@writes("OA")
 def set_oa(header: Header, ctx: Context) -> StepResult:
     """Write OA, the night's observing assistant (``None`` when unknown)."""
     date = parse_date_obs(ctx.lookup(header, "DATE-OBS"))

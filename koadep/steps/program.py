@@ -19,7 +19,7 @@ from koadep.context import Context
 from koadep.header import Card, Header
 from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, semester, ut_datetime
-from koadep.pipeline import StepResult, card
+from koadep.pipeline import StepResult, card, writes
 from koadep.services import hours_into_night, hst_date_of, schedule_hours
 
 __all__ = [
@@ -101,6 +101,7 @@ def assigned_program(spec: str, utc: str) -> str:
     return parts[-1]
 
 
+@writes("SEMESTER")
 def set_semester(header: Header, ctx: Context) -> StepResult:
     """Write SEMESTER: from the operator assignment, PROGNAME, or DATE-OBS and UTC."""
     utc = _text(ctx.lookup(header, "UTC"))
@@ -201,6 +202,7 @@ def _title_cards(title: str) -> list[Card]:
     ]
 
 
+@writes("PROGID", "PROGPI", "PROGINST", "PROGTL1", "PROGTL2", "PROGTL3", "PROGTITL (metadata)")
 def set_prog_info(header: Header, ctx: Context) -> StepResult:
     """Assign the program: PROGID, PROGPI, PROGINST, PROGTL1-3 and the PROGTITL extra.
 
@@ -253,6 +255,7 @@ def set_prog_info(header: Header, ctx: Context) -> StepResult:
     return StepResult.done(*cards, extras=extras, issues=issues)
 
 
+@writes("PROPINT (metadata)", "SEMID (metadata)")
 def set_propint(header: Header, ctx: Context) -> StepResult:
     """Set the proprietary period (metadata extra PROPINT, months) and SEMID.
 
