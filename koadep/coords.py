@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["cd_matrix", "position_angle", "to_degrees"]
+__all__ = ["cd_matrix", "position_angle", "sky_position_angle", "to_degrees"]
 
 
 def to_degrees(coord: str, value: Any) -> Any:
@@ -53,3 +53,14 @@ def cd_matrix(scale: float, pa: float, pa0: float) -> tuple[float, float, float,
     angle = math.radians(-(pa - pa0))
     s = scale / 3600
     return (-s * math.cos(angle), -s * math.sin(angle), -s * math.sin(angle), s * math.cos(angle))
+
+
+def sky_position_angle(irot2ang: float, parang: float, el: float) -> float:
+    """SKYPA of the Keck I left-Nasmyth rotators (HIRES, LRIS): (2·IROT2ANG + PARANG + EL + 270) mod 360.
+
+    Examples
+    --------
+    >>> sky_position_angle(10.0, 20.0, 60.0)
+    10.0
+    """
+    return round((2 * irot2ang + parang + el + 270) % 360, 4)

@@ -29,6 +29,7 @@ __all__ = [
     "fix_instrume",
     "frameno_from",
     "ofname_from",
+    "ofname_from_outfile",
     "set_dateobs",
     "set_frameno",
     "set_koaid",
@@ -209,6 +210,45 @@ def ofname_from(
 
 
 set_ofname = ofname_from()
+
+
+def ofname_from_outfile(
+    prefix_keyword: str = "OUTFILE",
+    frame_keyword: str = "FRAMENO",
+    *,
+    pad: int = 4,
+    keep_existing: bool = False,
+) -> Callable[[Header, Context], StepResult]:
+    """A step writing OFNAME = OUTFILE + the frame number zero-padded + ``.fits``.
+
+    With ``keep_existing``, a present OFNAME is kept (LRIS).
+
+    Examples
+    --------
+    >>> from koadep.header import Header
+    >>> from koadep.context import Context
+    >>> h = Header.from_mapping({"OUTFILE": "d0107_", "FRAMENO": 51})
+    >>> ofname_from_outfile()(h, Context()).cards[0].value
+    'd0107_0051.fits'
+    """
+
+    def set_ofname(header: Header, ctx: Context) -> StepResult:
+        if keep_existing and header.present("OFNAME") is not None:
+            return StepResult.done()
+        prefix, frame = header.present(prefix_keyword), header.present(frame_keyword)
+        try:
+            number = int(frame)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = None
+        if prefix is None or number is None:
+            return StepResult.failed(
+                Issue.error("SET_OFNAME_ERROR", f"{prefix_keyword} or {frame_keyword} is missing")
+            )
+        name = f"{str(prefix).strip()}{number:0{pad}d}.fits"
+        return StepResult.done(card("OFNAME", name, "KOA: Original file name"))
+
+    set_ofname.__doc__ = f"Write OFNAME from {prefix_keyword} and {frame_keyword}."
+    return writes("OFNAME")(set_ofname)
 
 
 def _suffix_number(value: object) -> int | None:

@@ -28,7 +28,7 @@ from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import StepResult, card, writes
 
-__all__ = ["keyword_value", "nlinear", "npixsat", "set_image_stats"]
+__all__ = ["image_arrays", "keyword_value", "nlinear", "npixsat", "set_image_stats"]
 
 Threshold = Callable[[Header], float | None]
 
@@ -71,10 +71,22 @@ def _count_at_or_above(data: Any, limit: float) -> int:
     return int(np.count_nonzero(np.asarray(data) >= limit))
 
 
-def npixsat(saturation: Threshold | None = None) -> Callable[[Header, Context], StepResult]:
-    """A step writing NPIXSAT, the number of primary pixels at or above saturation.
+def image_arrays(ctx: Context, hdus: str = "primary") -> list[Any]:
+    """The image arrays to measure: the primary, or every image extension (``extensions``)."""
+    if hdus == "primary" or ctx.fits is None:
+        data = ctx.data(0)
+        return [] if data is None else [data]
+    arrays = [ctx.fits.data(h.index) for h in ctx.fits.hdus[1:] if h.kind == "image"]
+    return [a for a in arrays if a is not None]
 
-    The saturation level defaults to the SATURATE keyword.
+
+def npixsat(
+    saturation: Threshold | None = None, *, hdus: str = "primary"
+) -> Callable[[Header, Context], StepResult]:
+    """A step writing NPIXSAT, the number of pixels at or above saturation.
+
+    The saturation level defaults to the SATURATE keyword; ``hdus="extensions"``
+    counts over every image extension instead of the primary image.
     """
     limit_of = saturation or keyword_value("SATURATE")
 
@@ -82,10 +94,10 @@ def npixsat(saturation: Threshold | None = None) -> Callable[[Header, Context], 
         limit = limit_of(header)
         if limit is None:
             return StepResult.failed(Issue.warn("SET_NPIXSAT_ERROR", "no saturation value"))
-        data = ctx.data(0)
-        if data is None:
-            return StepResult.failed(Issue.warn("SET_NPIXSAT_ERROR", "the primary HDU has no image"))
-        count = _count_at_or_above(data, limit)
+        arrays = image_arrays(ctx, hdus)
+        if not arrays:
+            return StepResult.failed(Issue.warn("SET_NPIXSAT_ERROR", "no image to count"))
+        count = sum(_count_at_or_above(a, limit) for a in arrays)
         return StepResult.done(card("NPIXSAT", count, "KOA: Number of saturated pixels"))
 
     return writes("NPIXSAT")(set_npixsat)
