@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 __all__ = [
+    "Catalog",
     "ComputedTwilight",
     "FixedClock",
     "LocalSchedule",
@@ -140,6 +141,15 @@ class Telescopes(Protocol):
     """Which Keck telescope (1 or 2) an instrument is on."""
 
     def telnr(self, instrument: str) -> int | None: ...
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """What the archive already holds: the KOAID given to a raw file (by its original path)."""
+
+    def koaid_for_ofname(self, ofname: str) -> str | None:
+        """The KOAID of the newest level-0 file processed from ``ofname``, or None."""
+        ...
 
 
 class Clock(Protocol):
@@ -340,6 +350,7 @@ class Services:
     weather: Weather | None = None
     staff: NightStaff | None = None
     telescopes: Telescopes = attrs.field(factory=StaticTelescopes)
+    catalog: Catalog | None = None
     clock: Clock = attrs.field(factory=SystemClock)
 
     @classmethod
