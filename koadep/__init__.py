@@ -13,12 +13,16 @@ True
 
 __version__ = "0.1.0"
 
+import logging
+
 from koadep.config import Config, load_config
 from koadep.fitsfile import read_header
 from koadep.header import Card, Header, diff
 from koadep.issues import Issue, Severity
 from koadep.pipeline import StepResult
 from koadep.process import ProcessResult, process_file
+
+logging.getLogger("koadep").addHandler(logging.NullHandler())
 
 
 def instruments() -> list[str]:

@@ -121,6 +121,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "SET_ELAPTIME_ERROR": (Severity.WARN, "The elapsed time cannot be derived."),
     "SET_NPIXSAT_ERROR": (Severity.WARN, "No saturation value for NPIXSAT."),
     "SET_NLINEAR_ERROR": (Severity.WARN, "No threshold for NLINEAR."),
+    "SET_SIG2NOIS_ERROR": (Severity.WARN, "No suitable image for SIG2NOIS."),
     "SET_WCS_ERROR": (Severity.WARN, "The WCS keywords cannot be derived."),
     "SET_WAVELENGTHS_ERROR": (Severity.WARN, "The wavelength keywords cannot be derived."),
     "SET_DERIVED_ERROR": (Severity.WARN, "A mode-dependent keyword cannot be derived."),

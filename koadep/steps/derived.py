@@ -84,6 +84,7 @@ def elaptime_from(
     """
 
     def set_elaptime(header: Header, ctx: Context) -> StepResult:
+        """Write ELAPTIME = integration time x coadds, unless it is present."""
         if header.present("ELAPTIME") is not None:
             return StepResult.done()
         n = header.present(coadds)

@@ -271,6 +271,7 @@ def frameno_from(
     """
 
     def set_frameno(header: Header, ctx: Context) -> StepResult:
+        """Write FRAMENO (and FRAMENUM when taken from a file name) if absent."""
         if header.present("FRAMENO") is not None:
             return StepResult.done()
         for source in sources:
@@ -285,7 +286,7 @@ def frameno_from(
                 )
         return StepResult.failed(Issue.warn("SET_FRAMENO_ERROR", f"no frame number in {', '.join(sources)}"))
 
-    return set_frameno
+    return writes("FRAMENO", "FRAMENUM")(set_frameno)
 
 
 set_frameno = frameno_from()

@@ -91,6 +91,7 @@ def npixsat(
     limit_of = saturation or keyword_value("SATURATE")
 
     def set_npixsat(header: Header, ctx: Context) -> StepResult:
+        """Write NPIXSAT, the number of saturated pixels."""
         limit = limit_of(header)
         if limit is None:
             return StepResult.failed(Issue.warn("SET_NPIXSAT_ERROR", "no saturation value"))
@@ -107,6 +108,7 @@ def nlinear(threshold: Threshold) -> Callable[[Header, Context], StepResult]:
     """A step writing NLINEAR (pixels at or above the non-linearity threshold) and NONLIN."""
 
     def set_nlinear(header: Header, ctx: Context) -> StepResult:
+        """Write NLINEAR and NONLIN, the pixels above the linearity threshold."""
         limit = threshold(header)
         data = ctx.data(0)
         if limit is None or data is None:

@@ -1,0 +1,2 @@
+"""The shared DQA steps, grouped by concern: identity, program, provenance, imaging,
+observatory and derived keywords."""
