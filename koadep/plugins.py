@@ -234,24 +234,32 @@ class Registry:
         return _DEFAULT
 
     def register(self, plugin: object, name: str | None = None, package: str = "", version: str = "") -> None:
-        """Register a plugin object (an Instrument instance or a module of hook functions)."""
+        """Register a plugin object (an Instrument instance or a module of hook functions).
+
+        A plugin whose ``koadep_instrument_names`` raises, or that implements a
+        hook koadep does not define (a misspelt name, say), is reported and
+        unregistered.
+        """
         name = name or getattr(plugin, "name", None) or repr(plugin)
         self.pm.register(plugin, name=name)
-        instruments = tuple(self._names_of(plugin))
+        try:
+            self.pm.check_pending()
+            instruments = tuple(self._names_of(plugin))
+        except Exception as exc:
+            self.pm.unregister(plugin)
+            self._fail(name, exc, package, version)
+            return
         self.infos.append(PluginInfo(name, instruments, package, version))
 
-    def _names_of(self, plugin: object) -> list[str]:
+    @staticmethod
+    def _names_of(plugin: object) -> list[str]:
         impl = getattr(plugin, "koadep_instrument_names", None)
-        if impl is None:
-            return []
-        try:
-            return [str(n).upper() for n in impl()]
-        except Exception as exc:
-            self._fail(repr(plugin), exc)
-            return []
+        return [] if impl is None else [str(n).upper() for n in impl()]
 
     def _fail(self, name: str, exc: BaseException, package: str = "", version: str = "") -> None:
         message = f"{type(exc).__name__}: {exc}"
+        if any(f.name == name and f.error == message for f in self.failures):
+            return
         log.error("instrument plugin %s failed and is skipped: %s", name, message)
         self.failures.append(PluginInfo(name, (), package, version, message))
 

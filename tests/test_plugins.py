@@ -767,3 +767,18 @@ def test_every_hook_has_a_test() -> None:
     assert len(HOOKS) >= 11
     missing = [name for name in HOOKS if f"def test_hook_{name}(" not in source]
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+def test_a_misspelt_hook_is_reported_and_the_plugin_unregistered() -> None:
+    from koadep.plugins import Registry, hookimpl
+
+    class Typo:
+        @hookimpl
+        def koadep_instrument_name(self):  # type: ignore[no-untyped-def]
+            return ["TYPO"]
+
+    registry = Registry()
+    registry.register(Typo(), name="typo")
+    assert [f.name for f in registry.failures] == ["typo"]
+    assert "koadep_instrument_name" in registry.failures[0].error
+    assert registry.pm.get_plugin("typo") is None
