@@ -147,4 +147,6 @@ CODES: dict[str, tuple[Severity, str]] = {
     "MD_TRUNCATE": (Severity.WARN, "A metadata value was truncated to its column width."),
     "MD_HEADER_KEYWORD_UNREADABLE": (Severity.WARN, "A header value cannot be read."),
     "MD_TYPE_ERROR": (Severity.WARN, "A metadata value does not match its column type."),
+    "MD_KEYWORD_FORMAT_UNDEFINED": (Severity.WARN, "A header keyword is not in the keyword table (dev)."),
+    "MD_HEADER_KEYWORD_MISSING": (Severity.WARN, "A non-null table keyword has no value (dev)."),
 }

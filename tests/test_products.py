@@ -127,3 +127,12 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
         atomic_write(target, chunks())
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_development_mode_lists_undefined_and_missing_keywords() -> None:
+    from koadep.products.metadata import definition_warnings
+
+    header = HEADER.set("NAXIS1", 10).set("WEIRDKEY", 1).without("DATE-OBS")
+    issues = definition_warnings(TABLE, header, {"PROPINT": 1})
+    found = {(i.code, i.message.split()[0]) for i in issues}
+    assert found == {("MD_KEYWORD_FORMAT_UNDEFINED", "WEIRDKEY"), ("MD_HEADER_KEYWORD_MISSING", "DATE-OBS")}

@@ -22,7 +22,13 @@ from koadep.products.atomic import atomic_write
 from koadep.products.fits import archive_fits_chunks
 from koadep.products.jpeg import jpeg_bytes, render_preview
 from koadep.products.md5 import file_md5, md5sum_table
-from koadep.products.metadata import KeywordTable, MetadataError, infer_table, metadata_table
+from koadep.products.metadata import (
+    KeywordTable,
+    MetadataError,
+    definition_warnings,
+    infer_table,
+    metadata_table,
+)
 from koadep.products.tables import extension_table, table_hdus
 
 __all__ = ["level_dir", "write_products"]
@@ -123,6 +129,8 @@ def write_products(
     try:
         table = _keyword_table(ctx, header, extras, issues)
         text, meta_issues = metadata_table(table, header, extras)
+        if ctx.config.dev and ctx.config.keyword_tables is not None:
+            meta_issues.extend(definition_warnings(table, header, extras))
         issues.extend(attrs.evolve(i, step=i.step or "create_meta") for i in meta_issues)
         products["metadata"] = out.put(f"{koaid}.metadata.table", [text.encode("ascii", "replace")])
     except (MetadataError, OSError, ValueError) as exc:
@@ -131,6 +139,8 @@ def write_products(
         return {}, issues
 
     def make_ext_tables() -> None:
+        if ctx.hooks is not None and not ctx.hooks.extension_tables():
+            return  # the instrument switches extension tables off (KCWI)
         for index in table_hdus(fits):
             name = fits.hdus[index].name.replace(" ", "_")
             try:

@@ -40,7 +40,14 @@ import attrs
 from koadep.header import UNDEFINED, Header
 from koadep.issues import Issue
 
-__all__ = ["Column", "KeywordTable", "MetadataError", "infer_table", "metadata_table"]
+__all__ = [
+    "Column",
+    "KeywordTable",
+    "MetadataError",
+    "definition_warnings",
+    "infer_table",
+    "metadata_table",
+]
 
 _NULL_TEXTS = {"nan", "-nan", "#### error ###"}
 
@@ -258,6 +265,36 @@ def _check_value(column: Column, value: Any, issues: list[Issue]) -> None:
             issues.append(Issue.warn("MD_RANGE_ERROR", f"{key}={value} > {column.maximum}"))
     if column.discrete and str(value).strip().lower() not in column.discrete:
         issues.append(Issue.warn("MD_DISCRETE_VAL_ERROR", f"{key}={value!r} not in {list(column.discrete)}"))
+
+
+#: Header keywords that need no column in a keyword table (matched whole, as regexes).
+UNTABLED = ("SIMPLE", "COMMENT", "HISTORY", "END", "PROGTL[123]", "EXTEND", "BITPIX", "NAXIS\\d*")
+
+
+def definition_warnings(
+    table: KeywordTable, header: Header, extras: Mapping[str, Any], skips: tuple[str, ...] = ()
+) -> list[Issue]:
+    """Development checks: header keywords the table does not define, and non-null
+    table keywords that neither the header nor the extras provide."""
+    import re
+
+    patterns = [re.compile(p) for p in (*UNTABLED, *skips)]
+    defined = {c.keyword for c in table.columns}
+    keywords = header.keys()
+    issues = [
+        Issue.warn("MD_KEYWORD_FORMAT_UNDEFINED", f"{key} is not in the keyword table")
+        for key in keywords
+        if key not in defined and not any(p.fullmatch(key) for p in patterns)
+    ]
+    issues.extend(
+        Issue.warn("MD_HEADER_KEYWORD_MISSING", f"{c.keyword} is in neither the header nor the extras")
+        for c in table.columns
+        if not c.nullable
+        and c.keyword not in ("PROGTITL", "PROPINT")
+        and c.keyword not in header
+        and c.keyword not in extras
+    )
+    return issues
 
 
 def metadata_table(
