@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from koadep import __version__
+from koadep.admin import add_commands
 from koadep.config import Config, load_config
 from koadep.process import ProcessResult, process_file
 
@@ -54,12 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON result object per file")
     p.add_argument("-v", "--verbose", action="store_true", help="list every issue")
 
-    sub.add_parser(
+    plugins = sub.add_parser(
         "plugins",
         help="list the installed instrument plugins",
         description="List the installed instrument plugins with their package and version; "
         "plugins that failed to load are listed with the error.",
-    ).add_argument("--json", action="store_true", help="print JSON")
+    )
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument(
+        "--describe",
+        metavar="NAME",
+        help="print the Markdown page of instrument NAME (prefixes, KOAIMTYP rules, DQA steps, keyword map)",
+    )
+    add_commands(sub)
     return parser
 
 
@@ -99,9 +107,18 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from koadep.plugins import Registry
+    from koadep.plugins import Registry, UnknownInstrument
 
     registry = Registry.default()
+    if args.describe:
+        from koadep.describe import describe
+
+        try:
+            print(describe(args.describe, registry), end="")
+        except UnknownInstrument as exc:
+            print(f"koadep plugins: {exc} (installed: {', '.join(registry.names())})", file=sys.stderr)
+            return 1
+        return 0
     rows = [
         {
             "name": i.name,
@@ -129,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _process(args)
     if args.command == "plugins":
         return _plugins(args)
+    if hasattr(args, "handler"):
+        return int(args.handler(args))
     parser.print_help()
     return 2
 

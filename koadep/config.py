@@ -79,6 +79,11 @@ class Config:
         A file whose path contains one of these is INVALID ``FILEPATH_REJECT``.
     dev
         Development mode: extra metadata warnings.
+    db_url
+        The status store: ``sqlite:///path`` or ``mysql://user@host:port/db``.
+        Unset: ``koadep.sqlite`` in the output root.
+    db_password
+        The MySQL password (also ``KOADEP_DB_PASSWORD``); never logged or shown.
     """
 
     output_root: Path = attrs.field(default=Path("koa-output"), converter=Path)
@@ -89,6 +94,8 @@ class Config:
     assign_progname: str = ""
     reject_path_substrings: tuple[str, ...] = attrs.field(default=DEFAULT_REJECT, converter=_tuple_of_str)
     dev: bool = attrs.field(default=False, converter=bool)
+    db_url: str = ""
+    db_password: str = attrs.field(default="", repr=False)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Config:

@@ -89,7 +89,14 @@ class Context:
 
     @property
     def telnr(self) -> int | None:
-        """The telescope number of the instrument, from the telescope service."""
+        """The telescope number of the instrument, from the telescope service.
+
+        An instrument whose telescope is given by each file's header (GUIDER
+        reads TELESCOP) records it as the ``TELNR`` extra in an early step;
+        that value then wins over the service for the rest of the pipeline.
+        """
+        if self.extras.get("TELNR") is not None:
+            return int(self.extras["TELNR"])
         return self.services.telescopes.telnr(self.instrument)
 
     def now(self) -> datetime.datetime:

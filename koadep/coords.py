@@ -13,7 +13,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["cd_matrix", "position_angle", "sky_position_angle", "to_degrees"]
+__all__ = ["TAN_WCS_FIXED", "cd_matrix", "position_angle", "sky_position_angle", "to_degrees"]
+
+#: The fixed keywords of the tangent-plane (RA---TAN / DEC--TAN) WCS that KOA writes.
+TAN_WCS_FIXED: dict[str, Any] = {
+    "CTYPE1": "RA---TAN",
+    "CTYPE2": "DEC--TAN",
+    "WAT0_001": "system=image",
+    "WAT1_001": "wtype=tan axtype=ra",
+    "WAT2_001": "wtype=tan axtype=dec",
+    "WCSDIM": 2,
+    "LTM1_1": 1.0,
+    "LTM2_2": 1.0,
+}
 
 
 def to_degrees(coord: str, value: Any) -> Any:

@@ -68,6 +68,12 @@ class Instrument:
     keyword_map: ClassVar[Mapping[str, str | Sequence[str]]] = {}
     #: The KOAIMTYP decision table, first match wins (see :mod:`koadep.rules`).
     koaimtyp_rules: ClassVar[Sequence[Rule]] = ()
+    #: The KOAID prefixes the instrument gives: prefix -> when it applies (for the
+    #: generated documentation, :mod:`koadep.describe`; :meth:`koaid_prefix` decides).
+    prefixes: ClassVar[Mapping[str, str]] = {}
+    #: Whether named table HDUs get ``{KOAID}.ext{i}.{NAME}.tbl`` extension tables
+    #: (KCWI switches them off).
+    extension_tables: ClassVar[bool] = True
 
     # the rules -------------------------------------------------------------------
     def claims(self, header: Header) -> bool:
@@ -110,7 +116,10 @@ class Instrument:
     def render_jpeg(
         self, fits: FitsFile, header: Header, ctx: Context
     ) -> Sequence[tuple[str, Image.Image]] | None:
-        """The previews; None leaves rendering to the core's default (zscale, asinh)."""
+        """The previews; None leaves rendering to the core's default (zscale, asinh).
+
+        Each is (name suffix, PIL image or the bytes of a JPEG file to copy as is).
+        """
         return None
 
     def extra_products(self, fits: FitsFile, header: Header, outdir: Path, ctx: Context) -> Sequence[Path]:
@@ -168,6 +177,10 @@ class Instrument:
     @hookimpl
     def koadep_render_jpeg(self, instrument: str, fits: FitsFile, header: Header, ctx: Context) -> Any:
         return self.render_jpeg(fits, header, ctx) if self._mine(instrument) else None
+
+    @hookimpl
+    def koadep_extension_tables(self, instrument: str) -> Any:
+        return self.extension_tables if self._mine(instrument) else None
 
     @hookimpl
     def koadep_extra_products(

@@ -22,10 +22,19 @@ import re
 
 from koadep.obstime import parse_date_obs, parse_utc
 
-__all__ = ["KOAID_PATTERN", "is_valid_koaid", "make_koaid", "strip_fits"]
+__all__ = [
+    "KOAID_PATTERN",
+    "NIGHTLY_KOAID_PATTERN",
+    "is_archived_koaid",
+    "is_valid_koaid",
+    "make_koaid",
+    "strip_fits",
+]
 
 #: A KOAID, with an optional suffix, anchored at both ends.
 KOAID_PATTERN = re.compile(r"^([A-Z][A-Z0-9])\.(\d{8})\.(\d{5})\.(\d{2})(_[A-Za-z0-9_+-]+)?$")
+#: A KOAID issued by the nightly pipeline (before the real-time one): no hundredths.
+NIGHTLY_KOAID_PATTERN = re.compile(r"^([A-Z][A-Z0-9])\.(\d{8})\.(\d{5})$")
 
 
 def strip_fits(value: str) -> str:
@@ -51,6 +60,34 @@ def is_valid_koaid(value: object) -> bool:
     if not isinstance(value, str):
         return False
     m = KOAID_PATTERN.match(strip_fits(value))
+    if not m:
+        return False
+    try:
+        datetime.datetime.strptime(m[2], "%Y%m%d")
+    except ValueError:
+        return False
+    return int(m[3]) < 86400
+
+
+def is_archived_koaid(value: object) -> bool:
+    """Check a KOAID the archive may already hold: a valid KOAID or a nightly-pipeline one.
+
+    The nightly pipeline issued ``PP.YYYYMMDD.SSSSS`` (no hundredths, e.g. the
+    2010 NIRSPEC files); such a KOAID in a header is reused, never rebuilt. New
+    KOAIDs always follow :func:`make_koaid`.
+
+    Examples
+    --------
+    >>> is_archived_koaid("NS.20100429.40280.fits"), is_valid_koaid("NS.20100429.40280.fits")
+    (True, False)
+    >>> is_archived_koaid("NS.20100429.90280"), is_archived_koaid("NS.20100429.40280.45")
+    (False, True)
+    """
+    if is_valid_koaid(value):
+        return True
+    if not isinstance(value, str):
+        return False
+    m = NIGHTLY_KOAID_PATTERN.match(strip_fits(value))
     if not m:
         return False
     try:

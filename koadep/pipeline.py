@@ -78,6 +78,9 @@ class StepResult:
     extras: Mapping[str, Any] = attrs.field(factory=dict)
     issues: tuple[Issue, ...] = attrs.field(default=(), converter=tuple)
     ok: bool = True
+    #: Cards for extension headers, by HDU index (written into the archive FITS
+    #: file's extension headers; LRIS blue WCS).
+    hdu_cards: Mapping[int, tuple[Card, ...]] = attrs.field(factory=dict)
 
     @classmethod
     def done(
@@ -85,9 +88,11 @@ class StepResult:
         *cards: Card,
         extras: Mapping[str, Any] | None = None,
         issues: Sequence[Issue] = (),
+        hdu_cards: Mapping[int, Sequence[Card]] | None = None,
     ) -> StepResult:
-        """A successful result."""
-        return cls(cards, extras or {}, issues, True)
+        """A successful result; ``hdu_cards`` change extension headers (HDU index -> cards)."""
+        ext = {int(i): tuple(c) for i, c in (hdu_cards or {}).items()}
+        return cls(cards, extras or {}, issues, True, ext)
 
     @classmethod
     def failed(cls, *issues: Issue, cards: Sequence[Card] = ()) -> StepResult:
@@ -160,6 +165,8 @@ class Outcome:
     issues: tuple[Issue, ...]
     ok: bool
     failed_step: str | None = None
+    #: The extension-header cards the steps wrote, by HDU index.
+    hdu_cards: Mapping[int, tuple[Card, ...]] = attrs.field(factory=dict)
 
 
 def run_step(step: PipelineStep, header: Header, ctx: Context) -> StepResult:
@@ -182,11 +189,14 @@ def run(steps: Sequence[PipelineStep], header: Header, ctx: Context) -> Outcome:
     """Apply the steps in order and collect every issue (see the module docstring)."""
     issues: list[Issue] = []
     extras = dict(ctx.extras)
+    hdu_cards: dict[int, tuple[Card, ...]] = {}
     for step in steps:
         ctx.log.info("running step %s", step.name)
         result = run_step(step, header, attrs.evolve(ctx, extras=extras))
         if result.cards:
             header = header.with_cards(result.cards)
+        for index, cards in result.hdu_cards.items():
+            hdu_cards[index] = hdu_cards.get(index, ()) + tuple(cards)
         extras.update(result.extras)
         for issue in result.issues:
             ctx.log.log(
@@ -206,5 +216,5 @@ def run(steps: Sequence[PipelineStep], header: Header, ctx: Context) -> Outcome:
         if not promoted:
             promoted = [Issue.error("STEP_FAILED", f"critical step {step.name} failed", step.name)]
         issues.extend(promoted)
-        return Outcome(header, extras, tuple(issues), False, step.name)
-    return Outcome(header, extras, tuple(issues), True)
+        return Outcome(header, extras, tuple(issues), False, step.name, hdu_cards)
+    return Outcome(header, extras, tuple(issues), True, None, hdu_cards)

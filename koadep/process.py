@@ -16,7 +16,7 @@ import datetime
 import logging
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from koadep.context import Context
 from koadep.fitsfile import FitsFile, FitsFormatError
 from koadep.header import Change, Header, diff
 from koadep.issues import Issue, Severity, worst
+from koadep.koaid import is_archived_koaid
 from koadep.pipeline import Outcome, PipelineStep, StepResult, critical, run
 from koadep.plugins import AmbiguousInstrument, Registry, UnknownInstrument
 from koadep.products.atomic import atomic_write
@@ -145,16 +146,22 @@ def identity_steps() -> tuple[PipelineStep, ...]:
     )
 
 
-def _ofname_issues(header: Header, raw_header: Header, path: Path) -> list[Issue]:
+def _ofname_issues(
+    header: Header, raw_header: Header, path: Path, original_name: str | None = None
+) -> list[Issue]:
     """OFNAME must name the file; an archived file named ``<KOAID>.fits`` also passes."""
     ofname = header.present("OFNAME")
     if ofname is None:
         return [Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits")]
-    base = path.name
+    base = original_name or path.name
     if base.endswith(".fits.gz"):
         base = base[:-3]
     archived = str(raw_header.present("KOAID", "")).strip()
     if base not in (str(ofname).strip(), archived if archived.endswith(".fits") else ""):
+        if is_archived_koaid(base) and is_archived_koaid(archived):
+            # an archive file renamed to another KOAID: its header KOAID is its identity
+            message = f"the file is named {base} but holds {archived}; {archived} is used"
+            return [Issue.warn("MISMATCHED_KOAID_FILENAME", message, "validate_fits")]
         return [Issue.invalid("MISMATCHED_FILENAME", f"{ofname} != {base}", "validate_fits")]
     return []
 
@@ -186,6 +193,8 @@ def process_file(
     registry: Registry | None = None,
     progid: str | None = None,
     write: bool = True,
+    original_name: str | None = None,
+    koaid_check: KoaidCheck | None = None,
 ) -> ProcessResult:
     """Process one raw FITS file into its level-0 products.
 
@@ -206,6 +215,12 @@ def process_file(
         Force the program (``U294`` or ``2025B_U294``).
     write
         False computes everything and writes nothing (a dry run).
+    original_name
+        The file's original name when ``path`` is a renamed copy (a staged
+        version); OFNAME is checked against it.
+    koaid_check
+        Called with the KOAID before any product is written; an issue it returns
+        is added (an INVALID or ERROR issue stops the file before its products).
 
     Returns
     -------
@@ -226,24 +241,43 @@ def process_file(
     logger, handler = _run_logger(path.name)
     logger.info("processing %s", path)
     try:
-        return _process(path, config, services, registry, progid, write, logger, handler, started)
+        opts = _Run(
+            config, services, registry, progid, write, original_name, koaid_check, logger, handler, started
+        )
+        return _process(path, opts)
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
         logger.error("unexpected failure: %s", text)
         return _finish(path, [Issue.error("CODE_ERROR", text, "process_file")], started, handler)
 
 
-def _process(
-    path: Path,
-    config: Config,
-    services: Services | None,
-    registry: Registry | None,
-    progid: str | None,
-    write: bool,
-    logger: logging.Logger,
-    handler: _Lines,
-    started: float,
-) -> ProcessResult:
+KoaidCheck = Callable[[str], "Issue | None"]
+
+
+@attrs.frozen
+class _Run:
+    config: Config
+    services: Services | None
+    registry: Registry | None
+    progid: str | None
+    write: bool
+    original_name: str | None
+    koaid_check: KoaidCheck | None
+    logger: logging.Logger
+    handler: _Lines
+    started: float
+
+
+def _process(path: Path, opts: _Run) -> ProcessResult:
+    config, services, registry, progid, write = (
+        opts.config,
+        opts.services,
+        opts.registry,
+        opts.progid,
+        opts.write,
+    )
+    logger, handler, started = opts.logger, opts.handler, opts.started
+
     def fail(issue: Issue, **fields: Any) -> ProcessResult:
         logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
         return _finish(path, [issue], started, handler, **fields)
@@ -304,7 +338,7 @@ def _process(
         issues.extend(dqa.issues)
         outcome = attrs.evolve(dqa, issues=tuple(issues))
         if dqa.ok:
-            issues.extend(_ofname_issues(outcome.header, raw_header, path))
+            issues.extend(_ofname_issues(outcome.header, raw_header, path, opts.original_name))
         elif any(i.code == "SET_OFNAME_ERROR" for i in dqa.issues):
             issues.append(Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits"))
     header = outcome.header
@@ -325,10 +359,17 @@ def _process(
         "extras": dict(outcome.extras),
     }
     top = worst(issues)
+    if koaid and opts.koaid_check is not None and (top is None or top.severity == Severity.WARN):
+        extra = opts.koaid_check(koaid)
+        if extra is not None:
+            issues.append(extra)
+    top = worst(issues)
     if top is not None and top.severity > Severity.WARN:
         return _finish(path, issues, started, handler, **fields)
     assert koaid is not None
-    products, product_issues = write_products(fits, header, dict(outcome.extras), koaid, ctx, write=write)
+    products, product_issues = write_products(
+        fits, header, fields["extras"], koaid, ctx, write=write, hdu_cards=outcome.hdu_cards
+    )
     issues.extend(product_issues)
     fields["products"] = products
     result = _finish(path, issues, started, handler, **fields)

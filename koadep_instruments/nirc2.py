@@ -7,11 +7,8 @@ LEV0TYPE is absent) get the KOAID suffix ``_unp`` and skip the image steps
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from koadep.context import Context
 from koadep.coords import cd_matrix, position_angle, to_degrees
@@ -22,7 +19,7 @@ from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, 
 from koadep.rules import Rule, always, mapped, text
 from koadep.steps.derived import KOA_COMMENTS, elaptime_from
 from koadep.steps.identity import fix_instrume, ofname_from, set_ut
-from koadep.steps.imaging import keyword_value, nlinear, npixsat, set_image_stats
+from koadep.steps.imaging import band_sig2nois, keyword_value, nlinear, npixsat, set_image_stats
 from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
@@ -181,12 +178,7 @@ def set_sig2nois(header: Header, ctx: Context) -> StepResult:
     data = ctx.data(0)
     if data is None or data.ndim != 2 or data.shape[0] <= 20 or data.shape[1] < 20:
         return StepResult.failed(Issue.warn("SET_SIG2NOIS_ERROR", "no suitable 2-D image"))
-    rows, cols = data.shape
-    c = int(rows / 2)
-    lo, hi = max(c - 10, 0), min(c + 10, cols)
-    medians = np.median(np.asarray(data[10 : rows - 10, lo:hi], dtype=np.float64), axis=1)
-    spread = float(np.max(medians) - np.min(medians))
-    value = None if math.isnan(spread) else math.trunc(math.sqrt(abs(spread)))
+    value = band_sig2nois(data, int(data.shape[0] / 2), band="columns")
     return StepResult.done(card("SIG2NOIS", value, KOA_COMMENTS["SIG2NOIS"]))
 
 
@@ -248,12 +240,21 @@ class Nirc2(Instrument):
 
     name = "NIRC2"
     keyword_map = {"OFNAME": "FILENAME"}
+    prefixes = {"N2": "INSTRUME is NIRC2 (an image cube's KOAID also gets the suffix _unp)"}
     koaimtyp_rules = KOAIMTYP_RULES
 
     def claims(self, header: Header) -> bool:
+        """INSTRUME NIRC2; without INSTRUME, an OUTDIR naming nirc or CURRINST NIRC2.
+
+        Without INSTRUME, a CAMNAME that is not a NIRC2 camera (a guider frame
+        taken while NIRC2 was the current instrument) is not NIRC2's.
+        """
         instrume = header.present("INSTRUME")
         if instrume is not None:
             return str(instrume).strip().upper() == "NIRC2"
+        camname = text(header, "CAMNAME")
+        if camname and camname not in CAMERAS:
+            return False
         return "nirc" in str(header.present("OUTDIR", "")) or text(header, "CURRINST") == "nirc2"
 
     def fix_header(self, header: Header, ctx: Context) -> StepResult:

@@ -61,6 +61,7 @@ class Nires(Instrument):
 
     name = "NIRES"
     keyword_map = {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
+    prefixes = {prefix: f"INSTR is {mode}" for mode, prefix in PREFIXES.items()}
     koaimtyp_rules = (
         Rule(1, "OBSTYPE is one of the mapped types", always, mapped("OBSTYPE", OBSTYPE_MAP)),
         Rule(2, "any other OBSTYPE (or none)", always, "undefined"),

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for koadep development: system tools, then a virtualenv.
 #   bash scripts/setup.sh
-# System packages (fitsverify, rsync) are installed with apt-get when it is available
+# System packages (fitsverify, rsync, MariaDB for the MySQL back-end tests) are installed with apt-get when it is available
 # and we are root (or sudo works); everything Python goes into ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fitsverify rsync)
+APT_PACKAGES=(fitsverify rsync mariadb-server mariadb-client)
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
@@ -26,5 +26,5 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -d .venv ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,mysql]'
 echo "ready: run the tests with .venv/bin/python -m pytest"

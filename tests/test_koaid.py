@@ -18,7 +18,7 @@ from koadep.config import Config
 from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.header import Header
-from koadep.koaid import is_valid_koaid, make_koaid, strip_fits
+from koadep.koaid import is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
 from koadep.obstime import UtcTime, parse_utc
 from koadep.services import Services
 from koadep.testing import raw_fits_bytes, write_raw_fits
@@ -322,3 +322,33 @@ def test_process_file_reuses_a_valid_koaid(tmp_path: Path, services: Services) -
     result = _process_nirc2(tmp_path, services, [("KOAID", "N2.20251208.11111.11.fits")])
     assert result.state == "PROCESSED", result.issues
     assert result.koaid == "N2.20251208.11111.11"
+
+
+# --------------------------------------------------------------------------------------
+# KOAIDs the archive already holds (reused from a header, never rebuilt)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("NS.20100429.40280", id="nightly-no-hundredths"),
+        pytest.param("NS.20100429.40280.fits", id="nightly-with-fits"),
+        pytest.param("KB.20190509.07554.57", id="current"),
+    ],
+)
+def test_archived_koaids(value: str) -> None:
+    assert is_archived_koaid(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("NS.20100429.90280", id="seconds-beyond-day"),
+        pytest.param("NS.20100431.40280", id="no-such-date"),
+        pytest.param("NS.20100429.40280_unp", id="nightly-with-suffix"),
+        pytest.param("NS.20100429.4028", id="four-digit-seconds"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_not_archived_koaids(value: object) -> None:
+    assert not is_archived_koaid(value)

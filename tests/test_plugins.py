@@ -574,6 +574,21 @@ def test_hook_koadep_render_jpeg(toy_registry: Registry, toy_header: Header, tmp
     assert hook(instrument="NIRC2", fits=fits, header=toy_header, ctx=ctx) is None
 
 
+def test_hook_koadep_extension_tables(toy_registry: Registry) -> None:
+    assert toy_registry.hooks("TOY").extension_tables() is True  # the base class default
+    hook = toy_registry.pm.hook.koadep_extension_tables
+    assert hook(instrument="TOY") is True
+    assert hook(instrument="NIRC2") is None
+
+    class NoTables(Toy):
+        name = "NOTAB"
+        extension_tables = False
+
+    registry = Registry()
+    registry.register(NoTables(), package="toy", version="0.0")
+    assert registry.hooks("NOTAB").extension_tables() is False
+
+
 def test_hook_koadep_extra_products(toy_registry: Registry, toy_header: Header, tmp_path: Path) -> None:
     fits = FitsFile.open(write_toy(tmp_path / "toy0001.fits"))
     header = toy_header.set("KOAID", "TY.20250101.36000.00.fits").set("KOAIMTYP", "object")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from koadep.header import UNDEFINED, Header
 from koadep.products.atomic import atomic_write
-from koadep.products.jpeg import jpeg_bytes, render_preview
+from koadep.products.jpeg import equalize_histogram, equalized_preview, jpeg_bytes, render_preview
 from koadep.products.metadata import Column, KeywordTable, MetadataError, infer_table, metadata_table
 
 COLUMNS = (
@@ -113,6 +113,43 @@ def test_preview_has_origin_lower_and_data_size() -> None:
     assert img.info["dpi"] == (100, 100)
     pixels = np.asarray(img.convert("L"), dtype=float)
     assert pixels[-1].mean() > pixels[:-2].mean() + 50  # row 0 is drawn at the bottom
+
+
+def test_histogram_equalisation_follows_the_cumulative_histogram() -> None:
+    """As scikit-image equalize_hist: 256 equal bins over [min, max], the normalised
+    cumulative histogram interpolated between the bin centres."""
+    data = np.random.default_rng(1).exponential(100.0, size=(40, 50))
+    out = equalize_histogram(data)
+    counts, edges = np.histogram(data, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    cdf = np.cumsum(counts) / data.size
+    assert out.shape == data.shape
+    assert np.allclose(out, np.interp(data, centres, cdf))
+    assert out.max() == 1.0 and out.min() == pytest.approx(cdf[0])
+    order = np.argsort(data, axis=None)
+    assert np.all(np.diff(out.ravel()[order]) >= 0)  # monotone in the data
+    # equalised values are spread evenly: each quarter of [0, 1] holds about a quarter
+    assert np.histogram(out, bins=4, range=(0, 1))[0] == pytest.approx([500] * 4, abs=60)
+
+
+def test_histogram_equalisation_of_nan_and_constant_images() -> None:
+    data = np.array([[1.0, np.nan], [3.0, 5.0]])
+    out = equalize_histogram(data)
+    assert out[0, 1] == 0.0 and np.isfinite(out).all()
+    constant = equalize_histogram(np.full((3, 3), 7.0))
+    assert np.all(constant == constant[0, 0])  # one value; the preview shows it black
+    assert np.asarray(equalized_preview(np.full((3, 3), 7.0)).convert("L")).max() == 0
+    assert np.all(equalize_histogram(np.full((2, 2), np.nan)) == 0.0)
+
+
+def test_equalized_preview_is_min_to_max_with_origin_lower() -> None:
+    data = np.repeat(np.arange(20.0)[:, None], 30, axis=1)  # row i holds the value i
+    img = equalized_preview(data)
+    assert img.size == (30, 20) and img.mode == "RGB"
+    pixels = np.asarray(img.convert("L"))
+    assert pixels[-1].max() == 0 and pixels[0].min() == 255  # FITS row 0 at the bottom, black
+    assert np.all(np.diff(pixels[::-1, 0].astype(int)) >= 0)
+    assert equalized_preview(np.zeros((2, 3, 4))).size == (4, 3)  # a cube shows its first plane
 
 
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ written by this run are removed, so a half set is never left behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import attrs
 
 from koadep.context import Context
 from koadep.fitsfile import FitsFile
-from koadep.header import Header
+from koadep.header import Card, Header
 from koadep.issues import Issue
 from koadep.products.atomic import atomic_write
 from koadep.products.fits import archive_fits_chunks
@@ -105,14 +105,19 @@ def write_products(
     ctx: Context,
     *,
     write: bool = True,
+    hdu_cards: Mapping[int, Sequence[Card]] | None = None,
 ) -> tuple[dict[str, Path], list[Issue]]:
-    """Write the level-0 products of one file; return their paths and any issues."""
+    """Write the level-0 products of one file; return their paths and any issues.
+
+    ``hdu_cards`` are the cards steps wrote into extension headers (HDU index ->
+    cards), applied to those headers of the archive FITS.
+    """
     issues: list[Issue] = []
     directory = level_dir(ctx.config.output_root, ctx.instrument, koaid, ctx.level)
     out = _Writer(directory, write)
     products: dict[str, Path] = {}
     try:
-        chunks = archive_fits_chunks(fits, header)
+        chunks = archive_fits_chunks(fits, header, hdu_cards)
         products["fits"] = out.put(f"{koaid}.fits", chunks)
     except OSError as exc:
         issues.append(Issue.error("WRITE_FITS_ERROR", str(exc), "write_lev0_fits_file"))
@@ -122,7 +127,9 @@ def write_products(
 
     def make_jpegs() -> None:
         for suffix, image in _previews(fits, header, ctx):
-            products[f"jpg{suffix}"] = out.put(f"{koaid}{suffix}.jpg", [jpeg_bytes(image)])
+            # bytes are an already encoded JPEG (GUIDER's own preview), copied as they are
+            encoded = bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image)
+            products[f"jpg{suffix}"] = out.put(f"{koaid}{suffix}.jpg", [encoded])
 
     _optional(issues, "MAKE_JPG_ERROR", "make_jpg", make_jpegs)
 

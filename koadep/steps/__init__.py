@@ -1,2 +1,3 @@
 """The shared DQA steps, grouped by concern: identity, program, provenance, imaging,
-observatory and derived keywords."""
+observatory, derived keywords and CCD detector helpers (binning, amplifiers,
+prescan/postscan statistics)."""

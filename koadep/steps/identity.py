@@ -21,11 +21,12 @@ from pathlib import PurePath
 from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
-from koadep.koaid import is_valid_koaid, make_koaid, strip_fits
+from koadep.koaid import is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
 from koadep.obstime import parse_date_obs, parse_utc
 from koadep.pipeline import StepResult, card, writes
 
 __all__ = [
+    "FILE_NAME",
     "fix_instrume",
     "frameno_from",
     "ofname_from",
@@ -135,13 +136,16 @@ def set_dateobs(header: Header, ctx: Context) -> StepResult:
 
 @writes("KOAID")
 def set_koaid(header: Header, ctx: Context) -> StepResult:
-    """Build the KOAID (or reuse a valid one already in the header) and write KOAID.
+    """Build the KOAID (or reuse one already in the header) and write KOAID.
+
+    A header KOAID is reused when it is valid or one of the nightly pipeline
+    (``PP.YYYYMMDD.SSSSS``, see :func:`koadep.koaid.is_archived_koaid`).
 
     The prefix and suffix come from the instrument plugin; the hundredths follow
     the ``koaid_fraction`` setting.
     """
     existing = header.present("KOAID")
-    if is_valid_koaid(existing):
+    if is_archived_koaid(existing):
         koaid = strip_fits(str(existing))
         return StepResult.done(card("KOAID", f"{koaid}.fits", "KOA: Data file name"))
     if ctx.hooks is None:
@@ -260,14 +264,29 @@ def _suffix_number(value: object) -> int | None:
     return int(digits.group()) if digits else None
 
 
+#: A :func:`frameno_from` source naming the processed file itself (``ctx.path``).
+FILE_NAME = "<file name>"
+
+
 def frameno_from(
     sources: Sequence[str] = ("FRAMENUM", "DATAFILE", "OFNAME"),
+    *,
+    framenum: bool = True,
 ) -> Callable[[Header, Context], StepResult]:
     """A step writing FRAMENO when absent, trying ``sources`` in order.
 
     A numeric source is used as is; a file-name source gives the number after
     its last ``_`` (or, with no ``_``, its first run of digits, as in
-    ``rfoc00008``). A number taken from a file name is also written to FRAMENUM.
+    ``rfoc00008``). The source :data:`FILE_NAME` is the name of the processed
+    file (GUIDER). A number taken from a file name is also written to FRAMENUM,
+    unless ``framenum`` is False.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> step = frameno_from((FILE_NAME,), framenum=False)
+    >>> step(Header(), Context(path=Path("/data/acam_0012.fits"))).cards[0].value
+    12
     """
 
     def set_frameno(header: Header, ctx: Context) -> StepResult:
@@ -275,18 +294,22 @@ def frameno_from(
         if header.present("FRAMENO") is not None:
             return StepResult.done()
         for source in sources:
-            value = header.present(source)
+            if source == FILE_NAME:
+                value = ctx.path.name if ctx.path is not None else None
+            else:
+                value = header.present(source)
             if isinstance(value, int) and not isinstance(value, bool):
                 return StepResult.done(card("FRAMENO", value, "KOA: Frame number"))
             number = _suffix_number(value)
             if number is not None:
-                return StepResult.done(
-                    card("FRAMENUM", number, "KOA: derived from filename"),
-                    card("FRAMENO", number, "KOA: Frame number"),
-                )
+                derived = [card("FRAMENUM", number, "KOA: derived from filename")] if framenum else []
+                return StepResult.done(*derived, card("FRAMENO", number, "KOA: Frame number"))
         return StepResult.failed(Issue.warn("SET_FRAMENO_ERROR", f"no frame number in {', '.join(sources)}"))
 
-    return writes("FRAMENO", "FRAMENUM")(set_frameno)
+    set_frameno.__doc__ = f"Write FRAMENO, if absent, from the first of {', '.join(sources)}" + (
+        " (and FRAMENUM when it comes from a file name)." if framenum else "."
+    )
+    return writes("FRAMENO", *(("FRAMENUM",) if framenum else ()))(set_frameno)
 
 
 set_frameno = frameno_from()

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import StepResult, card, writes
 
-__all__ = ["image_arrays", "keyword_value", "nlinear", "npixsat", "set_image_stats"]
+__all__ = ["band_sig2nois", "image_arrays", "keyword_value", "nlinear", "npixsat", "set_image_stats"]
 
 Threshold = Callable[[Header], float | None]
 
@@ -72,7 +73,14 @@ def _count_at_or_above(data: Any, limit: float) -> int:
 
 
 def image_arrays(ctx: Context, hdus: str = "primary") -> list[Any]:
-    """The image arrays to measure: the primary, or every image extension (``extensions``)."""
+    """The image arrays to measure: the primary, or every image extension (``extensions``).
+
+    ``auto`` takes the image extensions when the file has any with data (an
+    amplifier mosaic, DEIMOS and LRIS blue) and the primary otherwise (a
+    single-image file: DEIMOS FCS, LRIS red since 2021).
+    """
+    if hdus == "auto":
+        return image_arrays(ctx, "extensions") or image_arrays(ctx, "primary")
     if hdus == "primary" or ctx.fits is None:
         data = ctx.data(0)
         return [] if data is None else [data]
@@ -86,7 +94,9 @@ def npixsat(
     """A step writing NPIXSAT, the number of pixels at or above saturation.
 
     The saturation level defaults to the SATURATE keyword; ``hdus="extensions"``
-    counts over every image extension instead of the primary image.
+    counts over every image extension instead of the primary image, and
+    ``hdus="auto"`` over the extensions when there are any, else the primary
+    (see :func:`image_arrays`).
     """
     limit_of = saturation or keyword_value("SATURATE")
 
@@ -119,3 +129,37 @@ def nlinear(threshold: Threshold) -> Callable[[Header, Context], StepResult]:
         )
 
     return writes("NLINEAR", "NONLIN")(set_nlinear)
+
+
+def band_sig2nois(
+    data: Any, centre: int, *, band: str = "columns", half_width: int = 10, margin: int = 10
+) -> int | None:
+    """The KOA signal-to-noise estimate: trunc(sqrt(|max - min|)) of medians across a band.
+
+    With ``band="columns"`` the band is the columns ``[centre - half_width,
+    centre + half_width)`` and each row (leaving out ``margin`` rows at either
+    end) gives the median of its pixels in the band (NIRC2). With
+    ``band="rows"`` the roles of rows and columns are swapped (HIRES). The band
+    is clipped to the image. None when nothing can be measured or the spread is NaN.
+
+    Examples
+    --------
+    >>> ramp = np.add.outer(np.arange(30.0) * 4, np.zeros(30))
+    >>> band_sig2nois(ramp, 15), band_sig2nois(ramp, 15, band="rows")
+    (6, 0)
+    """
+    if band not in ("columns", "rows"):
+        raise ValueError(f"band must be 'columns' or 'rows', not {band!r}")
+    image = np.asarray(data, dtype=np.float64)
+    if image.ndim != 2:
+        return None
+    if band == "rows":
+        image = image.T
+    rows, cols = image.shape
+    lo, hi = max(centre - half_width, 0), min(centre + half_width, cols)
+    region = image[margin : rows - margin, lo:hi]
+    if region.size == 0:
+        return None
+    medians = np.median(region, axis=1)
+    spread = float(np.max(medians) - np.min(medians))
+    return None if math.isnan(spread) else math.trunc(math.sqrt(abs(spread)))

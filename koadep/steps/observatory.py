@@ -13,13 +13,14 @@ Examples
 from __future__ import annotations
 
 from koadep.context import Context
+from koadep.coords import sky_position_angle
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, ut_datetime
 from koadep.pipeline import StepResult, card, writes
 from koadep.services import hst_date_of
 
-__all__ = ["WEATHER_KEYWORDS", "set_oa", "set_telnr", "set_weather"]
+__all__ = ["WEATHER_KEYWORDS", "set_oa", "set_skypa", "set_telnr", "set_weather"]
 
 #: Weather and guider keywords and their header comments.
 WEATHER_KEYWORDS: dict[str, str] = {
@@ -97,3 +98,26 @@ def set_oa(header: Header, ctx: Context) -> StepResult:
     if staff is not None and date is not None and telnr is not None:
         name = staff.observing_assistant(hst_date_of(date), telnr)
     return StepResult.done(card("OA", name or "None", "KOA: Observing Assistant name"))
+
+
+@writes("SKYPA")
+def set_skypa(header: Header, ctx: Context) -> StepResult:
+    """Write SKYPA, the sky position angle of the Keck I left-Nasmyth rotator (HIRES, LRIS).
+
+    ``(2·IROT2ANG + PARANG + EL + 270) mod 360`` to 4 decimals
+    (:func:`koadep.coords.sky_position_angle`); nothing is written when one of
+    the three keywords is absent or not a number, as in the legacy code.
+
+    Examples
+    --------
+    >>> h = Header.from_mapping({"IROT2ANG": 10.0, "PARANG": 20.0, "EL": 60.0})
+    >>> set_skypa(h, Context()).cards[0].value
+    10.0
+    >>> set_skypa(Header.from_mapping({"PARANG": 20.0}), Context()).cards
+    ()
+    """
+    values = [header.present(k) for k in ("IROT2ANG", "PARANG", "EL")]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return StepResult.done()
+    irot2ang, parang, el = (float(v) for v in values)
+    return StepResult.done(card("SKYPA", sky_position_angle(irot2ang, parang, el), "KOA: Sky position angle"))

@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Collection
 
 from koadep.context import Context
 from koadep.header import Card, Header
@@ -27,6 +28,7 @@ __all__ = [
     "is_daytime",
     "is_engineering",
     "is_progid_valid",
+    "prog_info_with",
     "progid_from_schedule",
     "set_prog_info",
     "set_propint",
@@ -125,11 +127,32 @@ def _observation_time(header: Header, ctx: Context) -> datetime.datetime | None:
     return None if date is None or t is None else ut_datetime(date, t)
 
 
-def progid_from_schedule(header: Header, ctx: Context) -> str:
+def progid_from_schedule(
+    header: Header,
+    ctx: Context,
+    *,
+    instrument: str | None = None,
+    split_nights: bool = True,
+    edge_obstypes: Collection[str] | None = None,
+) -> str:
     """The scheduled program at the file's time, or ``NONE``.
 
     Times are compared in HST, the schedule's time base. A split night (OUTDIR
-    ending in ``_A`` to ``_E``) picks the entry at that position.
+    ending in ``_A`` to ``_E``) picks the entry at that position. Outside every
+    entry, the first entry applies before its start and the last after its end.
+
+    Parameters
+    ----------
+    header, ctx
+        The file's header and the step context.
+    instrument
+        The instrument whose schedule is asked (default: ``ctx.instrument``;
+        GUIDER asks for the instrument named by CURRINST).
+    split_nights
+        Whether an OUTDIR ending in ``_A`` to ``_E`` selects the entry.
+    edge_obstypes
+        When given, the first/last-entry fallback only applies to an entry whose
+        ``obstype`` is one of these (GUIDER: ``Classical``).
     """
     schedule = ctx.services.schedule
     when = _observation_time(header, ctx)
@@ -137,24 +160,29 @@ def progid_from_schedule(header: Header, ctx: Context) -> str:
     if schedule is None or when is None or telnr is None:
         return "NONE"
     hst_date = hst_date_of(when.date())
-    entries = schedule.entries(hst_date, telnr, ctx.instrument)
+    entries = schedule.entries(hst_date, telnr, instrument or ctx.instrument)
     if not entries:
         return "NONE"
     if len(entries) == 1:
         return entries[0].semid
     outdir = _text(header.present("OUTDIR")).rstrip("/")
-    split = {"_A": 1, "_B": 2, "_C": 3, "_D": 4, "_E": 5}.get(outdir[-2:])
+    split = {"_A": 1, "_B": 2, "_C": 3, "_D": 4, "_E": 5}.get(outdir[-2:]) if split_nights else None
     if split is not None and split <= len(entries):
         return entries[split - 1].semid
     t = hours_into_night(when, hst_date)
     for entry in entries:
         if schedule_hours(entry.start) <= t <= schedule_hours(entry.end):
             return entry.semid
-    if t < schedule_hours(entries[0].start):
-        return entries[0].semid
-    if t > schedule_hours(entries[-1].end):
-        return entries[-1].semid
+    first, last = entries[0], entries[-1]
+    if t < schedule_hours(first.start) and (edge_obstypes is None or first.obstype in edge_obstypes):
+        return first.semid
+    if t > schedule_hours(last.end) and (edge_obstypes is None or last.obstype in edge_obstypes):
+        return last.semid
     return "NONE"
+
+
+#: A schedule lookup: the program id (``2024A_C123``) for a header, or ``NONE``.
+ScheduleLookup = Callable[[Header, Context], str]
 
 
 def is_daytime(header: Header, ctx: Context) -> bool:
@@ -203,12 +231,15 @@ def _title_cards(title: str) -> list[Card]:
 
 
 @writes("PROGID", "PROGPI", "PROGINST", "PROGTL1", "PROGTL2", "PROGTL3", "PROGTITL (metadata)")
-def set_prog_info(header: Header, ctx: Context) -> StepResult:
+def set_prog_info(
+    header: Header, ctx: Context, *, schedule_lookup: ScheduleLookup | None = None
+) -> StepResult:
     """Assign the program: PROGID, PROGPI, PROGINST, PROGTL1-3 and the PROGTITL extra.
 
     The candidate is the command-line override, else PROGNAME, else the program
-    of a ``_ToO_`` OUTDIR, else the schedule. Engineering files (not ToO) get
-    ``ENG``. An invalid candidate gives ``NONE`` and a warning.
+    of a ``_ToO_`` OUTDIR, else the schedule (``schedule_lookup``, default
+    :func:`progid_from_schedule`; see :func:`prog_info_with`). Engineering files
+    (not ToO) get ``ENG``. An invalid candidate gives ``NONE`` and a warning.
     """
     issues: list[Issue] = []
     progid = _text(ctx.progid) or _text(header.present("PROGNAME"))
@@ -219,7 +250,7 @@ def set_prog_info(header: Header, ctx: Context) -> StepResult:
     if not progid:
         if ctx.services.schedule is None:
             issues.append(Issue.warn("SCHEDULE_WARN", "no schedule configured; no PROGNAME"))
-        progid = progid_from_schedule(header, ctx)
+        progid = (schedule_lookup or progid_from_schedule)(header, ctx)
     valid = is_progid_valid(progid)
     if not too and is_engineering(header, ctx):
         progid, valid = "ENG", True
@@ -253,6 +284,30 @@ def set_prog_info(header: Header, ctx: Context) -> StepResult:
         *_title_cards(title),
     ]
     return StepResult.done(*cards, extras=extras, issues=issues)
+
+
+def prog_info_with(schedule_lookup: ScheduleLookup) -> Callable[[Header, Context], StepResult]:
+    """A :func:`set_prog_info` step whose schedule lookup is ``schedule_lookup``.
+
+    For an instrument that asks the schedule differently (GUIDER asks for the
+    instrument named by CURRINST); the step keeps the name ``set_prog_info``.
+
+    Examples
+    --------
+    >>> step = prog_info_with(lambda header, ctx: "2024A_C123")
+    >>> step.__name__, step.writes[0]
+    ('set_prog_info', 'PROGID')
+    """
+
+    def step(header: Header, ctx: Context) -> StepResult:
+        return set_prog_info(header, ctx, schedule_lookup=schedule_lookup)
+
+    lookup = (schedule_lookup.__doc__ or getattr(schedule_lookup, "__name__", "")).strip().splitlines()
+    step.__name__ = step.__qualname__ = "set_prog_info"
+    step.__doc__ = (set_prog_info.__doc__ or "").split("\n")[0] + (
+        f" Schedule lookup: {lookup[0]}" if lookup else ""
+    )
+    return writes(*set_prog_info.writes)(step)  # type: ignore[attr-defined]
 
 
 @writes("PROPINT (metadata)", "SEMID (metadata)")

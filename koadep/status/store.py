@@ -1,0 +1,730 @@
+"""The status store: one interface, SQLite and MySQL/MariaDB back ends.
+
+Every query is parameterised. Each thread (and each process) gets its own
+connection; a connection is never shared. Changes of state go through the
+transition table (:mod:`koadep.status.states`) and are conditional on the state
+the caller read, so two workers can never both win the same record.
+
+URLs: ``sqlite:///relative/path.sqlite``, ``sqlite:////absolute/path.sqlite``
+(``sqlite://`` alone is in memory) and
+``mysql://user@host:port/database``; the MySQL password comes from the
+``KOADEP_DB_PASSWORD`` environment variable or the ``db_password`` setting, never
+from the URL or the log.
+
+Examples
+--------
+>>> store = open_store("sqlite://")
+>>> rid = store.queue("NIRC2", "/s/sdata907/nirc4/n0101.fits")
+>>> store.claim("worker-1", lease_seconds=60).id == rid
+True
+>>> store.finish(rid, State.PROCESSED, koaid="N2.20240315.29730.25")
+>>> store.get(rid).status
+'PROCESSED'
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from koadep.issues import Issue
+from koadep.status.states import TIMESTAMP_COLUMN, IllegalTransition, State, check_transition
+
+__all__ = [
+    "COLUMNS",
+    "Record",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+    "utc_now",
+]
+
+SCHEMA_VERSION = 2
+
+#: The record columns: the legacy ``koa_status`` columns, then koadep's own.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("level", "int"), ("koaid", "str:64"), ("instrument", "str:16"), ("service", "str:32"),
+    ("utdatetime", "time"), ("status", "str:16"), ("status_code", "str:64"),
+    ("status_code_ipac", "str:64"), ("ofname", "text"), ("stage_file", "text"),
+    ("process_dir", "text"), ("archive_dir", "text"), ("creation_time", "time"),
+    ("process_start_time", "time"), ("process_end_time", "time"), ("xfr_start_time", "time"),
+    ("xfr_end_time", "time"), ("ipac_notify_time", "time"), ("ingest_start_time", "time"),
+    ("ingest_copy_start_time", "time"), ("ingest_copy_end_time", "time"),
+    ("ingest_end_time", "time"), ("ipac_response_time", "time"), ("stage_time", "time"),
+    ("filesize_mb", "float"), ("archsize_mb", "float"), ("koaimtyp", "str:32"),
+    ("semid", "str:32"), ("propint", "int"), ("source_deleted", "int"), ("last_mod", "time"),
+    ("reviewed", "int"),
+    ("error_time", "time"), ("lease_owner", "str:64"), ("lease_expires", "time"),
+    ("file_md5", "str:32"), ("version", "int"), ("run", "int"),
+)  # fmt: skip
+COLUMN_NAMES = tuple(c for c, _ in COLUMNS)
+
+#: Columns cleared when a record is reprocessed (its row is copied to history first).
+RESET_COLUMNS = (
+    "status_code", "status_code_ipac", "process_dir", "archive_dir", "process_start_time",
+    "process_end_time", "xfr_start_time", "xfr_end_time", "ipac_notify_time",
+    "ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time",
+    "ipac_response_time", "stage_time", "filesize_mb", "archsize_mb", "koaimtyp", "semid",
+    "propint", "error_time", "lease_owner", "lease_expires",
+)  # fmt: skip
+
+
+def utc_now() -> str:
+    """The current UTC time as ``YYYY-MM-DD HH:MM:SS`` (the store's time format)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _later(seconds: float) -> str:
+    """``seconds`` from now, rounded up to the next whole second (never shorter)."""
+    t = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    if t.microsecond:
+        t += datetime.timedelta(microseconds=1_000_000 - t.microsecond)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+class StoreError(RuntimeError):
+    """A status-store operation failed (the message says which and why)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached; a later run can finish the work."""
+
+
+@attrs.frozen
+class Record:
+    """One row of the status table."""
+
+    id: int
+    values: Mapping[str, Any] = attrs.field(repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain data."""
+        return {"id": self.id, **{k: self.values.get(k) for k in COLUMN_NAMES}}
+
+
+class Dialect:
+    """What differs between the SQL back ends."""
+
+    name = "generic"
+    placeholder = "%s"
+
+    def type_of(self, kind: str) -> str:
+        raise NotImplementedError
+
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "%s" else text.replace("%s", self.placeholder)
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+    placeholder = "?"
+    autoincrement = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def type_of(self, kind: str) -> str:
+        return {"int": "INTEGER", "float": "REAL"}.get(kind, "TEXT")
+
+
+class MysqlDialect(Dialect):
+    name = "mysql"
+    autoincrement = "INT AUTO_INCREMENT PRIMARY KEY"
+
+    def type_of(self, kind: str) -> str:
+        if kind.startswith("str:"):
+            return f"VARCHAR({kind[4:]})"
+        return {"int": "INT", "float": "DOUBLE", "time": "DATETIME", "text": "TEXT"}[kind]
+
+
+def _table_ddl(d: Dialect, name: str, extra: str = "") -> str:
+    cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {name} (id {d.autoincrement}, {cols}{extra})"
+
+
+def _migrations(d: Dialect) -> list[list[str]]:
+    """Schema versions 1..N as lists of statements (applied in order, once)."""
+    history_cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in COLUMNS)
+    text = d.type_of("text")
+    return [
+        [
+            _table_ddl(d, "koa_status"),
+            "CREATE UNIQUE INDEX koa_status_level_koaid ON koa_status (level, koaid)",
+            "CREATE INDEX koa_status_status ON koa_status (status, level)",
+            f"CREATE TABLE IF NOT EXISTS koa_status_history (history_id {d.autoincrement}, "
+            f"id INT, history_time {d.type_of('time')}, {history_cols})",
+            f"CREATE TABLE IF NOT EXISTS koa_status_issues (issue_id {d.autoincrement}, "
+            f"status_id INT, run INT, severity {d.type_of('str:16')}, code {d.type_of('str:64')}, "
+            f"message {text}, step {d.type_of('str:64')}, created {d.type_of('time')})",
+            "CREATE INDEX koa_status_issues_status ON koa_status_issues (status_id, run)",
+        ],
+        [
+            f"CREATE TABLE IF NOT EXISTS koadep_alerts (instrument {d.type_of('str:16')} "
+            f"PRIMARY KEY, last_sent {d.type_of('time')})",
+        ],
+    ]
+
+
+class Store:
+    """The status store (use :func:`open_store`)."""
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    # connections -------------------------------------------------------------------
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        pid = getattr(self._local, "pid", None)
+        if conn is None or pid != os.getpid():
+            conn = self._connect()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            finally:
+                self._local.conn = None
+
+    def _is_outage(self, exc: BaseException) -> bool:
+        return False
+
+    def _ping(self, conn: Any) -> None:
+        """Check (and if needed re-open) a connection before use."""
+
+    def _open_cursor(self, transaction: bool) -> Any:
+        for attempt in (1, 2):
+            try:
+                conn = self._connection()
+                self._ping(conn)
+                cur = conn.cursor()
+                if transaction:
+                    cur.execute(self._begin)
+                return cur
+            except Exception as exc:
+                self.close()
+                if attempt == 2 or not self._is_outage(exc):
+                    if self._is_outage(exc):
+                        raise StoreUnavailable(f"the status database is unreachable: {exc}") from exc
+                    raise StoreError(f"status database error: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _cursor(self, transaction: bool = False) -> Iterator[Any]:
+        """A cursor on this thread's connection; a transaction when asked."""
+        cur = self._open_cursor(transaction)
+        try:
+            yield cur
+            if transaction:
+                cur.execute("COMMIT")
+        except BaseException as exc:
+            if transaction:
+                with suppress(Exception):
+                    cur.execute("ROLLBACK")
+            if isinstance(exc, StoreError | IllegalTransition) or not isinstance(exc, Exception):
+                raise
+            if self._is_outage(exc):
+                self.close()
+                raise StoreUnavailable(f"the status database is unreachable: {exc}") from exc
+            raise StoreError(f"status database error: {type(exc).__name__}: {exc}") from exc
+        finally:
+            with suppress(Exception):
+                cur.close()
+
+    _begin = "BEGIN"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one parameterised statement; return the affected row count."""
+        with self._cursor() as cur:
+            cur.execute(self.dialect.sql(sql), tuple(params))
+            return int(cur.rowcount)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one parameterised query; return rows as dicts."""
+        with self._cursor() as cur:
+            cur.execute(self.dialect.sql(sql), tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # schema ------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The applied schema version (0 for an empty database)."""
+        self.execute("CREATE TABLE IF NOT EXISTS koadep_schema (version INT)")
+        rows = self.query("SELECT MAX(version) AS v FROM koadep_schema")
+        return int(rows[0]["v"] or 0) if rows else 0
+
+    def upgrade(self) -> list[int]:
+        """Apply the missing schema versions; return the versions applied."""
+        applied = []
+        current = self.schema_version()
+        for version, statements in enumerate(_migrations(self.dialect), start=1):
+            if version <= current:
+                continue
+            for statement in statements:
+                self.execute(statement)
+            self.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
+            applied.append(version)
+        return applied
+
+    # records -----------------------------------------------------------------------
+    def _insert(self, values: Mapping[str, Any]) -> int:
+        values = {"last_mod": utc_now(), "run": 0, "reviewed": 0, **values}
+        names = ", ".join(values)
+        marks = ", ".join(["%s"] * len(values))
+        with self._cursor() as cur:
+            cur.execute(
+                self.dialect.sql(f"INSERT INTO koa_status ({names}) VALUES ({marks})"), tuple(values.values())
+            )
+            return int(cur.lastrowid)
+
+    def queue(
+        self, instrument: str, ofname: str, *, level: int = 0, service: str | None = None, **columns: Any
+    ) -> int:
+        """Insert a QUEUED record; return its id."""
+        return self._insert(
+            {
+                "level": level,
+                "instrument": instrument.upper(),
+                "ofname": ofname,
+                "service": service,
+                "status": State.QUEUED,
+                "creation_time": utc_now(),
+                **columns,
+            }
+        )
+
+    def start(
+        self,
+        instrument: str,
+        ofname: str,
+        *,
+        level: int = 0,
+        worker: str = "",
+        lease_seconds: float = 3600,
+        **columns: Any,
+    ) -> int:
+        """Insert a record already PROCESSING (a command-line run); return its id."""
+        now = utc_now()
+        return self._insert(
+            {
+                "level": level,
+                "instrument": instrument.upper(),
+                "ofname": ofname,
+                "status": State.PROCESSING,
+                "creation_time": now,
+                "process_start_time": now,
+                "lease_owner": worker,
+                "lease_expires": _later(lease_seconds),
+                "run": 1,
+                **columns,
+            }
+        )
+
+    def get(self, record_id: int) -> Record | None:
+        """The record with this id, or None."""
+        rows = self.query("SELECT * FROM koa_status WHERE id = %s", (record_id,))
+        return _record(rows[0]) if rows else None
+
+    def find(
+        self,
+        *,
+        instrument: str | None = None,
+        level: int | None = None,
+        status: str | None = None,
+        status_code: str | None = None,
+        ofname_like: str | None = None,
+        ofname: str | None = None,
+        koaid: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        record_id: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Record]:
+        """Records matching every given filter (times compare with utdatetime)."""
+        where, params = [], []
+        for column, value in (
+            ("instrument", instrument and instrument.upper()),
+            ("level", level),
+            ("status", status),
+            ("status_code", status_code),
+            ("ofname", ofname),
+            ("koaid", koaid),
+            ("id", record_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if ofname_like:
+            escaped = ofname_like.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            where.append("ofname LIKE %s ESCAPE '!'")
+            params.append(f"%{escaped}%")
+        if start:
+            where.append("utdatetime >= %s")
+            params.append(start.replace("T", " "))
+        if end:
+            where.append("utdatetime <= %s")
+            params.append(end.replace("T", " "))
+        sql = "SELECT * FROM koa_status"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id" + (" DESC" if newest_first else "")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_record(r) for r in self.query(sql, params)]
+
+    def update(self, record_id: int, **columns: Any) -> None:
+        """Set columns of a record (not its status: use :meth:`transition`)."""
+        if "status" in columns:
+            raise ValueError("change the status with transition()")
+        bad = set(columns) - set(COLUMN_NAMES)
+        if bad:
+            raise ValueError(f"unknown columns: {sorted(bad)}")
+        columns["last_mod"] = utc_now()
+        assign = ", ".join(f"{c} = %s" for c in columns)
+        self.execute(f"UPDATE koa_status SET {assign} WHERE id = %s", (*columns.values(), record_id))
+
+    def transition(
+        self, record_id: int, new: State | str, *, expected: State | str | None = None, **columns: Any
+    ) -> None:
+        """Change the state of a record, writing the state's timestamp column.
+
+        The update only applies if the record is still in ``expected`` (default:
+        the state read just before), so a concurrent change is never overwritten.
+
+        Raises
+        ------
+        IllegalTransition
+            If the transition table does not allow the change.
+        StoreError
+            If the record is missing or changed state concurrently.
+        """
+        new = State(new)
+        record = self.get(record_id)
+        if record is None:
+            raise StoreError(f"no status record {record_id}")
+        old = State(expected or record.status)
+        if expected is not None and record.status != old:
+            raise StoreError(f"record {record_id} is {record.status}, not {old}")
+        check_transition(old, new)
+        bad = set(columns) - set(COLUMN_NAMES)
+        if bad:
+            raise ValueError(f"unknown columns: {sorted(bad)}")
+        now = utc_now()
+        values = {TIMESTAMP_COLUMN[new]: now, **columns, "status": str(new), "last_mod": now}
+        assign = ", ".join(f"{c} = %s" for c in values)
+        count = self.execute(
+            f"UPDATE koa_status SET {assign} WHERE id = %s AND status = %s",
+            (*values.values(), record_id, str(old)),
+        )
+        if count != 1:
+            raise StoreError(f"record {record_id} changed state while it was being updated")
+
+    def finish(self, record_id: int, state: State | str, **columns: Any) -> None:
+        """End processing: PROCESSING -> PROCESSED, INVALID or ERROR; the lease is released."""
+        self.transition(
+            record_id, state, expected=State.PROCESSING, lease_owner=None, lease_expires=None, **columns
+        )
+
+    # claims --------------------------------------------------------------------------
+    def claim(
+        self,
+        worker: str,
+        *,
+        lease_seconds: float = 600,
+        instrument: str | None = None,
+        level: int = 0,
+        retry_errors: bool = False,
+    ) -> Record | None:
+        """Atomically take one QUEUED record (or one whose lease expired) for ``worker``.
+
+        The record becomes PROCESSING with a lease; a worker that dies leaves a
+        lease that expires, after which the record can be claimed again.
+        """
+        raise NotImplementedError
+
+    def _claim_filter(self, instrument: str | None, level: int, retry_errors: bool) -> tuple[str, list[Any]]:
+        states = "status = 'QUEUED' OR (status = 'PROCESSING' AND lease_expires <= %s)"
+        if retry_errors:
+            states += " OR status = 'ERROR'"
+        where = f"({states}) AND level = %s"
+        params: list[Any] = [utc_now(), level]
+        if instrument:
+            where += " AND instrument = %s"
+            params.append(instrument.upper())
+        return where, params
+
+    def renew(self, record_id: int, worker: str, lease_seconds: float = 600) -> bool:
+        """Extend a lease the worker still holds; False if it lost the record."""
+        return (
+            self.execute(
+                "UPDATE koa_status SET lease_expires = %s WHERE id = %s AND lease_owner = %s "
+                "AND status = 'PROCESSING'",
+                (_later(lease_seconds), record_id, worker),
+            )
+            == 1
+        )
+
+    # history, issues, reprocessing -------------------------------------------------------
+    def reset(self, record_id: int, *, worker: str = "", lease_seconds: float = 3600) -> None:
+        """Reprocess a record: copy it to history, clear its results, set PROCESSING."""
+        record = self.get(record_id)
+        if record is None:
+            raise StoreError(f"no status record {record_id}")
+        if record.status != State.PROCESSING:
+            check_transition(record.status, State.PROCESSING)
+        names = ", ".join(COLUMN_NAMES)
+        self.execute(
+            f"INSERT INTO koa_status_history (id, history_time, {names}) "
+            f"SELECT id, %s, {names} FROM koa_status WHERE id = %s",
+            (utc_now(), record_id),
+        )
+        now = utc_now()
+        values: dict[str, Any] = dict.fromkeys(RESET_COLUMNS)
+        values.update(
+            status=str(State.PROCESSING),
+            creation_time=now,
+            process_start_time=now,
+            lease_owner=worker,
+            lease_expires=_later(lease_seconds),
+            last_mod=now,
+            run=int(record.run or 0) + 1,
+        )
+        assign = ", ".join(f"{c} = %s" for c in values)
+        count = self.execute(
+            f"UPDATE koa_status SET {assign} WHERE id = %s AND status = %s",
+            (*values.values(), record_id, record.status),
+        )
+        if count != 1:
+            raise StoreError(f"record {record_id} changed state while it was being reset")
+
+    def history(self, record_id: int) -> list[dict[str, Any]]:
+        """Earlier versions of a record, oldest first."""
+        return self.query("SELECT * FROM koa_status_history WHERE id = %s ORDER BY history_id", (record_id,))
+
+    def add_issues(self, record_id: int, issues: Iterable[Issue], run: int | None = None) -> None:
+        """Keep every issue of a run."""
+        if run is None:
+            record = self.get(record_id)
+            run = int(record.run or 0) if record else 0
+        now = utc_now()
+        for issue in issues:
+            self.execute(
+                "INSERT INTO koa_status_issues (status_id, run, severity, code, message, step, "
+                "created) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (record_id, run, issue.severity.name, issue.code, issue.message[:60000], issue.step, now),
+            )
+
+    def issues(self, record_id: int, run: int | None = None) -> list[dict[str, Any]]:
+        """The issues kept for a record (one run, or all)."""
+        sql = "SELECT * FROM koa_status_issues WHERE status_id = %s"
+        params: list[Any] = [record_id]
+        if run is not None:
+            sql += " AND run = %s"
+            params.append(run)
+        return self.query(sql + " ORDER BY issue_id", params)
+
+
+def _record(row: Mapping[str, Any]) -> Record:
+    values = {
+        k: (v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime.datetime) else v)
+        for k, v in row.items()
+        if k != "id"
+    }
+    return Record(int(row["id"]), values)
+
+
+class SqliteStore(Store):
+    """SQLite (stdlib): the embedded default, in WAL mode."""
+
+    dialect = SqliteDialect()
+    _begin = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: str | Path | None) -> None:
+        super().__init__()
+        self.path = str(path) if path else ":memory:"
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._shared_memory: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path == ":memory:":
+            if self._shared_memory is None:
+                self._shared_memory = sqlite3.connect(
+                    ":memory:", isolation_level=None, check_same_thread=False
+                )
+            return self._shared_memory
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def _is_outage(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc)
+
+    def claim(
+        self,
+        worker: str,
+        *,
+        lease_seconds: float = 600,
+        instrument: str | None = None,
+        level: int = 0,
+        retry_errors: bool = False,
+    ) -> Record | None:
+        where, params = self._claim_filter(instrument, level, retry_errors)
+        now = utc_now()
+        with self._cursor(transaction=True) as cur:
+            cur.execute(
+                self.dialect.sql(
+                    f"UPDATE koa_status SET status = 'PROCESSING', lease_owner = %s, "
+                    f"lease_expires = %s, process_start_time = %s, last_mod = %s, "
+                    f"run = COALESCE(run, 0) + 1 WHERE id = (SELECT id FROM koa_status WHERE {where} "
+                    f"ORDER BY id LIMIT 1) RETURNING id"
+                ),
+                (worker, _later(lease_seconds), now, now, *params),
+            )
+            row = cur.fetchone()
+        return self.get(int(row[0])) if row else None
+
+
+class MysqlStore(Store):
+    """MySQL or MariaDB through PyMySQL (production)."""
+
+    dialect = MysqlDialect()
+    _begin = "START TRANSACTION"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        database: str,
+        password: str = "",
+        unix_socket: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.host, self.port, self.user, self.database = host, port, user, database
+        self._password = password
+        self.unix_socket = unix_socket
+
+    def __repr__(self) -> str:
+        return f"MysqlStore({self.user}@{self.host}:{self.port}/{self.database})"
+
+    def _connect(self) -> Any:
+        import pymysql
+        from pymysql.constants import CLIENT
+
+        return pymysql.connect(
+            client_flag=CLIENT.FOUND_ROWS,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self._password,
+            database=self.database,
+            unix_socket=self.unix_socket,
+            autocommit=True,
+            connect_timeout=10,
+            read_timeout=60,
+            write_timeout=60,
+            charset="utf8mb4",
+        )
+
+    def _ping(self, conn: Any) -> None:
+        conn.ping(False)
+
+    def _is_outage(self, exc: BaseException) -> bool:
+        import pymysql
+
+        if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError):
+            code = exc.args[0] if exc.args else 0
+            return code in (0, 2003, 2006, 2013, 2055) or isinstance(exc, pymysql.err.InterfaceError)
+        return isinstance(exc, ConnectionError | OSError)
+
+    def claim(
+        self,
+        worker: str,
+        *,
+        lease_seconds: float = 600,
+        instrument: str | None = None,
+        level: int = 0,
+        retry_errors: bool = False,
+    ) -> Record | None:
+        where, params = self._claim_filter(instrument, level, retry_errors)
+        now = utc_now()
+        with self._cursor(transaction=True) as cur:
+            cur.execute(
+                f"SELECT id FROM koa_status WHERE {where} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                tuple(params),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                "UPDATE koa_status SET status = 'PROCESSING', lease_owner = %s, "
+                "lease_expires = %s, process_start_time = %s, last_mod = %s, "
+                "run = COALESCE(run, 0) + 1 WHERE id = %s",
+                (worker, _later(lease_seconds), now, now, row[0]),
+            )
+        return self.get(int(row[0]))
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    default_dir: str | Path | None = None,
+    password: str | None = None,
+    upgrade: bool = True,
+) -> Store:
+    """Open a status store by URL (see the module docstring).
+
+    With no URL, an SQLite file ``koadep.sqlite`` in ``default_dir`` (the output
+    directory) is used. The schema is created or upgraded unless ``upgrade`` is
+    False.
+    """
+    parts = urllib.parse.urlsplit(url or "sqlite://")
+    if not url:
+        store: Store = SqliteStore(Path(default_dir or ".") / "koadep.sqlite")
+    elif parts.scheme == "sqlite":
+        path = f"{parts.netloc}{parts.path}"
+        store = SqliteStore(path[1:] if path.startswith("/") else path or None)
+    elif parts.scheme in ("mysql", "mariadb"):
+        if parts.password:
+            raise StoreError("put the database password in KOADEP_DB_PASSWORD, not in the URL")
+        query = urllib.parse.parse_qs(parts.query)
+        store = MysqlStore(
+            host=parts.hostname or "localhost",
+            port=parts.port or 3306,
+            user=urllib.parse.unquote(parts.username or "koadep"),
+            database=parts.path.lstrip("/") or "koa",
+            password=password if password is not None else os.environ.get("KOADEP_DB_PASSWORD", ""),
+            unix_socket=query.get("unix_socket", [None])[0],
+        )
+    else:
+        raise StoreError(f"unknown database URL scheme {parts.scheme!r} (sqlite:// or mysql://)")
+    if upgrade:
+        store.upgrade()
+    return store
+
+
+__all__ += ["IllegalTransition", "State"]

@@ -1,0 +1,299 @@
+"""KCWI: the Keck Cosmic Web Imager (Keck II).
+
+Four cameras share the instrument, chosen by CAMERA: the blue and red IFU
+spectrographs (prefixes ``KB`` and ``KR``), the focal-plane camera (``KF``) and
+the slit-viewing camera (``KS``). Raw headers carry the time in ``UT`` (copied
+to UTC) and their own OFNAME.
+
+Derived keywords: the slit (slicer) width and length, the spectral resolution
+and the wavelength range of the blue or red channel (centred on BCWAVE or
+RCWAVE, the grating's bandwidth wide, narrowed for nod-and-shuffle), the pixel
+scales, and for the focal-plane camera a tangent-plane WCS. The preview is
+histogram-equalised. KCWI writes no extension tables.
+
+Legacy decisions (instruments.md §7, DECISIONS.md): the WCS runs for any case of
+``fpc`` (#18, fixed); ``-00:MM:SS`` declinations keep their sign (#19, fixed in
+:func:`koadep.coords.to_degrees`); nod-and-shuffle without a central wavelength
+leaves the wavelengths null instead of raising (#20, fixed); the FPC frame number
+falls back to IMGNUM (#29, fixed); KOAIMTYP runs before the program steps (#3).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from koadep.context import Context
+from koadep.coords import cd_matrix, position_angle, to_degrees
+from koadep.header import Header
+from koadep.instrument import Instrument, instrument_word
+from koadep.issues import Issue
+from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.products.jpeg import equalized_preview
+from koadep.rules import Rule, always, text
+from koadep.steps.derived import KOA_COMMENTS, elapsed_from, elapsed_product, elaptime_by
+from koadep.steps.identity import frameno_from, set_ofname, set_ut
+from koadep.steps.imaging import npixsat, set_image_stats
+from koadep.steps.observatory import set_oa, set_telnr, set_weather
+from koadep.steps.program import set_prog_info, set_propint, set_semester
+from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+
+#: KOAID prefix by lower-case CAMERA.
+PREFIXES = {"blue": "KB", "red": "KR", "fpc": "KF", "svc": "KS"}
+
+TELESCOPE = "Keck II"
+SATURATION = 65535
+
+#: Slit width (arcsec) by lower-case IFUNAM (slicer); every slicer is SLITLEN long.
+SLIT_WIDTHS = {"large": 1.35, "medium": 0.69, "small": 0.35}
+SLIT_LENGTH = 20.4
+SLICERS = tuple(SLIT_WIDTHS)
+
+#: Grating (lower-case {B|R}GRATNAM): (bandwidth in Angstrom, resolution for the
+#: large, medium and small slicers). The red numbers carry a "verify" note in the
+#: legacy source.
+GRATINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "bl": (2000, (900, 1800, 3600)),
+    "bm": (850, (2000, 4000, 8000)),
+    "bh3": (500, (4500, 9000, 18000)),
+    "bh2": (405, (4500, 9000, 18000)),
+    "bh1": (400, (4500, 9000, 18000)),
+    "rl": (275, (10500, 7000, 3500)),
+    "rm1": (145, (4050, 2700, 1350)),
+    "rm2": (190, (4700, 2800, 1900)),
+    "rh1": (60, (1800, 1200, 600)),
+    "rh2": (75, (2025, 1350, 675)),
+    "rh3": (90, (2400, 1600, 800)),
+    "rh4": (80, (2775, 1850, 925)),
+}
+
+#: Unbinned pixel scale (arcsec/pixel) by lower-case CAMERA.
+PLATE_SCALES = {"fpc": 0.0075, "blue": 0.147, "red": 0.147}
+
+#: WAVEBLUE, WAVECNTR, WAVERED (Angstrom) of the focal-plane camera.
+FPC_WAVELENGTHS = (3700, 6850, 10000)
+
+#: The focal-plane camera's unbinned scale (arcsec/pixel) and position-angle zero point (degrees).
+FPC_PLATE_SCALE = PLATE_SCALES["fpc"]
+FPC_PA0 = 0.7
+
+SLIT_KEYWORDS = ("SLITWIDT", "SLITLEN", "SPECRES", "WAVEBLUE", "WAVECNTR", "WAVERED", "DISPSCAL", "SPATSCAL")
+WCS_KEYWORDS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "RADECSYS")
+WCS_FIXED = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN"}
+
+
+def camera(header: Header) -> str:
+    """CAMERA in lower case ('' when absent)."""
+    return text(header, "CAMERA")
+
+
+def binning(header: Header) -> float | None:
+    """The x binning: BINNING when it is a number, else the first number of ``x,y``.
+
+    Examples
+    --------
+    >>> binning(Header.from_mapping({"BINNING": "2,2"})), binning(Header.from_mapping({"BINNING": 1}))
+    (2, 1)
+    """
+    value = header.present("BINNING")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    match = re.match(r"\s*(\d+(?:\.\d+)?)", str(value or ""))
+    if match is None:
+        return None
+    number = float(match.group(1))
+    return int(number) if number.is_integer() else number
+
+
+def ceil_to_100(value: float) -> int:
+    """Round up to a multiple of 100 (nod-and-shuffle half-width).
+
+    Examples
+    --------
+    >>> ceil_to_100(283), ceil_to_100(300)
+    (300, 300)
+    """
+    return math.ceil(value / 100) * 100
+
+
+@writes("TELESCOP")
+def set_telescope(header: Header, ctx: Context) -> StepResult:
+    """TELESCOP = Keck II, only when the header has none."""
+    if header.present("TELESCOP") is not None:
+        return StepResult.done()
+    return StepResult.done(card("TELESCOP", TELESCOPE, "KOA: Telescope name"))
+
+
+def _wavelengths(header: Header, channel: str, grating: str, nasmask: str) -> tuple[Any, Any, Any]:
+    """(WAVEBLUE, WAVECNTR, WAVERED) around {B|R}CWAVE; nulls without a central wavelength."""
+    cwave = header.present(f"{channel}CWAVE", 0)
+    try:
+        cwave = float(cwave)
+    except (TypeError, ValueError):
+        cwave = 0.0
+    if cwave <= 0:  # #20: nod-and-shuffle needs the centre too; no centre, no wavelengths
+        return None, None, None
+    bandwidth = GRATINGS[grating][0]
+    centre = round(cwave)
+    blue, red = round(centre - bandwidth / 2), round(centre + bandwidth / 2)
+    if nasmask == "mask":  # nod-and-shuffle uses a third of the detector
+        half = ceil_to_100(int((red - blue) / 3))
+        blue, red = centre - half, centre + half
+    return blue, centre, red
+
+
+@writes(*SLIT_KEYWORDS)
+def set_slitdims(header: Header, ctx: Context) -> StepResult:
+    """Slit width and length, resolution, wavelengths and pixel scales (null when unknown).
+
+    The channel is red for CAMERA red, else blue: its grating ({B|R}GRATNAM), its
+    mask ({B|R}NASNAM, ``mask`` = nod-and-shuffle) and its central wavelength
+    ({B|R}CWAVE) are used with the slicer (IFUNAM). A missing IFUNAM, grating or
+    mask name gives a warning and leaves what depends on it null; the pixel
+    scales (scale x binning) and the focal-plane camera's fixed wavelengths only
+    need CAMERA and BINNING.
+    """
+    values: dict[str, Any] = dict.fromkeys(SLIT_KEYWORDS)
+    cam = camera(header)
+    channel = "R" if cam == "red" else "B"
+    slicer = text(header, "IFUNAM")
+    grating = text(header, f"{channel}GRATNAM")
+    nasmask = text(header, f"{channel}NASNAM")
+    names = (("IFUNAM", slicer), (f"{channel}GRATNAM", grating), (f"{channel}NASNAM", nasmask))
+    missing = [k for k, v in names if not v]
+    issues = [Issue.warn("SET_DERIVED_ERROR", f"{', '.join(missing)} missing")] if missing else []
+    if slicer in SLIT_WIDTHS:
+        values["SLITWIDT"], values["SLITLEN"] = SLIT_WIDTHS[slicer], SLIT_LENGTH
+        if grating in GRATINGS:
+            values["SPECRES"] = GRATINGS[grating][1][SLICERS.index(slicer)]
+            blue, centre, red = _wavelengths(header, channel, grating, nasmask)
+            values.update(WAVEBLUE=blue, WAVECNTR=centre, WAVERED=red)
+    xbin = binning(header)
+    if cam in PLATE_SCALES and xbin is not None:
+        values["DISPSCAL"] = values["SPATSCAL"] = PLATE_SCALES[cam] * xbin
+    if cam == "fpc":
+        values["WAVEBLUE"], values["WAVECNTR"], values["WAVERED"] = FPC_WAVELENGTHS
+    return StepResult.done(*(card(k, values[k], KOA_COMMENTS[k]) for k in SLIT_KEYWORDS), issues=issues)
+
+
+def _float(header: Header, *keywords: str) -> float:
+    """The first present of ``keywords`` as a float (KeyError when none is present)."""
+    for keyword in keywords:
+        value = header.present(keyword)
+        if value is not None:
+            return float(value)
+    raise KeyError("/".join(keywords))
+
+
+@writes(*WCS_KEYWORDS, *WCS_FIXED, "BINNING")
+def set_wcs(header: Header, ctx: Context) -> StepResult:
+    """The focal-plane camera's tangent-plane WCS (CAMERA ``fpc`` in any case, #18).
+
+    The position angle follows ROTMODE (``posi``, ``vert``, ``stat``; PARANTEL
+    falls back to PARANG), the scale is 0.0075 arcsec x BINNING, CRVAL is RA/DEC
+    in degrees and CRPIX the image centre. BINNING is rewritten as text.
+    """
+    if camera(header) != "fpc":
+        return StepResult.done()
+    mode = text(header, "ROTMODE")[:4]
+    try:
+        el = _float(header, "EL") if mode == "stat" else 0.0
+        parantel = _float(header, "PARANTEL", "PARANG") if mode in ("vert", "stat") else 0.0
+        pa = position_angle(mode, _float(header, "ROTPOSN"), parantel, el)
+        xbin = binning(header)
+        naxis1, naxis2 = int(header["NAXIS1"]), int(header["NAXIS2"])
+        ra, dec = to_degrees("RA", header.present("RA")), to_degrees("DEC", header.present("DEC"))
+    except (KeyError, TypeError, ValueError) as exc:
+        return StepResult.failed(Issue.warn("SET_WCS_ERROR", f"{type(exc).__name__}: {exc}"))
+    if pa is None:
+        return StepResult.failed(Issue.warn("SET_WCS_ERROR", f"unknown ROTMODE {header.get('ROTMODE')!r}"))
+    if xbin is None or not all(isinstance(v, float) for v in (ra, dec)):
+        return StepResult.failed(Issue.warn("SET_WCS_ERROR", "BINNING, RA or DEC unusable"))
+    cd = cd_matrix(FPC_PLATE_SCALE * xbin, pa, FPC_PA0)
+    values: dict[str, Any] = {
+        **{k: float(f"{v:18.7e}") for k, v in zip(("CD1_1", "CD1_2", "CD2_1", "CD2_2"), cd, strict=True)},
+        "CRPIX1": float(f"{(naxis1 + 1) / 2:8.2f}"),
+        "CRPIX2": float(f"{(naxis2 + 1) / 2:8.2f}"),
+        "CRVAL1": ra,
+        "CRVAL2": dec,
+        "RADECSYS": "FK5" if header.present("EQUINOX") == 2000 else "FK4",
+        **WCS_FIXED,
+        "BINNING": str(header.present("BINNING")),
+    }
+    return StepResult.done(*(card(k, v, "KOA: WCS value") for k, v in values.items()))
+
+
+def _exposure_is_zero(header: Header, ctx: Context) -> bool:
+    value = header.present("XPOSURE")
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
+
+
+def lower_imtype(header: Header, ctx: Context) -> str | None:
+    """lower-case IMTYPE"""
+    return text(header, "IMTYPE") or None
+
+
+#: KOAIMTYP, first match wins (instruments.md §2.5).
+KOAIMTYP_RULES = (
+    Rule(1, "CAMERA is fpc (any case)", lambda h, c: camera(h) == "fpc", "fpc"),
+    Rule(2, "CAMERA is svc (any case)", lambda h, c: camera(h) == "svc", "svc"),
+    Rule(3, "XPOSURE is present and zero", _exposure_is_zero, "bias"),
+    Rule(4, "IMTYPE is present", lambda h, c: bool(text(h, "IMTYPE")), lower_imtype),
+    Rule(5, "otherwise (a KOAIMTYP_UDF warning)", always, "undefined"),
+)
+
+
+class Kcwi(Instrument):
+    """KCWI (Keck II)."""
+
+    name = "KCWI"
+    keyword_map = {"UTC": "UT"}
+    prefixes = {p: f"INSTRUME is KCWI and CAMERA is {c} (any case)" for c, p in PREFIXES.items()}
+    koaimtyp_rules = KOAIMTYP_RULES
+    extension_tables = False
+
+    def koaid_prefix(self, header: Header, ctx: Context) -> str:
+        """KB, KR, KF or KS by CAMERA ('' for another camera or another instrument)."""
+        return PREFIXES.get(camera(header), "") if instrument_word(header) == "kcwi" else ""
+
+    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
+        return (
+            critical(set_telnr),
+            critical(set_ut),
+            optional(set_telescope),
+            critical(set_ofname, "set_ofname"),
+            critical(set_koaimtyp),
+            critical(frameno_from(("FRAMENUM", "IMGNUM", "DATAFILE", "OFNAME")), "set_frameno"),
+            critical(set_semester),
+            critical(set_prog_info),
+            critical(set_propint),
+            optional(
+                elaptime_by(elapsed_from("EXPTIME"), elapsed_from("XPOSURE"), elapsed_product(digits=4)),
+                "set_elaptime",
+            ),
+            optional(set_datlevel),
+            optional(set_image_stats),
+            optional(set_weather),
+            optional(set_oa),
+            optional(npixsat(lambda header: SATURATION), "set_npixsat"),
+            optional(set_slitdims),
+            optional(set_wcs),
+            optional(set_dqa_vers),
+            optional(set_dqa_date),
+        )
+
+    def has_target_info(self, header: Header, ctx: Context) -> bool:
+        """False: a daytime KCWI calibration gets PROPINT 0."""
+        return False
+
+    def render_jpeg(self, fits: Any, header: Header, ctx: Context) -> Any:
+        """One histogram-equalised preview of the primary image."""
+        data = fits.data(0)
+        if data is None:
+            raise ValueError("the primary HDU has no image to preview")
+        return [("", equalized_preview(data))]
+
+
+plugin = Kcwi()

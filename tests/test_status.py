@@ -1,0 +1,486 @@
+"""The status store and archiving through it, on SQLite and on a real MariaDB server.
+
+The MariaDB tests use the server that ``scripts/mariadb.sh start`` runs (CI starts it);
+they read ``KOADEP_TEST_MYSQL_URL`` and ``KOADEP_DB_PASSWORD``. Without a server they
+skip with a reason, and under CI they fail instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from koadep.archive import archive_file, run_worker
+from koadep.cli import main
+from koadep.config import Config
+from koadep.services import FixedClock, Services
+from koadep.status import IllegalTransition, State, StoreError, StoreUnavailable, open_store
+from koadep.testing import write_raw_fits
+
+from .conftest import NOW
+
+MYSQL_URL = os.environ.get("KOADEP_TEST_MYSQL_URL", "")
+
+
+def _mysql_admin():  # type: ignore[no-untyped-def]
+    from urllib.parse import urlsplit
+
+    import pymysql
+
+    parts = urlsplit(MYSQL_URL)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username,
+        password=os.environ.get("KOADEP_DB_PASSWORD", ""),
+        autocommit=True,
+    )
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh, empty store URL on each back end."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'status.sqlite'}"
+        return
+    if not MYSQL_URL:
+        message = 'no MariaDB server (run: eval "$(bash scripts/mariadb.sh start)")'
+        if os.environ.get("CI"):
+            pytest.fail(message + " and CI is set")
+        pytest.skip(message)
+    name = f"koadep_t_{uuid.uuid4().hex[:12]}"
+    admin = _mysql_admin()
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    base = MYSQL_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.close()
+
+
+def nirc2_file(path: Path, utc: str = "08:15:30.25", **changes: object) -> Path:
+    cards = {
+        "INSTRUME": "NIRC2",
+        "DATE-OBS": "2024-03-15",
+        "UTC": utc,
+        "UT": utc,
+        "FILENAME": path.name,
+        "IMTYPE": "Object",
+        "COADDS": 2,
+        "ITIME": 1.0,
+        "PROGNAME": "C123",
+        "OUTDIR": "/sdata907/nirc4/2024mar14",
+        "CAMNAME": "narrow",
+        "ROTMODE": "position angle",
+        "ROTPOSN": 0.0,
+        "RA": "00:15:57.30",
+        "DEC": "+04:15:04.0",
+        "MINWAVE": 2.0,
+        "MAXWAVE": 2.3,
+        "CENWAVE": 2.15,
+    }
+    cards.update(changes)
+    data = np.arange(16 * 16, dtype=">i4").reshape(16, 16)
+    return write_raw_fits(path, [(k, v) for k, v in cards.items() if v is not None], data)
+
+
+def utc_of(i: int) -> str:
+    seconds = 3600 + i * 7
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}.{i % 100:02d}"
+
+
+# ------------------------------------------------------------------ the state machine
+def test_state_machine_table_and_timestamps(db_url: str) -> None:
+    store = open_store(db_url)
+    rid = store.queue("nirc2", "/s/a.fits")
+    record = store.get(rid)
+    assert (record.status, record.instrument, record.creation_time is not None) == ("QUEUED", "NIRC2", True)
+    with pytest.raises(IllegalTransition):
+        store.transition(rid, State.TRANSFERRED)
+    assert store.claim("w", lease_seconds=60).id == rid
+    assert store.get(rid).process_start_time is not None
+    store.finish(rid, State.PROCESSED, koaid="N2.20240315.00001.00")
+    record = store.get(rid)
+    assert record.process_end_time is not None and record.lease_owner is None
+    store.transition(rid, State.TRANSFERRING)
+    store.transition(rid, State.TRANSFERRED)
+    store.transition(rid, State.COMPLETE)
+    assert store.get(rid).ipac_response_time is not None
+    with pytest.raises(IllegalTransition):
+        store.transition(rid, State.TRANSFERRING)
+    with pytest.raises(StoreError):
+        store.transition(rid, State.PROCESSING, expected=State.QUEUED)
+
+
+def test_schema_versioning_and_upgrade_is_idempotent(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = open_store(db_url, upgrade=False)
+    assert store.schema_version() == 0
+    assert store.upgrade() == [1, 2]
+    assert store.upgrade() == []
+    assert main(["db", "upgrade", "--db", db_url]) == 0
+    assert "applied: none" in capsys.readouterr().out
+
+
+def test_unique_koaid_per_level(db_url: str) -> None:
+    store = open_store(db_url)
+    a, b = store.queue("NIRC2", "/a.fits"), store.queue("NIRC2", "/b.fits")
+    store.update(a, koaid="N2.20240315.00001.00")
+    with pytest.raises(StoreError):
+        store.update(b, koaid="N2.20240315.00001.00")
+    store.update(b, koaid="N2.20240315.00001.00_unp")
+
+
+def test_sql_metacharacters_are_stored_verbatim(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    nasty = '/s/o\'brien\\dir; DROP TABLE koa_status; --/n "0101"%_.fits'
+    rid = store.queue("NIRC2", nasty)
+    assert store.get(rid).ofname == nasty
+    assert [r.id for r in store.find(ofname_like="'brien\\dir; DROP")] == [rid]
+    assert [r.id for r in store.find(ofname=nasty)] == [rid]
+    assert store.find(ofname_like="%") == store.find()  # LIKE wildcards are data too
+    store.add_issues(rid, [__import__("koadep").Issue.warn("X", "it's a ' \\ ; DROP TABLE x")])
+    assert store.issues(rid)[0]["message"] == "it's a ' \\ ; DROP TABLE x"
+    assert len(store.find()) == 1
+
+
+def test_bad_file_name_and_header_values_through_archiving(db_url: str, tmp_path: Path) -> None:
+    name = "n01'0\"1; DROP TABLE koa_status;--\\x.fits"
+    path = nirc2_file(tmp_path / name, OBJECT="'); DELETE FROM koa_status; --")
+    store = open_store(db_url)
+    outcome = archive_file(path, store=store, config=Config(output_root=tmp_path / "out"))
+    assert outcome.result.state == "PROCESSED"
+    record = store.get(outcome.record_id)
+    assert record.ofname == str(path) and record.status == "PROCESSED"
+    assert len(store.find()) == 1
+
+
+# ------------------------------------------------------------------ claims and leases
+def test_lease_expiry_makes_a_record_claimable_again(db_url: str) -> None:
+    store = open_store(db_url)
+    rid = store.queue("NIRC2", "/a.fits")
+    assert store.claim("w1", lease_seconds=1).id == rid
+    assert store.claim("w2", lease_seconds=1) is None
+    assert store.renew(rid, "w1", 1)
+    assert not store.renew(rid, "w2", 1)
+    time.sleep(2.1)
+    again = store.claim("w2", lease_seconds=60)
+    assert again.id == rid and again.lease_owner == "w2" and again.run == 2
+    assert not store.renew(rid, "w1", 60)
+
+
+def _worker_process(url: str, outdir: str, name: str, results: str) -> None:
+    store = open_store(url)
+    seen: list[int] = []
+    run_worker(
+        store,
+        config=Config(output_root=Path(outdir)),
+        worker=name,
+        services=Services(clock=FixedClock(NOW)),
+        on_result=lambda o: seen.append(o.record_id),
+    )
+    Path(results).write_text(json.dumps(seen))
+
+
+def test_four_processes_claim_two_hundred_records_exactly_once(db_url: str, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    store = open_store(db_url)
+    ids = []
+    for i in range(200):
+        path = nirc2_file(raw / f"n{i:04d}.fits", utc_of(i))
+        ids.append(store.queue("NIRC2", str(path)))
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(
+            target=_worker_process,
+            args=(db_url, str(tmp_path / "out"), f"w{n}", str(tmp_path / f"w{n}.json")),
+        )
+        for n in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    claimed = [rid for n in range(4) for rid in json.loads((tmp_path / f"w{n}.json").read_text())]
+    assert sorted(claimed) == sorted(ids)  # every record once, none twice
+    records = store.find()
+    assert {r.status for r in records} == {"PROCESSED"}
+    assert {r.run for r in records} == {1}
+    assert len({r.koaid for r in records}) == 200
+    assert sum(1 for n in range(4) if json.loads((tmp_path / f"w{n}.json").read_text())) >= 2
+
+
+class SlowWeather:
+    """A weather service that hangs, so a worker can be killed in the middle of a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def samples(self, telnr, when):  # type: ignore[no-untyped-def]
+        self.marker.write_text("inside")
+        time.sleep(120)
+        return {}
+
+
+def _doomed_worker(url: str, outdir: str, marker: str) -> None:
+    store = open_store(url)
+    run_worker(
+        store,
+        config=Config(output_root=Path(outdir)),
+        worker="doomed",
+        services=Services(weather=SlowWeather(Path(marker))),
+        lease_seconds=2,
+    )
+
+
+def test_a_killed_worker_leaves_a_record_another_worker_finishes(db_url: str, tmp_path: Path) -> None:
+    path = nirc2_file(tmp_path / "raw" / "n0101.fits")
+    before = hashlib.md5(path.read_bytes()).hexdigest()
+    store = open_store(db_url)
+    rid = store.queue("NIRC2", str(path))
+    marker = tmp_path / "marker"
+    proc = multiprocessing.get_context("fork").Process(
+        target=_doomed_worker, args=(db_url, str(tmp_path / "out"), str(marker))
+    )
+    proc.start()
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the worker never reached the middle of the file"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    record = store.get(rid)
+    assert (record.status, record.lease_owner) == ("PROCESSING", "doomed")
+    assert run_worker(store, config=Config(output_root=tmp_path / "out"), worker="w2") == 0
+    time.sleep(3.1)
+    assert run_worker(store, config=Config(output_root=tmp_path / "out"), worker="w2") == 1
+    record = store.get(rid)
+    assert (record.status, record.run, record.lease_owner) == ("PROCESSED", 2, None)
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before
+    lev0 = Path(record.process_dir)
+    for line in (lev0 / f"{record.koaid}.md5sum.table").read_text().splitlines():
+        digest, name = line.split("  ")
+        assert hashlib.md5((lev0 / name).read_bytes()).hexdigest() == digest
+
+
+# ------------------------------------------------------------------ archiving through the store
+def test_archive_records_every_issue_and_the_outcome(db_url: str, tmp_path: Path) -> None:
+    path = nirc2_file(tmp_path / "n0101.fits")
+    store = open_store(db_url)
+    outcome = archive_file(path, store=store, config=Config(output_root=tmp_path / "out"))
+    record = store.get(outcome.record_id)
+    assert record.status == "PROCESSED" and record.koaid == outcome.result.koaid
+    assert record.utdatetime == "2024-03-15 08:15:30" and record.koaimtyp == "object"
+    assert record.semid == "2024A_C123" and record.filesize_mb > 0 and record.archsize_mb > 0
+    assert record.status_code == outcome.result.status_code
+    kept = {(i["severity"], i["code"]) for i in store.issues(record.id)}
+    assert kept == {(i.severity.name, i.code) for i in outcome.result.issues}
+
+
+def test_duplicate_koaid_ends_invalid_without_touching_the_first(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    config = Config(output_root=tmp_path / "out")
+    first = archive_file(nirc2_file(tmp_path / "a" / "n0101.fits"), store=store, config=config)
+    fits_path = first.result.products["fits"]
+    stamp = fits_path.stat().st_mtime_ns
+    second = archive_file(nirc2_file(tmp_path / "b" / "n0101.fits"), store=store, config=config)
+    record = store.get(second.record_id)
+    assert (record.status, record.status_code, record.koaid) == ("INVALID", "DUPLICATE_KOAID", None)
+    assert fits_path.stat().st_mtime_ns == stamp
+    assert (tmp_path / "out" / "NIRC2" / "anc" / "udf" / "n0101.fits").is_file()
+    assert store.get(first.record_id).status == "PROCESSED"
+
+
+def test_reprocess_keeps_history_and_resets(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    config = Config(output_root=tmp_path / "out")
+    path = nirc2_file(tmp_path / "n0101.fits")
+    first = archive_file(path, store=store, config=config)
+    again = archive_file(path, store=store, config=config, reprocess=True, remove_output=True)
+    assert again.record_id == first.record_id
+    record = store.get(first.record_id)
+    assert (record.status, record.run, record.koaid) == ("PROCESSED", 2, first.result.koaid)
+    history = store.history(first.record_id)
+    assert len(history) == 1 and history[0]["status"] == "PROCESSED" and history[0]["run"] == 1
+    assert {i["run"] for i in store.issues(record.id)} == {1, 2}
+
+
+def test_same_path_with_new_content_is_staged_as_a_new_version(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    config = Config(output_root=tmp_path / "out")
+    path = nirc2_file(tmp_path / "n0101.fits")
+    first = archive_file(path, store=store, config=config)
+    nirc2_file(path, utc="09:00:00.00")  # rewritten in place with new content
+    second = archive_file(path, store=store, config=config)
+    assert second.result.state == "PROCESSED", second.result.issues
+    assert second.staged is not None and second.staged.name == "n0101_v2.fits"
+    record = store.get(second.record_id)
+    assert (record.version, record.stage_file) == (2, str(second.staged))
+    assert record.koaid != store.get(first.record_id).koaid
+
+
+def test_dry_run_writes_nothing(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = nirc2_file(tmp_path / "n0101.fits")
+    code = main(
+        [
+            "archive",
+            "NIRC2",
+            "--filepath",
+            str(path),
+            "--outdir",
+            str(tmp_path / "out"),
+            "--db",
+            db_url,
+            "--dry-run",
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "PROCESSED"
+    assert open_store(db_url).find() == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_files_confirm_status_and_reprocess_by_query(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(3):
+        nirc2_file(tmp_path / "raw" / f"n{i:04d}.fits", utc_of(i))
+    common = ["--outdir", str(tmp_path / "out"), "--db", db_url]
+    assert main(["archive", "nirc2", "--files", str(tmp_path / "raw") + "/", *common]) == 0
+    assert "3 files found. Use --confirm" in capsys.readouterr().out
+    assert open_store(db_url).find() == []
+    assert main(["archive", "nirc2", "--files", str(tmp_path / "raw/*.fits"), "--confirm", *common]) == 0
+    capsys.readouterr()
+    assert main(["status", "NIRC2", "--json", *common]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in rows] == ["PROCESSED"] * 3
+    assert main(["reprocess", "NIRC2", "--ofname", "n0001", *common]) == 0
+    assert "1 records" in capsys.readouterr().out
+    assert main(["reprocess", "NIRC2", "--ofname", "n0001", "--confirm", *common]) == 0
+    rows = {r.ofname: r for r in open_store(db_url).find()}
+    assert rows[str(tmp_path / "raw" / "n0001.fits")].run == 2
+    assert rows[str(tmp_path / "raw" / "n0000.fits")].run == 1
+    assert main(["archive", "nirc2", "--dbid", "1", *common]) == EXIT_STORE_CODE
+    assert "use --reprocess" in capsys.readouterr().err
+
+
+EXIT_STORE_CODE = 3
+
+
+def test_queue_and_work_commands(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [str(nirc2_file(tmp_path / f"n{i:04d}.fits", utc_of(i))) for i in range(2)]
+    common = ["--outdir", str(tmp_path / "out"), "--db", db_url]
+    assert main(["queue", "NIRC2", *paths, *common]) == 0
+    assert main(["work", *common]) == 0
+    assert "2 files processed, 0 not PROCESSED" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ outages
+class Proxy:
+    """A TCP forwarder to the database that can be cut, to play a network outage."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.alive = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.alive:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.alive:
+                client.close()
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self) -> None:
+        self.alive = False
+        self.server.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+
+def test_losing_the_database_mid_run_is_a_clear_error_and_a_later_run_finishes(
+    db_url: str, tmp_path: Path
+) -> None:
+    if not db_url.startswith("mysql"):
+        pytest.skip("a network outage concerns the MySQL back end")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(db_url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 3306)
+    proxied = db_url.replace(f":{parts.port}/", f":{proxy.port}/")
+    paths = [str(nirc2_file(tmp_path / f"n{i:04d}.fits", utc_of(i))) for i in range(3)]
+    store = open_store(proxied)
+    for p in paths:
+        store.queue("NIRC2", p)
+
+    class CutAfterFirst:
+        def samples(self, telnr, when):  # type: ignore[no-untyped-def]
+            if len(open_store(db_url).find(status="PROCESSED")) >= 1:
+                proxy.cut()
+            return {}
+
+    with pytest.raises(StoreUnavailable):
+        run_worker(
+            store,
+            config=Config(output_root=tmp_path / "out"),
+            worker="w1",
+            services=Services(weather=CutAfterFirst()),
+            lease_seconds=1,
+        )
+    direct = open_store(db_url)
+    assert len(direct.find(status="PROCESSED")) >= 1
+    time.sleep(2.1)
+    run_worker(direct, config=Config(output_root=tmp_path / "out"), worker="w2")
+    assert {r.status for r in direct.find()} == {"PROCESSED"}
+
+    env = {**os.environ, "KOADEP_DB_PASSWORD": os.environ.get("KOADEP_DB_PASSWORD", "")}
+    done = subprocess.run(
+        [sys.executable, "-m", "koadep.cli", "status", "--db", proxied],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 3
+    assert "unreachable" in done.stderr and "Traceback" not in done.stderr
