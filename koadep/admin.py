@@ -157,6 +157,21 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dbid", type=int, help="record id")
 
 
+def _selected(store: Store, args: argparse.Namespace, limit: int | None = None) -> list[Record]:
+    """The records the query options select."""
+    return store.find(
+        instrument=args.instrument,
+        level=args.level,
+        status=args.status,
+        status_code=args.statuscode,
+        ofname_like=args.ofname,
+        start=args.starttime,
+        end=args.endtime,
+        record_id=args.dbid,
+        limit=limit,
+    )
+
+
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(getattr(args, "config", None))
     return config.replace(
@@ -277,16 +292,7 @@ def _archive(args: argparse.Namespace) -> int:
 def _reprocess(args: argparse.Namespace) -> int:
     config = _config(args)
     store = _store(config)
-    records = store.find(
-        instrument=args.instrument,
-        level=args.level,
-        status=args.status,
-        status_code=args.statuscode,
-        ofname_like=args.ofname,
-        start=args.starttime,
-        end=args.endtime,
-        record_id=args.dbid,
-    )
+    records = _selected(store, args)
     if not args.confirm:
         _list(records, args.json)
         print("Use --confirm to reprocess them.")
@@ -312,17 +318,7 @@ def _reprocess(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     config = _config(args)
     store = _store(config)
-    records = store.find(
-        instrument=args.instrument,
-        level=args.level,
-        status=args.status,
-        status_code=args.statuscode,
-        ofname_like=args.ofname,
-        start=args.starttime,
-        end=args.endtime,
-        record_id=args.dbid,
-        limit=args.limit,
-    )
+    records = _selected(store, args, limit=args.limit)
     _list(records, args.json, store, args.issues)
     return 0
 

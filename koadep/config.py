@@ -49,6 +49,12 @@ def _fraction(_inst: Any, _attr: Any, value: str) -> None:
         raise ValueError(f"koaid_fraction must be 'archive' or 'exact', not {value!r}")
 
 
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def _tuple_of_str(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -84,6 +90,22 @@ class Config:
         Unset: ``koadep.sqlite`` in the output root.
     db_password
         The MySQL password (also ``KOADEP_DB_PASSWORD``); never logged or shown.
+    transfer_destination
+        Where products are copied: ``user@host:dir`` (rsync over ssh) or a local
+        directory. Unset: no transfer (records end PROCESSED).
+    transfer_retries, transfer_backoff
+        Attempts after a transient transfer failure, and the first wait (seconds,
+        doubled each time).
+    ingest_url, ingest_token, ingest_timeout, ingest_verify_tls
+        The archive operator's ingest API: base URL, bearer token, timeout
+        (seconds) and TLS verification.
+    ingest_api_token
+        The shared token callers of ``koadep serve-ingest-api`` must present.
+    smtp_host, smtp_port, smtp_starttls, smtp_user, smtp_password
+        The mail server for alerts and reports.
+    alert_from, alert_to, alert_interval_minutes
+        Sender and recipients (comma separated) of error alerts, and the least
+        time between two alerts for one instrument.
     """
 
     output_root: Path = attrs.field(default=Path("koa-output"), converter=Path)
@@ -93,9 +115,25 @@ class Config:
     dqa_version: str = __version__
     assign_progname: str = ""
     reject_path_substrings: tuple[str, ...] = attrs.field(default=DEFAULT_REJECT, converter=_tuple_of_str)
-    dev: bool = attrs.field(default=False, converter=bool)
+    dev: bool = attrs.field(default=False, converter=_boolean)
     db_url: str = ""
     db_password: str = attrs.field(default="", repr=False)
+    transfer_destination: str = ""
+    transfer_retries: int = attrs.field(default=3, converter=int)
+    transfer_backoff: float = attrs.field(default=2.0, converter=float)
+    ingest_url: str = ""
+    ingest_token: str = attrs.field(default="", repr=False)
+    ingest_timeout: float = attrs.field(default=30.0, converter=float)
+    ingest_verify_tls: bool = attrs.field(default=True, converter=_boolean)
+    ingest_api_token: str = attrs.field(default="", repr=False)
+    smtp_host: str = "localhost"
+    smtp_port: int = attrs.field(default=25, converter=int)
+    smtp_starttls: bool = attrs.field(default=False, converter=_boolean)
+    smtp_user: str = ""
+    smtp_password: str = attrs.field(default="", repr=False)
+    alert_from: str = ""
+    alert_to: str = ""
+    alert_interval_minutes: float = attrs.field(default=60.0, converter=float)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Config:
@@ -152,6 +190,4 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         key = f"KOADEP_{name.upper()}"
         if key in env:
             values[name] = env[key]
-    if isinstance(values.get("dev"), str):
-        values["dev"] = values["dev"].lower() in ("1", "true", "yes", "on")
     return Config.from_mapping(values)
