@@ -68,7 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the Markdown page of instrument NAME (prefixes, KOAIMTYP rules, DQA steps, keyword map)",
     )
     add_commands(sub)
+    p = sub.add_parser(
+        "compare-metadata",
+        help="compare metadata tables (every one with the first)",
+        description="Compare IPAC metadata tables, e.g. koadep's against the legacy "
+        "pipeline's; exits 1 when they differ.",
+    )
+    p.add_argument("tables", nargs="+", type=Path, metavar="TABLE", help="metadata tables")
+    p.set_defaults(handler=_compare)
     return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from koadep.compare import compare_files
+
+    differences = compare_files(args.tables)
+    for line in differences:
+        print(line)
+    print(f"{len(differences)} differences")
+    return 1 if differences else 0
 
 
 def _config(args: argparse.Namespace) -> Config:
