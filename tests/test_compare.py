@@ -17,7 +17,7 @@ def test_real_gold_table_equals_itself_and_differences_are_listed(testdata: Path
     changed = tmp_path / "changed.table"
     text = gold.read_text().replace(" C257 ", " C999 ", 1)
     changed.write_text(text)
-    assert compare_files([gold, changed]) == ["KB.20190509.07554.57.fits: PROGID differs (C257 != C999)"]
+    assert compare_files([gold, changed]) == ["KB.20190509.07554.57.fits: PROGNAME differs (C257 != C999)"]
 
 
 def test_smart_value_rules() -> None:
