@@ -141,6 +141,28 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=_work)
 
     p = sub.add_parser(
+        "monitor",
+        help="queue new raw files as they appear; run workers",
+        description="Watch directories, queue each new raw file once it is complete "
+        "(after a catch-up scan of what is already there), and start workers as the "
+        "machine's idle cores allow.",
+    )
+    p.add_argument("instrument", metavar="INSTR", help="instrument")
+    p.add_argument("directories", nargs="+", type=Path, metavar="DIR", help="directories to watch")
+    p.add_argument("--once", action="store_true", help="only the catch-up scan, then exit")
+    p.add_argument("--stage", action="store_true", help="copy each file to the stage area first")
+    p.add_argument("--workers", type=int, help="worker processes (default: idle cores)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="a file is queued once its size is stable this long (default 2)",
+    )
+    _common(p)
+    p.set_defaults(handler=_monitor)
+
+    p = sub.add_parser(
         "db", help="manage the status store schema", description="Manage the status store schema."
     )
     p.add_argument("action", choices=("upgrade", "version"), help="upgrade: apply migrations")
@@ -354,6 +376,33 @@ def _work(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{count} files processed, {len(failures)} not PROCESSED")
     return 1 if failures else 0
+
+
+@_guarded
+def _monitor(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from koadep.monitor import Monitor
+
+    config = _config(args)
+    monitor = Monitor(
+        _store(config),
+        args.instrument,
+        args.directories,
+        config=config,
+        settle_seconds=args.settle,
+        stage=args.stage,
+    )
+    if args.once:
+        queued = monitor.catch_up()
+        print(f"{len(queued)} files queued")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    monitor.run(workers=args.workers, until=stop)
+    return 0
 
 
 @_guarded
