@@ -137,6 +137,7 @@ def add_commands(sub: Any) -> None:
         "--lease", type=float, default=600, metavar="SECONDS", help="lease of a claimed record (default 600)"
     )
     p.add_argument("--max-files", type=int, help="stop after this many files")
+    p.add_argument("--no-transfer", action="store_true", help="do not transfer (records end PROCESSED)")
     _common(p)
     p.set_defaults(handler=_work)
 
@@ -218,16 +219,28 @@ def _print_outcome(outcome: ArchiveResult, as_json: bool) -> None:
     rid = outcome.record_id if outcome.record_id is not None else "-"
     code = f" {r.status_code}" if r.state != "PROCESSED" else ""
     print(f"{rid!s:>6} {r.state:<9} {r.koaid or '-':<26} {r.path}{code}", flush=True)
+    if outcome.shipping is not None:  # transfer and notification (koadep.shipping)
+        from koadep.shipping import describe
+
+        print(describe(outcome.shipping), flush=True)
 
 
-def _run_many(paths: Sequence[Any], run: Any, as_json: bool) -> int:
+def _run_many(
+    paths: Sequence[Any], run: Any, as_json: bool, alert: tuple[Store | None, Config] | None = None
+) -> int:
     progress = Progress(len(paths))
     failures = 0
+    outcomes = []
     for item in paths:
         outcome = run(item)
+        outcomes.append(outcome)
         progress.step(str(outcome.result.path.name))
         _print_outcome(outcome, as_json)
-        failures += outcome.result.state != "PROCESSED"
+        failures += not outcome.ok
+    if alert is not None and failures:  # e-mail new ERRORs (koadep.alerts); never raises
+        from koadep.alerts import alert_after_run
+
+        alert_after_run(alert[0], alert[1], outcomes)
     return 1 if failures else 0
 
 
@@ -294,12 +307,13 @@ def _archive(args: argparse.Namespace) -> int:
             progid=args.progid,
             dry_run=args.dry_run,
             remove_output=args.remove_output,
+            ship=not args.no_transfer,
         )
 
     if args.filepath:
-        return _run_many([args.filepath], one, args.json)
+        return _run_many([args.filepath], one, args.json, (store, config))
     if args.dbid is not None:
-        return _run_many([args.dbid], lambda i: one(record_id=i), args.json)
+        return _run_many([args.dbid], lambda i: one(record_id=i), args.json, (store, config))
     pattern = args.files + "*" if args.files.endswith("/") else args.files
     paths = sorted(Path(p) for p in glob.glob(pattern))
     if not args.confirm:
@@ -307,7 +321,7 @@ def _archive(args: argparse.Namespace) -> int:
             print(p)
         print(f"{len(paths)} files found. Use --confirm to process them.")
         return 0
-    return _run_many(paths, one, args.json)
+    return _run_many(paths, one, args.json, (store, config))
 
 
 @_guarded
@@ -331,9 +345,10 @@ def _reprocess(args: argparse.Namespace) -> int:
             progid=args.progid,
             dry_run=args.dry_run,
             remove_output=args.remove_output,
+            ship=not args.no_transfer,
         )
 
-    return _run_many(records, one, args.json)
+    return _run_many(records, one, args.json, (None if args.dry_run else store, config))
 
 
 @_guarded
@@ -362,7 +377,7 @@ def _work(args: argparse.Namespace) -> int:
 
     def report(outcome: ArchiveResult) -> None:
         _print_outcome(outcome, args.json)
-        if outcome.result.state != "PROCESSED":
+        if not outcome.ok:
             failures.append(outcome)
 
     count = run_worker(
@@ -372,9 +387,14 @@ def _work(args: argparse.Namespace) -> int:
         lease_seconds=args.lease,
         max_files=args.max_files,
         on_result=report,
+        ship=not args.no_transfer,
     )
     if not args.json:
         print(f"{count} files processed, {len(failures)} not PROCESSED")
+    if failures:  # e-mail new ERRORs (koadep.alerts); never raises
+        from koadep.alerts import alert_after_run
+
+        alert_after_run(store, config, failures)
     return 1 if failures else 0
 
 

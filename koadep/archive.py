@@ -50,6 +50,13 @@ class ArchiveResult:
     result: ProcessResult
     record_id: int | None
     staged: Path | None = None
+    #: The transfer and notification after processing (a ``koadep.shipping.ShippingResult``).
+    shipping: Any = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the file was processed (and, if it was shipped, shipped)."""
+        return self.result.state == State.PROCESSED and (self.shipping is None or self.shipping.ok)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain data, with the record id."""
@@ -57,6 +64,7 @@ class ArchiveResult:
             **self.result.to_dict(),
             "record_id": self.record_id,
             "staged": str(self.staged) if self.staged else None,
+            "shipping": self.shipping.to_dict() if self.shipping is not None else None,
         }
 
 
@@ -124,6 +132,9 @@ def _record_columns(result: ProcessResult) -> dict[str, Any]:
         if isinstance(date, str) and isinstance(utc, str):
             columns["utdatetime"] = f"{date[:10]} {utc[:8]}"
         columns["koaimtyp"] = header.get("KOAIMTYP")
+        elaptime = header.get("ELAPTIME")  # the exposure time of the nightly report
+        if isinstance(elaptime, int | float) and not isinstance(elaptime, bool):
+            columns["elaptime"] = float(elaptime)
     extras = result.extras
     if extras:
         columns["semid"] = extras.get("SEMID")
@@ -151,6 +162,7 @@ def archive_file(
     dry_run: bool = False,
     remove_output: bool = False,
     worker: str | None = None,
+    ship: bool = False,
 ) -> ArchiveResult:
     """Process one file and keep its life in the status store (see the module docstring).
 
@@ -168,6 +180,10 @@ def archive_file(
         reset, and its KOAID may be given again.
     remove_output
         Delete earlier products of the KOAID before writing the new ones.
+    ship
+        After a PROCESSED result, transfer the products and notify the ingest
+        API (:func:`koadep.shipping.ship_record`) when ``transfer_destination``
+        is configured.
 
     Raises
     ------
@@ -256,7 +272,12 @@ def archive_file(
     store.finish(record_id, State(result.state), **columns)
     if result.state == State.INVALID:
         _copy_invalid(source, config, result.instrument or instr)
-    return ArchiveResult(result, record_id, staged)
+    shipping = None
+    if ship and result.state == State.PROCESSED and config.transfer_destination:
+        from koadep.shipping import ship_record
+
+        shipping = ship_record(store, record_id, config)
+    return ArchiveResult(result, record_id, staged, shipping)
 
 
 def run_worker(
@@ -270,6 +291,7 @@ def run_worker(
     lease_seconds: float = 600,
     max_files: int | None = None,
     on_result: Callable[[ArchiveResult], None] | None = None,
+    ship: bool = False,
 ) -> int:
     """Claim and archive records until none is left (or ``max_files``); return the count."""
     worker = worker or worker_name()
@@ -287,6 +309,7 @@ def run_worker(
             instrument=record.instrument,
             record_id=record.id,
             worker=worker,
+            ship=ship,
         )
         done += 1
         if on_result is not None:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from koadep import __version__
+from koadep import __version__, alerts, report, shipping
 from koadep.admin import add_commands
 from koadep.config import Config, load_config
 from koadep.process import ProcessResult, process_file
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the Markdown page of instrument NAME (prefixes, KOAIMTYP rules, DQA steps, keyword map)",
     )
     add_commands(sub)
+    alerts.add_commands(sub)
+    report.add_commands(sub)
+    shipping.add_commands(sub)
     p = sub.add_parser(
         "compare-metadata",
         help="compare metadata tables (every one with the first)",

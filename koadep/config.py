@@ -93,6 +93,9 @@ class Config:
     transfer_destination
         Where products are copied: ``user@host:dir`` (rsync over ssh) or a local
         directory. Unset: no transfer (records end PROCESSED).
+    transfer_ssh_options
+        Extra ssh arguments for a remote destination (``-p 2222 -i ~/.ssh/koa_key``),
+        used by rsync and by the md5 check after it.
     transfer_retries, transfer_backoff
         Attempts after a transient transfer failure, and the first wait (seconds,
         doubled each time).
@@ -119,6 +122,7 @@ class Config:
     db_url: str = ""
     db_password: str = attrs.field(default="", repr=False)
     transfer_destination: str = ""
+    transfer_ssh_options: str = ""
     transfer_retries: int = attrs.field(default=3, converter=int)
     transfer_backoff: float = attrs.field(default=2.0, converter=float)
     ingest_url: str = ""

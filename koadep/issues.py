@@ -155,4 +155,17 @@ CODES: dict[str, tuple[Severity, str]] = {
     "MD_TYPE_ERROR": (Severity.WARN, "A metadata value does not match its column type."),
     "MD_KEYWORD_FORMAT_UNDEFINED": (Severity.WARN, "A header keyword is not in the keyword table (dev)."),
     "MD_HEADER_KEYWORD_MISSING": (Severity.WARN, "A non-null table keyword has no value (dev)."),
+    # transfer and ingest notification
+    "TRANSFER_ERROR": (
+        Severity.ERROR,
+        "rsync failed (after its retries), or a product's md5 differs before or after the copy.",
+    ),
+    "NO_TRANSFER_DIR": (Severity.ERROR, "The record's product directory does not exist."),
+    "NO_TRANSFER_FILES": (Severity.ERROR, "No products of the KOAID were found to transfer."),
+    "TRANSFER_FILE_MISSING": (Severity.ERROR, "A product listed in the md5sum table is missing."),
+    "IPAC_NOTIFY_ERROR": (
+        Severity.ERROR,
+        "The ingest API gave no good answer (down, slow, 5xx, bad JSON, APIStatus not COMPLETE); "
+        "the record stays TRANSFERRED.",
+    ),
 }

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fitsverify rsync mariadb-server mariadb-client)
+APT_PACKAGES=(fitsverify rsync mariadb-server mariadb-client openssh-server chromium)
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"

@@ -49,7 +49,7 @@ __all__ = [
     "utc_now",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The record columns: the legacy ``koa_status`` columns, then koadep's own.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -67,6 +67,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("error_time", "time"), ("lease_owner", "str:64"), ("lease_expires", "time"),
     ("file_md5", "str:32"), ("version", "int"), ("run", "int"),
 )  # fmt: skip
+#: Columns added to ``koa_status`` (and its history) by later schema versions.
+ADDED_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {3: (("elaptime", "float"),)}
+_V1_COLUMNS = COLUMNS
+COLUMNS = COLUMNS + tuple(c for _, added in sorted(ADDED_COLUMNS.items()) for c in added)
 COLUMN_NAMES = tuple(c for c, _ in COLUMNS)
 
 #: Columns cleared when a record is reprocessed (its row is copied to history first).
@@ -75,7 +79,7 @@ RESET_COLUMNS = (
     "process_end_time", "xfr_start_time", "xfr_end_time", "ipac_notify_time",
     "ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time",
     "ipac_response_time", "stage_time", "filesize_mb", "archsize_mb", "koaimtyp", "semid",
-    "propint", "error_time", "lease_owner", "lease_expires",
+    "propint", "error_time", "lease_owner", "lease_expires", "elaptime",
 )  # fmt: skip
 
 
@@ -151,13 +155,13 @@ class MysqlDialect(Dialect):
 
 
 def _table_ddl(d: Dialect, name: str, extra: str = "") -> str:
-    cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in COLUMNS)
+    cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in _V1_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {name} (id {d.autoincrement}, {cols}{extra})"
 
 
 def _migrations(d: Dialect) -> list[list[str]]:
     """Schema versions 1..N as lists of statements (applied in order, once)."""
-    history_cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in COLUMNS)
+    history_cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in _V1_COLUMNS)
     text = d.type_of("text")
     return [
         [
@@ -175,7 +179,34 @@ def _migrations(d: Dialect) -> list[list[str]]:
             f"CREATE TABLE IF NOT EXISTS koadep_alerts (instrument {d.type_of('str:16')} "
             f"PRIMARY KEY, last_sent {d.type_of('time')})",
         ],
+        [  # 3: ELAPTIME per record, and the nightly summary (koadep.report)
+            *(
+                f"ALTER TABLE {table} ADD COLUMN {c} {d.type_of(k)}"
+                for table in ("koa_status", "koa_status_history")
+                for c, k in ADDED_COLUMNS[3]
+            ),
+            _summary_ddl(d),
+        ],
     ]
+
+
+#: The nightly summary table (one row per UT date and instrument), see :mod:`koadep.report`.
+SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("utdate", "str:10"), ("instrument", "str:16"), ("files", "int"),
+    ("n_queued", "int"), ("n_processing", "int"), ("n_processed", "int"),
+    ("n_transferring", "int"), ("n_transferred", "int"), ("n_complete", "int"),
+    ("n_invalid", "int"), ("n_error", "int"), ("n_science", "int"), ("n_calibration", "int"),
+    ("science_exptime_s", "float"), ("calibration_exptime_s", "float"),
+    ("process_s_min", "float"), ("process_s_median", "float"), ("process_s_max", "float"),
+    ("transfer_s_min", "float"), ("transfer_s_median", "float"), ("transfer_s_max", "float"),
+    ("ingest_s_min", "float"), ("ingest_s_median", "float"), ("ingest_s_max", "float"),
+    ("archsize_mb", "float"), ("level", "str:16"), ("updated", "time"),
+)  # fmt: skip
+
+
+def _summary_ddl(d: Dialect) -> str:
+    cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in SUMMARY_COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS koa_summary ({cols}, PRIMARY KEY (utdate, instrument))"
 
 
 class Store:

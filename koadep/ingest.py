@@ -1,0 +1,324 @@
+"""Ingest: tell the archive operator a record is ready, and apply its answer.
+
+:func:`notify_ingest` calls the operator's ingest API (legacy §7.3) for a
+TRANSFERRED record: ``GET <ingest_url>?instrument=..&ingesttype=lev<N>&koaid=..``
+with ``reingest=true`` for a reprocessed record (run > 1) and ``rtui=false`` for
+NIRC2 ``_unp`` cubes and GUIDER frames, a bearer token, a timeout and TLS
+verification (``ingest_verify_tls``). A JSON answer with ``APIStatus ==
+"COMPLETE"`` is an accepted request and writes ``ipac_notify_time``. Anything
+else (no answer, timeout, HTTP error, malformed JSON, another APIStatus) leaves
+the record TRANSFERRED with status_code ``IPAC_NOTIFY_ERROR`` and an issue
+saying why; ``koadep notify --pending`` tries again.
+
+:func:`apply_ingest_response` applies the operator's later callback (legacy
+§7.4): the ingest times from ``metrics``, ``ipac_response_time``, the final
+status (``COMPLETE``, ``DONE`` = COMPLETE, ``WARNING`` = COMPLETE with the
+warning kept in ``status_code_ipac``, or ``ERROR``) and ``status_code_ipac``.
+
+Examples
+--------
+>>> from koadep.status import open_store
+>>> store = open_store("sqlite://")
+>>> rid = store.queue("NIRC2", "/s/n0101.fits")
+>>> for state in ("PROCESSING", "PROCESSED", "TRANSFERRING", "TRANSFERRED"):
+...     store.transition(rid, state)
+>>> store.update(rid, koaid="N2.20240315.29730.25", run=1)
+>>> ingest_query(store.get(rid))
+{'instrument': 'NIRC2', 'ingesttype': 'lev0', 'koaid': 'N2.20240315.29730.25'}
+>>> apply_ingest_response(store, {"koaid": "N2.20240315.29730.25.fits", "instrument": "nirc2",
+...     "ingesttype": "lev0", "status": "DONE", "metrics": {"ingest_start_time": "2024-03-15 10:00:00",
+...     "ingest_end_time": "2024-03-15 10:00:05"}})["status"]
+'COMPLETE'
+>>> store.get(rid).ingest_end_time
+'2024-03-15 10:00:05'
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import json
+import logging
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from koadep.config import Config
+from koadep.issues import Issue
+from koadep.koaid import is_valid_koaid, strip_fits
+from koadep.status import IllegalTransition, State, Store, StoreError, StoreUnavailable
+from koadep.status.store import Record, utc_now
+
+__all__ = [
+    "INGEST_INSTRUMENTS",
+    "IngestResponseError",
+    "NotifyResult",
+    "apply_ingest_response",
+    "ingest_query",
+    "notify_ingest",
+    "notify_pending",
+]
+
+log = logging.getLogger("koadep.ingest")
+
+#: Step name of the issues a notification records.
+STEP = "notify_ipac"
+#: The most a notification answer may hold (bytes).
+MAX_ANSWER = 1 << 20
+#: The instruments the legacy ingest API accepts.
+INGEST_INSTRUMENTS = frozenset(
+    {"DEIMOS", "ESI", "GUIDER", "HIRES", "KCWI", "KPF", "LRIS", "MOSFIRE", "OSIRIS", "NIRC2", "NIRES",
+     "NIRSPEC"}
+)  # fmt: skip
+#: The ingest metrics -> status columns.
+METRIC_COLUMNS = ("ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time")
+
+
+@attrs.frozen
+class NotifyResult:
+    """The outcome of one ingest notification."""
+
+    record_id: int
+    ok: bool
+    message: str = ""
+    skipped: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain data."""
+        return attrs.asdict(self)
+
+
+def ingest_query(record: Record) -> dict[str, str]:
+    """The query parameters of the notification for a record (legacy §7.3)."""
+    instrument = str(record.instrument).upper()
+    koaid = str(record.koaid)
+    params = {"instrument": instrument, "ingesttype": f"lev{int(record.level or 0)}", "koaid": koaid}
+    if int(record.run or 0) > 1:
+        params["reingest"] = "true"
+    if instrument == "GUIDER" or (instrument == "NIRC2" and "_unp" in koaid):
+        params["rtui"] = "false"
+    return params
+
+
+def _url(base: str, params: Mapping[str, str]) -> str:
+    query = urllib.parse.urlencode(params)
+    if "?" not in base:
+        return f"{base}?{query}"
+    return base + ("" if base.endswith(("?", "&")) else "&") + query
+
+
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def call_ingest_api(url: str, config: Config) -> str:
+    """GET the ingest API; return '' when the request was accepted, else why not (never raises)."""
+    headers = {"Accept": "application/json", "User-Agent": "koadep"}
+    if config.ingest_token:
+        headers["Authorization"] = f"Bearer {config.ingest_token}"
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    context = _ssl_context(config.ingest_verify_tls) if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=config.ingest_timeout, context=context) as answer:
+            body = answer.read(MAX_ANSWER + 1)
+    except urllib.error.HTTPError as exc:
+        return f"the ingest API answered HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            return f"the ingest API did not answer within {config.ingest_timeout:g} s"
+        return f"the ingest API cannot be reached: {reason}"
+    except TimeoutError:
+        return f"the ingest API did not answer within {config.ingest_timeout:g} s"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return f"the ingest API call failed: {type(exc).__name__}: {exc}"
+    if len(body) > MAX_ANSWER:
+        return f"the ingest API answer is larger than {MAX_ANSWER} bytes"
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return f"the ingest API answer is not JSON: {body[:200]!r}"
+    if not isinstance(data, dict):
+        return f"the ingest API answer is not a JSON object: {body[:200]!r}"
+    status = data.get("APIStatus", data.get("apiStatus"))
+    if str(status).upper() != "COMPLETE":
+        detail = data.get("Message") or data.get("message") or data.get("ingestErrors") or ""
+        return f"the ingest API answered APIStatus {status!r} {detail}".strip()
+    return ""
+
+
+def notify_ingest(store: Store, record_id: int, config: Config) -> NotifyResult:
+    """Notify the ingest API of one TRANSFERRED record (see the module docstring).
+
+    Raises
+    ------
+    koadep.status.StoreError
+        When the store itself fails, or the record does not exist.
+    """
+    from koadep.transfer import STEP as TRANSFER_STEP
+    from koadep.transfer import processing_status_code
+
+    started = time.monotonic()
+    record = store.get(record_id)
+    if record is None:
+        raise StoreError(f"no status record {record_id}")
+    if record.status != State.TRANSFERRED or not record.koaid:
+        return NotifyResult(record_id, False, f"record {record_id} is {record.status}, not TRANSFERRED", True)
+    if not config.ingest_url:
+        message = "no ingest_url is configured"
+    else:
+        url = _url(config.ingest_url, ingest_query(record))
+        message = call_ingest_api(url, config)
+        if message:
+            message = f"{message} (GET {url})"
+    seconds = time.monotonic() - started
+    if message:
+        store.add_issues(record_id, [Issue.error("IPAC_NOTIFY_ERROR", message, STEP)])
+        store.update(record_id, status_code="IPAC_NOTIFY_ERROR")
+        log.warning("ingest notification of %s (record %s) failed: %s", record.koaid, record_id, message)
+        return NotifyResult(record_id, False, message, seconds=seconds)
+    code = processing_status_code(store, record, (TRANSFER_STEP, STEP))
+    store.update(record_id, ipac_notify_time=utc_now(), status_code=code)
+    log.info("ingest API notified of %s (record %s)", record.koaid, record_id)
+    return NotifyResult(record_id, True, seconds=seconds)
+
+
+def pending_records(store: Store) -> list[Record]:
+    """TRANSFERRED records never notified, or whose last notification failed."""
+    rows = store.query(
+        "SELECT id FROM koa_status WHERE status = %s AND (ipac_notify_time IS NULL OR status_code = %s) "
+        "ORDER BY id",
+        (str(State.TRANSFERRED), "IPAC_NOTIFY_ERROR"),
+    )
+    return [r for r in (store.get(int(row["id"])) for row in rows) if r is not None]
+
+
+def notify_pending(store: Store, config: Config) -> list[NotifyResult]:
+    """(Re)notify every pending record (:func:`pending_records`)."""
+    return [notify_ingest(store, r.id, config) for r in pending_records(store)]
+
+
+# ------------------------------------------------------------------ the operator's answer
+class IngestResponseError(ValueError):
+    """An ingest response that cannot be applied; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _time(value: Any, name: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.datetime.strptime(str(value).strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise IngestResponseError(400, f"{name} is not YYYY-MM-DD HH:MM:SS: {str(value)[:40]!r}") from None
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().upper() in ("TRUE", "1", "YES")
+
+
+def parse_ingest_response(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a response (keys are case-insensitive); return its normalised fields.
+
+    Raises
+    ------
+    IngestResponseError
+        (status 400) naming the first problem.
+    """
+    if not isinstance(payload, Mapping):
+        raise IngestResponseError(400, "the response must be a JSON object")
+    p = {str(k).lower(): v for k, v in payload.items()}
+    koaid = p.get("koaid")
+    if not isinstance(koaid, str) or not is_valid_koaid(koaid):
+        raise IngestResponseError(400, f"malformed koaid {str(koaid)[:40]!r}")
+    instrument = str(p.get("instrument") or "").upper()
+    if instrument not in INGEST_INSTRUMENTS:
+        raise IngestResponseError(400, f"unknown instrument {instrument[:20]!r}")
+    ingesttype = str(p.get("ingesttype") or "").lower()
+    if ingesttype not in ("lev0", "lev1", "lev2"):
+        raise IngestResponseError(400, f"ingesttype must be lev0, lev1 or lev2, not {ingesttype[:10]!r}")
+    status = str(p.get("status") or "").upper()
+    if status not in ("COMPLETE", "DONE", "WARNING", "ERROR"):
+        raise IngestResponseError(
+            400,
+            f"status must be COMPLETE, DONE, WARNING or ERROR, not {status[:20]!r}",
+        )
+    error = str(p.get("ingest_error") or "").strip()
+    if status == "ERROR" and not error:
+        raise IngestResponseError(400, "status ERROR needs ingest_error")
+    metrics = p.get("metrics")
+    if isinstance(metrics, str):
+        try:
+            metrics = json.loads(metrics)
+        except ValueError:
+            raise IngestResponseError(400, "metrics is not JSON") from None
+    if not isinstance(metrics, Mapping):
+        raise IngestResponseError(400, "metrics (a JSON object of ingest times) is required")
+    times = {c: _time(metrics.get(c), c) for c in METRIC_COLUMNS}
+    return {
+        "koaid": strip_fits(koaid),
+        "instrument": instrument,
+        "level": int(ingesttype[3]),
+        "status": State.ERROR if status == "ERROR" else State.COMPLETE,
+        "status_code_ipac": "" if status in ("COMPLETE", "DONE") else (error or status)[:64],
+        "times": {c: v for c, v in times.items() if v},
+        "reingest": _truthy(p.get("reingest", "")),
+    }
+
+
+def apply_ingest_response(store: Store, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply the ingest API's callback for one record; return the updated record as data.
+
+    The record (instrument, KOAID and level) must be TRANSFERRED, ERROR or
+    COMPLETE, and unanswered unless ``reingest`` is true. Only that record
+    changes.
+
+    Raises
+    ------
+    IngestResponseError
+        400 for a malformed response, 404 for an unknown record, 409 for a
+        record that cannot take it now.
+    koadep.status.StoreError
+        When the store itself fails.
+    """
+    r = parse_ingest_response(payload)
+    found = store.find(koaid=r["koaid"], instrument=r["instrument"], level=r["level"])
+    if len(found) != 1:
+        raise IngestResponseError(404, f"no {r['instrument']} lev{r['level']} record holds {r['koaid']}")
+    record = found[0]
+    if record.status not in (State.TRANSFERRED, State.ERROR, State.COMPLETE):
+        raise IngestResponseError(409, f"record {record.id} is {record.status}, not TRANSFERRED")
+    if record.ipac_response_time and not r["reingest"]:
+        raise IngestResponseError(
+            409, f"record {record.id} was already answered at {record.ipac_response_time}"
+        )
+    columns = {**r["times"], "status_code_ipac": r["status_code_ipac"], "ipac_response_time": utc_now()}
+    try:
+        if record.status == r["status"]:
+            store.update(record.id, **columns)
+        else:
+            store.transition(record.id, r["status"], expected=record.status, **columns)
+    except IllegalTransition as exc:
+        raise IngestResponseError(409, f"record {record.id}: {exc}") from None
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:  # another call changed the record first
+        raise IngestResponseError(409, str(exc)) from None
+    updated = store.get(record.id)
+    assert updated is not None
+    return updated.to_dict()

@@ -1,0 +1,465 @@
+"""Transfer: copy a record's products to the archive operator with rsync, and verify them.
+
+:func:`transfer_record` moves a record PROCESSED (or ERROR after a failed
+transfer) -> TRANSFERRING -> TRANSFERRED, or -> ERROR with every issue kept. It
+
+1. lists the products of the KOAID in the level directory (the md5sum table's
+   files, the md5sum table itself and every other file named after the KOAID;
+   never the ``.log`` nor the ``.xfr.table``; ``_unp`` files only for an
+   ``_unp`` KOAID) and checks each local file against the md5sum table;
+2. writes that list to ``<KOAID>.xfr.table`` in the level directory (legacy §5.2);
+3. runs ``rsync`` (an argument list, never a shell string) into
+   ``<destination>/<INSTR>/<YYYYMMDD>/lev<N>/``, creating the directories
+   (``--mkpath`` when the installed rsync has it, else ``mkdir -p``);
+4. judges the result by rsync's exit status (never by its stderr text), retrying
+   transient failures with a doubling wait;
+5. reads back the md5 of every file at the destination (the files themselves for
+   a local destination, ``md5sum`` run over ssh with the same options for a
+   remote one) and reports success only when each one matches.
+
+The destination is ``[user@]host:dir`` (rsync over ssh; extra ssh arguments
+such as ``-p 2222 -i key`` come from the ``transfer_ssh_options`` setting) or a
+local directory.
+
+Which rsync exit statuses are retried (:data:`TRANSIENT_EXIT`):
+
+====  ==========================================================  ==========
+exit  meaning (rsync(1))                                          retried
+====  ==========================================================  ==========
+5     error starting the client-server protocol                   yes
+10    error in socket I/O (connection refused, reset)             yes
+12    error in the rsync protocol data stream (link dropped)      yes
+30    timeout in data send/receive                                yes
+35    timeout waiting for a daemon connection                     yes
+255   ssh failed (host unreachable, connection refused/timed out) yes
+--    the command itself timed out (:data:`TIMEOUT_EXIT`)         yes
+1-4   syntax, protocol, file selection, unsupported action        no
+11    file I/O error (permission denied, no space left)           no
+23    partial transfer due to error (e.g. EACCES on a file)       no
+other anything else                                               no
+====  ==========================================================  ==========
+
+Examples
+--------
+>>> parse_destination("koa@ipac.example:/ingest")
+Destination(host='koa@ipac.example', path='/ingest')
+>>> parse_destination("/data/outgoing").host is None
+True
+>>> is_transient(255), is_transient(23)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import attrs
+
+from koadep.config import Config
+from koadep.issues import Issue, Severity, worst
+from koadep.products.md5 import file_md5
+from koadep.status import State, Store, StoreError
+from koadep.status.store import Record
+
+__all__ = [
+    "TRANSFER_CODES",
+    "TRANSIENT_EXIT",
+    "Destination",
+    "TransferResult",
+    "is_transient",
+    "parse_destination",
+    "product_files",
+    "run_rsync",
+    "transfer_record",
+]
+
+log = logging.getLogger("koadep.transfer")
+
+#: rsync exit statuses worth a retry (see the module docstring).
+TRANSIENT_EXIT = frozenset({5, 10, 12, 30, 35, 255})
+#: The exit status reported when rsync (or ssh) exceeded its time limit.
+TIMEOUT_EXIT = -1
+#: Status codes a failed transfer leaves; ``koadep transfer`` retries records holding one.
+TRANSFER_CODES = ("TRANSFER_ERROR", "NO_TRANSFER_DIR", "NO_TRANSFER_FILES", "TRANSFER_FILE_MISSING")
+#: Step name of the issues a transfer records.
+STEP = "transfer_ipac"
+
+
+def is_transient(exit_status: int) -> bool:
+    """True when an rsync exit status is worth a retry."""
+    return exit_status in TRANSIENT_EXIT or exit_status == TIMEOUT_EXIT
+
+
+@attrs.frozen
+class Destination:
+    """Where products go: ``host`` (``[user@]host``, None for local) and a directory."""
+
+    host: str | None
+    path: str
+
+    def join(self, *parts: str) -> Destination:
+        """The destination with sub-directories appended."""
+        return Destination(self.host, str(PurePosixPath(self.path, *parts)))
+
+    def rsync_target(self) -> str:
+        """The rsync argument (always ending with ``/``)."""
+        path = self.path.rstrip("/") + "/"
+        return f"{self.host}:{path}" if self.host else path
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.path}" if self.host else self.path
+
+
+def parse_destination(text: str) -> Destination:
+    """Split ``[user@]host:dir`` (remote) or a local path (no ``:`` before the first ``/``)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("no transfer destination is configured")
+    m = re.match(r"^([^/:]+):(.*)$", text)
+    if m:
+        if not m[2]:
+            raise ValueError(f"the transfer destination {text!r} has no directory")
+        return Destination(m[1], m[2])
+    return Destination(None, str(Path(text).expanduser().absolute()))
+
+
+@attrs.frozen
+class TransferResult:
+    """The outcome of transferring one record."""
+
+    record_id: int
+    state: str
+    status_code: str = ""
+    message: str = ""
+    destination: str = ""
+    files: tuple[str, ...] = ()
+    attempts: int = 0
+    skipped: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the products are at the destination (now or from an earlier run)."""
+        return self.state in (State.TRANSFERRED, State.COMPLETE)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain data."""
+        return attrs.asdict(self)
+
+
+# ------------------------------------------------------------------ commands
+def ssh_command(config: Config, connect_timeout: float = 10) -> list[str]:
+    """The ssh argument list: batch mode (never a password prompt), a connect timeout, the options."""
+    return [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={max(1, round(connect_timeout))}",
+        *shlex.split(config.transfer_ssh_options),
+    ]
+
+
+@functools.cache
+def rsync_has_mkpath(rsync: str = "rsync") -> bool:
+    """True when the installed rsync knows ``--mkpath`` (rsync 3.2.3 and later)."""
+    try:
+        out = subprocess.run([rsync, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--mkpath" in out.stdout
+
+
+@attrs.frozen
+class CommandResult:
+    """Exit status and output of one command (exit :data:`TIMEOUT_EXIT` when it timed out)."""
+
+    exit_status: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def message(self) -> str:
+        text = self.stderr.strip() or self.stdout.strip()
+        return text[-2000:]
+
+
+def _run(argv: Sequence[str], timeout: float) -> CommandResult:
+    try:
+        out = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return CommandResult(TIMEOUT_EXIT, "", f"{argv[0]} did not finish within {timeout:g} s")
+    except OSError as exc:
+        return CommandResult(127, "", f"cannot run {argv[0]}: {exc}")
+    return CommandResult(out.returncode, out.stdout, out.stderr)
+
+
+def _mkdir(target: Destination, config: Config, timeout: float) -> CommandResult:
+    if target.host is None:
+        try:
+            Path(target.path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return CommandResult(11, "", f"cannot create {target.path}: {exc}")
+        return CommandResult(0)
+    remote = f"mkdir -p -- {shlex.quote(target.path)}"
+    return _run([*ssh_command(config), target.host, remote], timeout)
+
+
+def run_rsync(
+    source_dir: Path,
+    xfr_table: Path,
+    target: Destination,
+    config: Config,
+    *,
+    io_timeout: float = 60,
+    timeout: float = 3600,
+) -> CommandResult:
+    """Run rsync once: the files listed in ``xfr_table`` (relative to ``source_dir``) to ``target``."""
+    mkpath = rsync_has_mkpath()
+    if not mkpath:
+        made = _mkdir(target, config, timeout=min(timeout, 120))
+        if made.exit_status != 0:
+            return made
+    argv = [
+        "rsync",
+        "--recursive",
+        "--links",
+        "--perms",
+        "--times",
+        "--compress",
+        "--compress-level=1",
+        f"--timeout={max(1, round(io_timeout))}",
+        f"--files-from={xfr_table}",
+    ]
+    if mkpath:
+        argv.append("--mkpath")
+    if target.host is not None:
+        argv += ["-e", shlex.join(ssh_command(config))]
+    argv += [f"{source_dir}/", target.rsync_target()]
+    return _run(argv, timeout)
+
+
+def remote_md5(
+    target: Destination, names: Sequence[str], config: Config, timeout: float = 600
+) -> tuple[dict[str, str], CommandResult]:
+    """md5 of each file at the destination (missing files are absent), and how reading them went."""
+    if target.host is None:
+        digests = {}
+        for name in names:
+            path = Path(target.path) / name
+            try:
+                if path.is_file():
+                    digests[name] = file_md5(path)
+            except OSError:
+                continue
+        return digests, CommandResult(0)
+    command = f"cd {shlex.quote(target.path)} && md5sum -- {' '.join(shlex.quote(n) for n in names)}"
+    out = _run([*ssh_command(config), target.host, command], timeout)
+    digests = {}
+    for line in out.stdout.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{32}", parts[0]):
+            digests[parts[1].lstrip("*")] = parts[0]
+    return digests, out
+
+
+# ------------------------------------------------------------------ the file list
+class TransferProblem(Exception):
+    """A transfer that cannot go on: ``code`` is the status code, the text says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def read_md5_table(path: Path) -> dict[str, str]:
+    """``relative path -> md5`` from an md5sum table."""
+    table = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split("  ", 1)
+        if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{32}", parts[0]):
+            table[parts[1].strip()] = parts[0]
+    return table
+
+
+def product_files(level_dir: Path, koaid: str) -> dict[str, str]:
+    """The products to send, ``relative path -> md5``, checked against the md5sum table.
+
+    Raises
+    ------
+    TransferProblem
+        ``NO_TRANSFER_DIR``, ``NO_TRANSFER_FILES``, ``TRANSFER_FILE_MISSING``, or
+        ``TRANSFER_ERROR`` when a local file no longer matches its md5.
+    """
+    if not level_dir.is_dir():
+        raise TransferProblem("NO_TRANSFER_DIR", f"the product directory {level_dir} does not exist")
+    md5_path = level_dir / f"{koaid}.md5sum.table"
+    if not md5_path.is_file():
+        raise TransferProblem("TRANSFER_FILE_MISSING", f"{md5_path.name} is missing in {level_dir}")
+    table = read_md5_table(md5_path)
+    names = set(table) | {md5_path.name}
+    for path in level_dir.iterdir():
+        name = path.name
+        if not path.is_file() or not name.startswith(koaid):
+            continue
+        if name.endswith((".log", ".xfr.table")):
+            continue
+        if "_unp" in name and "_unp" not in koaid:
+            continue
+        names.add(name)
+    files: dict[str, str] = {}
+    for name in sorted(names):
+        path = level_dir / name
+        if not path.is_file():
+            raise TransferProblem("TRANSFER_FILE_MISSING", f"{name} is listed but missing in {level_dir}")
+        digest = file_md5(path)
+        if name in table and table[name] != digest:
+            raise TransferProblem(
+                "TRANSFER_ERROR", f"{name} no longer matches its md5sum table ({digest} != {table[name]})"
+            )
+        files[name] = digest
+    if len(files) < 2:
+        raise TransferProblem("NO_TRANSFER_FILES", f"no products of {koaid} in {level_dir}")
+    return files
+
+
+def level_dir_of(record: Record, config: Config) -> Path:
+    """The record's product directory (``process_dir``, else derived from the KOAID)."""
+    if record.process_dir:
+        return Path(record.process_dir)
+    date = str(record.koaid).split(".")[1]
+    return config.output_root / str(record.instrument) / date / f"lev{int(record.level or 0)}"
+
+
+def processing_status_code(store: Store, record: Record, exclude_steps: Sequence[str]) -> str:
+    """The status code processing gave the run: its worst issue, leaving out the given steps."""
+    issues = [
+        Issue(Severity[i["severity"]], i["code"], i["message"] or "", i["step"] or "")
+        for i in store.issues(record.id, int(record.run or 0))
+        if i["step"] not in exclude_steps and i["severity"] in Severity.__members__
+    ]
+    top = worst(issues)
+    return top.code if top else ""
+
+
+# ------------------------------------------------------------------ the record
+def transferable(record: Record) -> bool:
+    """True for a record waiting for (PROCESSED) or retrying (ERROR after a transfer) a transfer."""
+    if record.status == State.PROCESSED:
+        return True
+    return record.status == State.ERROR and record.status_code in TRANSFER_CODES
+
+
+def transfer_record(
+    store: Store,
+    record_id: int,
+    config: Config,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    io_timeout: float = 60,
+    timeout: float = 3600,
+) -> TransferResult:
+    """Transfer one record's products and verify them (see the module docstring).
+
+    A TRANSFERRED or COMPLETE record is skipped (its products are already at the
+    destination); a record in any other state but PROCESSED or ERROR after a
+    failed transfer is left alone and reported.
+
+    Raises
+    ------
+    koadep.status.StoreError
+        When the store itself fails, or the record does not exist.
+    """
+    started = time.monotonic()
+    record = store.get(record_id)
+    if record is None:
+        raise StoreError(f"no status record {record_id}")
+    if record.status in (State.TRANSFERRED, State.COMPLETE):
+        return TransferResult(record_id, record.status, record.status_code or "", "already transferred",
+                              skipped=True)  # fmt: skip
+    if not transferable(record) or not record.koaid:
+        return TransferResult(
+            record_id,
+            record.status,
+            record.status_code or "",
+            f"record {record_id} is {record.status} {record.status_code or ''}".strip()
+            + "; only PROCESSED records (or ERROR after a failed transfer) are transferred",
+            skipped=True,
+        )
+    destination = parse_destination(config.transfer_destination)
+    koaid, level = str(record.koaid), int(record.level or 0)
+    target = destination.join(str(record.instrument), koaid.split(".")[1], f"lev{level}")
+    store.transition(record_id, State.TRANSFERRING, expected=record.status)
+
+    def fail(code: str, message: str, attempts: int, names: tuple[str, ...] = ()) -> TransferResult:
+        store.add_issues(record_id, [Issue.error(code, message, STEP)])
+        store.transition(
+            record_id, State.ERROR, expected=State.TRANSFERRING, status_code=code, xfr_start_time=None
+        )
+        log.warning("transfer of %s (record %s) to %s failed: %s %s", koaid, record_id, target, code, message)
+        return TransferResult(record_id, State.ERROR, code, message, str(target), names, attempts,
+                              seconds=time.monotonic() - started)  # fmt: skip
+
+    def send() -> TransferResult:
+        level_dir = level_dir_of(record, config)
+        try:
+            files = product_files(level_dir, koaid)
+            xfr_table = level_dir / f"{koaid}.xfr.table"
+            xfr_table.write_text("".join(f"{name}\n" for name in files), encoding="utf-8")
+        except TransferProblem as exc:
+            return fail(exc.code, str(exc), 0)
+        except OSError as exc:
+            return fail("TRANSFER_ERROR", f"cannot prepare the transfer in {level_dir}: {exc}", 0)
+        names = tuple(files)
+
+        attempts, wait = 0, config.transfer_backoff
+        while True:
+            attempts += 1
+            out = run_rsync(level_dir, xfr_table, target, config, io_timeout=io_timeout, timeout=timeout)
+            what = "rsync"
+            if out.exit_status == 0:
+                digests, read = remote_md5(target, names, config)
+                wrong = [n for n in names if digests.get(n) != files[n]]
+                if not wrong:
+                    break
+                if read.exit_status in (0, 1):  # md5sum ran: a file is missing or differs
+                    return fail(
+                        "TRANSFER_ERROR",
+                        f"md5 differs at the destination for {', '.join(wrong)}",
+                        attempts,
+                        names,
+                    )
+                out, what = read, "md5 check over ssh"
+            described = f"{what} exit {out.exit_status}: {out.message}"
+            if out.exit_status == TIMEOUT_EXIT:
+                described = out.message
+            if not is_transient(out.exit_status) or attempts > config.transfer_retries:
+                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                return fail("TRANSFER_ERROR", described + tries, attempts, names)
+            log.info("transfer of %s: transient failure (%s); retry in %.3g s", koaid, described, wait)
+            sleep(wait)
+            wait *= 2
+
+        code = processing_status_code(store, record, (STEP, "notify_ipac"))
+        store.transition(record_id, State.TRANSFERRED, expected=State.TRANSFERRING, status_code=code)
+        log.info("transferred %s (record %s): %d files to %s", koaid, record_id, len(names), target)
+        return TransferResult(record_id, State.TRANSFERRED, code, "", str(target), names, attempts,
+                              seconds=time.monotonic() - started)  # fmt: skip
+
+    try:
+        return send()
+    except StoreError:
+        raise
+    except Exception as exc:  # a bug or an unexpected OS failure: never leave TRANSFERRING behind
+        log.exception("transfer of %s (record %s) raised", koaid, record_id)
+        return fail("TRANSFER_ERROR", f"unexpected {type(exc).__name__}: {exc}", 0)
