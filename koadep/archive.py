@@ -124,6 +124,16 @@ def _remove_products(config: Config, instrument: str, koaid: str) -> list[Path]:
     return removed
 
 
+def _queue_related(store: Store, result: ProcessResult) -> list[int]:
+    """Queue the raw files a processed file points to (a DEIMOS science frame's FCS image)."""
+    queued = []
+    for name in result.related:
+        path = Path(name)
+        if path.is_file() and not store.find(ofname=str(path), level=0):
+            queued.append(store.queue(result.instrument or "UNKNOWN", str(path)))
+    return queued
+
+
 def _record_columns(result: ProcessResult) -> dict[str, Any]:
     header = result.header
     columns: dict[str, Any] = {"status_code": result.status_code}
@@ -272,6 +282,8 @@ def archive_file(
     store.finish(record_id, State(result.state), **columns)
     if result.state == State.INVALID:
         _copy_invalid(source, config, result.instrument or instr)
+    if result.state == State.PROCESSED:
+        _queue_related(store, result)
     shipping = None
     if ship and result.state == State.PROCESSED and config.transfer_destination:
         from koadep.shipping import ship_record

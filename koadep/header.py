@@ -203,6 +203,41 @@ class Card:
             return fits.Card(self.keyword, value, _printable(self.comment)).image
 
 
+def _continuation(card: Card) -> tuple[str, str] | None:
+    """The string and comment of a ``CONTINUE`` card, or None."""
+    if card.keyword != "CONTINUE" or card.image is None:
+        return None
+    field = card.image[8:].lstrip()
+    if not field.startswith("'"):
+        return None
+    value, rest = _parse_string(field)
+    rest = rest.strip()
+    return value, rest[1:].strip() if rest.startswith("/") else ""
+
+
+def _join_continued(cards: list[Card]) -> list[Card]:
+    """Join long strings written with the CONTINUE convention into one card.
+
+    The joined card keeps every original image, so it is written back unchanged.
+    """
+    out: list[Card] = []
+    for card in cards:
+        prev = out[-1] if out else None
+        part = _continuation(card)
+        if (
+            part is not None
+            and prev is not None
+            and isinstance(prev.value, str)
+            and prev.value.endswith("&")
+            and prev.image is not None
+        ):
+            comment = " ".join(c for c in (prev.comment, part[1]) if c)
+            out[-1] = Card(prev.keyword, prev.value[:-1] + part[0], comment, prev.image + card.image)
+        else:
+            out.append(card)
+    return out
+
+
 @attrs.frozen(slots=True)
 class Change:
     """One difference between two headers, as listed by :func:`diff`."""
@@ -246,7 +281,7 @@ class Header:
             if image.startswith("END") and not image[3:].strip():
                 break
             cards.append(Card.parse(image))
-        return cls(cards)
+        return cls(_join_continued(cards))
 
     @classmethod
     def from_text(cls, text: str) -> Header:
@@ -257,7 +292,7 @@ class Header:
                 break
             if line.strip() or cards:
                 cards.append(Card.parse(line))
-        return cls(cards)
+        return cls(_join_continued(cards))
 
     @classmethod
     def from_mapping(cls, items: Iterable[tuple[str, Any]] | dict[str, Any]) -> Header:

@@ -51,6 +51,7 @@ True
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import re
@@ -353,9 +354,22 @@ def processing_status_code(store: Store, record: Record, exclude_steps: Sequence
 
 
 # ------------------------------------------------------------------ the record
+#: A record TRANSFERRING for longer than this was left by a process that died; it may be retried.
+STALE_TRANSFER_SECONDS = 3600
+
+
+def _stale(record: Record, now: datetime.datetime | None = None) -> bool:
+    if record.status != State.TRANSFERRING or not record.xfr_start_time:
+        return False
+    started = datetime.datetime.strptime(str(record.xfr_start_time), "%Y-%m-%d %H:%M:%S")
+    now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return (now - started).total_seconds() > STALE_TRANSFER_SECONDS
+
+
 def transferable(record: Record) -> bool:
-    """True for a record waiting for (PROCESSED) or retrying (ERROR after a transfer) a transfer."""
-    if record.status == State.PROCESSED:
+    """True for a record waiting for (PROCESSED) or retrying (ERROR after a transfer) a
+    transfer, or one left TRANSFERRING by a process that died (stale for an hour)."""
+    if record.status == State.PROCESSED or _stale(record):
         return True
     return record.status == State.ERROR and record.status_code in TRANSFER_CODES
 
@@ -399,6 +413,9 @@ def transfer_record(
     destination = parse_destination(config.transfer_destination)
     koaid, level = str(record.koaid), int(record.level or 0)
     target = destination.join(str(record.instrument), koaid.split(".")[1], f"lev{level}")
+    if record.status == State.TRANSFERRING:  # stale: its process died; start again
+        store.transition(record_id, State.PROCESSED, expected=State.TRANSFERRING, xfr_start_time=None)
+        record = store.get(record_id) or record
     store.transition(record_id, State.TRANSFERRING, expected=record.status)
 
     def fail(code: str, message: str, attempts: int, names: tuple[str, ...] = ()) -> TransferResult:

@@ -137,3 +137,16 @@ def test_read_header_errors(tmp_path: Path) -> None:
         read_header(junk)
     with pytest.raises(FileNotFoundError):
         read_header(tmp_path / "missing.fits")
+
+
+def test_long_strings_with_continue_cards_are_joined_and_written_back_unchanged(tmp_path: Path) -> None:
+    long = "/sdata1001/deimos1/" + "x" * 90 + "/fcs0314_0051.fits"
+    h = fits.Header()
+    h["SIMPLE"] = True
+    h["FCSIMGFI"] = (long, "FCS image file")
+    h["AFTER"] = 1
+    raw = h.tostring().encode()
+    ours = Header.from_bytes(raw)
+    assert ours["FCSIMGFI"] == long and ours["AFTER"] == 1
+    assert "CONTINUE" not in ours and len(ours) == 3
+    assert ours.to_bytes()[: len(raw)] == raw[: len(ours.to_bytes())]

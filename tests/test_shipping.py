@@ -612,3 +612,15 @@ def test_acceptance_faults_end_in_the_documented_state_and_a_rerun_completes(
     codes = [i["code"] for i in store.issues(record.id)]
     assert ("TRANSFER_ERROR" in codes) == (fault in ("unreachable", "permission"))
     assert apply_ingest_response(store, response(record.koaid))["status"] == State.COMPLETE
+
+
+def test_a_transfer_left_by_a_dead_process_is_retried_once_stale(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    config = base_config(tmp_path)
+    rid = processed(store, config, tmp_path)
+    store.transition(rid, State.TRANSFERRING)  # the process died here
+    assert transfer_record(store, rid, config).skipped  # recent: maybe still running
+    store.update(rid, xfr_start_time="2000-01-01 00:00:00")  # an hour and more ago
+    result = transfer_record(store, rid, config)
+    assert result.ok and store.get(rid).status == "TRANSFERRED"
+    assert_identical(Path(store.get(rid).process_dir), tmp_path / "dest" / "NIRC2" / "20240315" / "lev0")

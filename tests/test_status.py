@@ -485,3 +485,24 @@ def test_losing_the_database_mid_run_is_a_clear_error_and_a_later_run_finishes(
     )
     assert done.returncode == 3
     assert "unreachable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_deimos_frame_queues_the_fcs_image_it_points_to(db_url: str, tmp_path: Path) -> None:
+    from astropy.io import fits as afits
+
+    gold = Path(__file__).resolve().parents[1] / "gold" / "raw"
+    fcs = tmp_path / "fcs" / "fcs0314_0051.fits"
+    fcs.parent.mkdir()
+    fcs.write_bytes((gold / "fcs0314_0051.fits").read_bytes())
+    science = tmp_path / "d0314_0051.fits"
+    with afits.open(gold / "d0314_0051.fits") as hdul:
+        hdul[0].header["FCSIMGFI"] = str(fcs)
+        hdul.writeto(science)
+    store = open_store(db_url)
+    outcome = archive_file(science, store=store, config=Config(output_root=tmp_path / "out"))
+    assert outcome.result.state == "PROCESSED", outcome.result.issues
+    assert outcome.result.related == (str(fcs),)
+    queued = store.find(ofname=str(fcs))
+    assert [(r.status, r.instrument) for r in queued] == [("QUEUED", "DEIMOS")]
+    assert run_worker(store, config=Config(output_root=tmp_path / "out")) == 1
+    assert store.find(ofname=str(fcs))[0].koaid.startswith("DF.")
