@@ -506,3 +506,28 @@ def test_a_deimos_frame_queues_the_fcs_image_it_points_to(db_url: str, tmp_path:
     assert [(r.status, r.instrument) for r in queued] == [("QUEUED", "DEIMOS")]
     assert run_worker(store, config=Config(output_root=tmp_path / "out")) == 1
     assert store.find(ofname=str(fcs))[0].koaid.startswith("DF.")
+
+
+def test_one_store_shared_by_threads_gives_each_thread_its_own_connection(db_url: str) -> None:
+    store = open_store(db_url)
+    ids = [store.queue("NIRC2", f"/s/n{i:04d}.fits") for i in range(120)]
+    claimed: list[int] = []
+    connections: set[int] = set()
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (record := store.claim(name, lease_seconds=60)) is not None:
+            store.finish(record.id, State.PROCESSED)
+            with lock:
+                claimed.append(record.id)
+                connections.add(id(store._connection()))
+
+    threads = [threading.Thread(target=worker, args=(f"t{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(claimed) == ids
+    assert {r.status for r in store.find()} == {"PROCESSED"}
+    if db_url.startswith("mysql"):
+        assert len(connections) > 1  # never one connection shared across threads
