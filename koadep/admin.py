@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 from koadep.archive import ArchiveResult, archive_file, run_worker
 from koadep.config import Config, load_config
-from koadep.status import Record, Store, StoreError, StoreUnavailable, open_store
+from koadep.status import IllegalTransition, Record, Store, StoreError, StoreUnavailable, open_store
+from koadep.status.store import LeaseLost
 
 __all__ = ["Progress", "add_commands"]
 
@@ -153,6 +154,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="only the catch-up scan, then exit")
     p.add_argument("--stage", action="store_true", help="copy each file to the stage area first")
     p.add_argument("--workers", type=int, help="worker processes (default: idle cores)")
+    p.add_argument("--no-transfer", action="store_true", help="workers do not transfer")
     p.add_argument(
         "--settle",
         type=float,
@@ -232,7 +234,14 @@ def _run_many(
     failures = 0
     outcomes = []
     for item in paths:
-        outcome = run(item)
+        try:
+            outcome = run(item)
+        except (IllegalTransition, LeaseLost) as exc:  # one record in the wrong state: go on
+            print(
+                f"koadep: {item if not hasattr(item, 'id') else f'record {item.id}'}: {exc}", file=sys.stderr
+            )
+            failures += 1
+            continue
         outcomes.append(outcome)
         progress.step(str(outcome.result.path.name))
         _print_outcome(outcome, as_json)
@@ -251,7 +260,7 @@ def _guarded(func: Any) -> Any:
         except StoreUnavailable as exc:
             print(f"koadep: {exc}. Nothing was lost: a later run finishes the work.", file=sys.stderr)
             return EXIT_STORE
-        except StoreError as exc:
+        except (StoreError, IllegalTransition) as exc:
             print(f"koadep: {exc}", file=sys.stderr)
             return EXIT_STORE
 
@@ -413,6 +422,7 @@ def _monitor(args: argparse.Namespace) -> int:
         config=config,
         settle_seconds=args.settle,
         stage=args.stage,
+        ship=not args.no_transfer,
     )
     if args.once:
         queued = monitor.catch_up()

@@ -21,9 +21,11 @@ a time and archives them; several workers can run at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,14 +35,17 @@ import attrs
 from koadep.config import Config
 from koadep.fitsfile import FitsFormatError, read_header
 from koadep.issues import Issue
+from koadep.koaid import is_archived_koaid
 from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
 from koadep.products.md5 import file_md5
 from koadep.services import Services
 from koadep.status import State, Store, StoreError
-from koadep.status.store import utc_now
+from koadep.status.store import LeaseLost, utc_now
 
 __all__ = ["ArchiveResult", "archive_file", "run_worker", "worker_name"]
+
+log = logging.getLogger("koadep.archive")
 
 
 @attrs.frozen
@@ -68,6 +73,32 @@ class ArchiveResult:
         }
 
 
+class _Heartbeat:
+    """Renews a worker's lease on a record while it processes the file."""
+
+    def __init__(self, store: Store, record_id: int, worker: str, lease_seconds: float) -> None:
+        self.store, self.record_id, self.worker = store, record_id, worker
+        self.lease_seconds = lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{record_id}")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(max(self.lease_seconds / 3, 0.2)):
+            try:
+                if not self.store.renew(self.record_id, self.worker, self.lease_seconds):
+                    return
+            except StoreError as exc:
+                log.warning("cannot renew the lease of record %s: %s", self.record_id, exc)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+
 def worker_name() -> str:
     """``host:pid``, the name a worker claims records under."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -80,6 +111,17 @@ def _instrument_of(path: Path, registry: Registry, default: str | None) -> str:
         return registry.claim(read_header(path))
     except (OSError, FitsFormatError, LookupError):
         return "UNKNOWN"
+
+
+def versioned_name(path: Path, version: int) -> str:
+    """``name_v<version>.fits`` (the version inserted before the FITS extensions).
+
+    Examples
+    --------
+    >>> versioned_name(Path("/s/n0101.fits.gz"), 2)
+    'n0101_v2.fits.gz'
+    """
+    return _versioned(path, version)
 
 
 def _versioned(path: Path, version: int) -> str:
@@ -112,12 +154,13 @@ def _copy_invalid(path: Path, config: Config, instrument: str) -> Path | None:
 
 def _remove_products(config: Config, instrument: str, koaid: str) -> list[Path]:
     """Delete earlier level-0 products of a KOAID (``_unp`` files only for ``_unp`` KOAIDs)."""
-    if len(koaid) < 20:
-        raise ValueError(f"refusing to delete files for the short KOAID {koaid!r}")
+    if not is_archived_koaid(koaid):
+        raise ValueError(f"refusing to delete files for the malformed KOAID {koaid!r}")
     lev0 = config.output_root / instrument / koaid.split(".")[1] / "lev0"
     removed = []
     for path in lev0.glob(f"{koaid}*") if lev0.is_dir() else ():
-        if "_unp" in path.name and "_unp" not in koaid:
+        rest = path.name[len(koaid) :]
+        if not rest.startswith((".", "_")) or ("_unp" in path.name and "_unp" not in koaid):
             continue
         path.unlink()
         removed.append(path)
@@ -173,6 +216,7 @@ def archive_file(
     remove_output: bool = False,
     worker: str | None = None,
     ship: bool = False,
+    lease_seconds: float = 600,
 ) -> ArchiveResult:
     """Process one file and keep its life in the status store (see the module docstring).
 
@@ -218,7 +262,7 @@ def archive_file(
         archived = [r for r in found if r.koaid]
         record_id = (archived or found)[0].id if found else None
     if record_id is None:
-        record_id = store.start(instr, ofname, worker=worker)
+        record_id = store.start(instr, ofname, worker=worker, lease_seconds=lease_seconds)
         record = store.get(record_id)
     else:
         record = store.get(record_id)
@@ -227,14 +271,15 @@ def archive_file(
         if record.status != State.PROCESSING or reprocess:
             if record.status not in (State.QUEUED, State.PROCESSING) and not reprocess:
                 raise StoreError(f"record {record_id} is {record.status}; use --reprocess")
-            store.reset(record_id, worker=worker)
+            store.reset(record_id, worker=worker, lease_seconds=lease_seconds)
         record = store.get(record_id)
     assert record is not None
     source = Path(record.stage_file) if record.stage_file and Path(record.stage_file).is_file() else path
+    run = int(record.run or 0)
 
     md5 = file_md5(source) if source.is_file() else None
     staged: Path | None = None
-    original_name = None
+    original_name = Path(record.ofname).name if source != path else None
     if md5 and not reprocess and source == path:
         earlier = [
             r
@@ -252,7 +297,17 @@ def archive_file(
         store.update(record_id, file_md5=md5)
 
     def check_koaid(koaid: str) -> Issue | None:
+        """Reserve the KOAID for this record before any product is written.
+
+        The unique index on (level, koaid) makes the reservation atomic: of two
+        workers giving the same KOAID to two files at once, one wins.
+        """
         others = [r for r in store.find(koaid=koaid, level=0) if r.id != record_id]
+        if not others:
+            try:
+                store.update(record_id, koaid=koaid)
+            except StoreError:
+                others = [r for r in store.find(koaid=koaid, level=0) if r.id != record_id]
         if others:
             return Issue.invalid(
                 "DUPLICATE_KOAID",
@@ -263,23 +318,33 @@ def archive_file(
             _remove_products(config, instr, koaid)
         return None
 
-    result = process_file(
-        source,
-        config=config,
-        services=services,
-        registry=registry,
-        progid=progid,
-        original_name=original_name,
-        koaid_check=check_koaid,
-    )
+    heartbeat = _Heartbeat(store, record_id, worker, lease_seconds)
+    heartbeat.start()
+    try:
+        result = process_file(
+            source,
+            config=config,
+            services=services,
+            registry=registry,
+            progid=progid,
+            original_name=original_name,
+            koaid_check=check_koaid,
+        )
+    finally:
+        heartbeat.stop()
     columns = _record_columns(result)
     duplicate = any(i.code == "DUPLICATE_KOAID" for i in result.issues)
     if result.koaid and not duplicate:
         columns["koaid"] = result.koaid
     if result.instrument and result.instrument != instr:
         columns["instrument"] = result.instrument
-    store.add_issues(record_id, result.issues)
-    store.finish(record_id, State(result.state), **columns)
+    heartbeat.stop()
+    try:
+        store.finish(record_id, State(result.state), owner=worker, **columns)
+    except LeaseLost as exc:
+        log.warning("%s; record %s is left to the worker that holds it now", exc, record_id)
+        return ArchiveResult(result, record_id, staged)
+    store.add_issues(record_id, result.issues, run=run)
     if result.state == State.INVALID:
         _copy_invalid(source, config, result.instrument or instr)
     if result.state == State.PROCESSED:
@@ -322,6 +387,7 @@ def run_worker(
             record_id=record.id,
             worker=worker,
             ship=ship,
+            lease_seconds=lease_seconds,
         )
         done += 1
         if on_result is not None:

@@ -106,7 +106,8 @@ def _print_result(result: ProcessResult, verbose: bool) -> None:
     warnings = sum(1 for i in result.issues if i.severity.name == "WARN")
     label = result.koaid or "-"
     code = f" {result.status_code}" if result.state != "PROCESSED" else ""
-    print(f"{result.state:<9} {label:<26} {result.path}{code} ({warnings} warnings)")
+    plural = "" if warnings == 1 else "s"
+    print(f"{result.state:<9} {label:<26} {result.path}{code} ({warnings} warning{plural})")
     if verbose or result.state != "PROCESSED":
         for issue in result.issues:
             first = issue.message.splitlines()[0] if issue.message else ""
@@ -163,6 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``koadep`` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except BrokenPipeError:  # the reader went away (``koadep ... | head``): stop quietly
+        sys.stderr.close()
+        return 0
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "process":
         return _process(args)
     if args.command == "plugins":

@@ -89,8 +89,10 @@ def _data_size(header: Header) -> int:
         raise FitsFormatError("CORRUPTED_HDU", "an NAXISn value is missing or negative")
     random_groups = axes[0] == 0 and header.get("GROUPS") is True
     n = int(np.prod(axes[1:] if random_groups else axes, dtype=np.int64))
-    pcount = header.get("PCOUNT", 0) or 0
-    gcount = header.get("GCOUNT", 1) or 1
+    pcount = header.get("PCOUNT", 0)
+    gcount = header.get("GCOUNT", 1)
+    if not isinstance(pcount, int) or not isinstance(gcount, int) or pcount < 0 or gcount < 1:
+        raise FitsFormatError("CORRUPTED_HDU", "PCOUNT or GCOUNT is not a valid count")
     return abs(bitpix) // 8 * gcount * (pcount + n)
 
 
@@ -160,6 +162,8 @@ class FitsFile:
                 )
             end = data_start + size + (-size % BLOCK_LENGTH)
             hdus.append(Hdu(len(hdus), header, pos, data_start, size, min(end, len(raw))))
+            if end <= pos:
+                raise FitsFormatError("CORRUPTED_HDU", f"HDU {len(hdus) - 1} has no size")
             pos = end
         return cls(raw, tuple(hdus), compressed)
 

@@ -303,11 +303,20 @@ def apply_ingest_response(store: Store, payload: Mapping[str, Any]) -> dict[str,
     record = found[0]
     if record.status not in (State.TRANSFERRED, State.ERROR, State.COMPLETE):
         raise IngestResponseError(409, f"record {record.id} is {record.status}, not TRANSFERRED")
+    if record.status == State.ERROR and not (record.xfr_end_time and record.ipac_notify_time):
+        raise IngestResponseError(
+            409, f"record {record.id} failed before it was transferred; it cannot be ingested"
+        )
     if record.ipac_response_time and not r["reingest"]:
         raise IngestResponseError(
             409, f"record {record.id} was already answered at {record.ipac_response_time}"
         )
     columns = {**r["times"], "status_code_ipac": r["status_code_ipac"], "ipac_response_time": utc_now()}
+    if r["status"] == State.COMPLETE and record.status_code == "IPAC_NOTIFY_ERROR":
+        from koadep.transfer import STEP as TRANSFER_STEP
+        from koadep.transfer import processing_status_code
+
+        columns["status_code"] = processing_status_code(store, record, (TRANSFER_STEP, STEP))
     try:
         if record.status == r["status"]:
             store.update(record.id, **columns)

@@ -92,7 +92,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._route():
             return
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, max_num_fields=50)
+        try:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, max_num_fields=50)
+        except ValueError as exc:
+            self._error(400, f"bad query: {exc}")
+            return
         self._apply({k: v[-1] for k, v in query.items()})
 
     def do_POST(self) -> None:
@@ -119,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self._error(400, "the body is not JSON")
             return
         if not isinstance(payload, dict):

@@ -73,6 +73,7 @@ class Monitor:
         patterns: Sequence[str] = PATTERNS,
         settle_seconds: float = 2.0,
         stage: bool = False,
+        ship: bool = True,
     ) -> None:
         self.store = store
         self.instrument = instrument.upper()
@@ -81,6 +82,7 @@ class Monitor:
         self.patterns = tuple(patterns)
         self.settle_seconds = settle_seconds
         self.stage = stage
+        self.ship = ship
         self._lock = threading.Lock()
         self._pending: dict[Path, tuple[int, float]] = {}
         self._stop = threading.Event()
@@ -114,9 +116,12 @@ class Monitor:
             columns: dict[str, Any] = {"file_md5": md5}
             if self.stage:
                 stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
-                target = self.config.output_root / self.instrument / "stage" / stamp / path.name
+                target = _free_name(self.config.output_root / self.instrument / "stage" / stamp / path.name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
+                if file_md5(target) != md5:
+                    target.unlink()
+                    raise OSError(f"{path} changed while it was being staged")
                 columns["stage_file"] = str(target)
             record_id = self.store.queue(self.instrument, str(path), **columns)
         log.info("queued %s as record %s", path, record_id)
@@ -193,7 +198,7 @@ class Monitor:
                     instrument=self.instrument, status="QUEUED", limit=1
                 ):
                     proc = multiprocessing.get_context("spawn").Process(
-                        target=_work, args=(self.config, self.instrument), daemon=True
+                        target=_work, args=(self.config, self.instrument, self.ship), daemon=True
                     )
                     proc.start()
                     pool.append(proc)
@@ -209,11 +214,23 @@ class Monitor:
         self._stop.set()
 
 
-def _work(config: Config, instrument: str) -> None:
+def _free_name(target: Path) -> Path:
+    """``target``, or the first free ``<stem>_v2``, ``_v3``... beside it (never overwrite)."""
+    from koadep.archive import versioned_name
+
+    n = 1
+    candidate = target
+    while candidate.exists():
+        n += 1
+        candidate = target.with_name(versioned_name(target, n))
+    return candidate
+
+
+def _work(config: Config, instrument: str, ship: bool = True) -> None:
     from koadep.archive import run_worker
     from koadep.status import open_store
 
     store = open_store(
         config.db_url or None, default_dir=config.output_root, password=config.db_password or None
     )
-    run_worker(store, config=config, instrument=instrument)
+    run_worker(store, config=config, instrument=instrument, ship=ship)

@@ -355,7 +355,8 @@ def processing_status_code(store: Store, record: Record, exclude_steps: Sequence
 
 # ------------------------------------------------------------------ the record
 #: A record TRANSFERRING for longer than this was left by a process that died; it may be retried.
-STALE_TRANSFER_SECONDS = 3600
+#: It exceeds the longest a live transfer can take (one rsync may run an hour, with retries).
+STALE_TRANSFER_SECONDS = 6 * 3600
 
 
 def _stale(record: Record, now: datetime.datetime | None = None) -> bool:
@@ -414,7 +415,13 @@ def transfer_record(
     koaid, level = str(record.koaid), int(record.level or 0)
     target = destination.join(str(record.instrument), koaid.split(".")[1], f"lev{level}")
     if record.status == State.TRANSFERRING:  # stale: its process died; start again
-        store.transition(record_id, State.PROCESSED, expected=State.TRANSFERRING, xfr_start_time=None)
+        store.transition(
+            record_id,
+            State.PROCESSED,
+            expected=State.TRANSFERRING,
+            xfr_start_time=None,
+            process_end_time=record.process_end_time,
+        )
         record = store.get(record_id) or record
     store.transition(record_id, State.TRANSFERRING, expected=record.status)
 

@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sqlite3
@@ -41,6 +42,7 @@ from koadep.status.states import TIMESTAMP_COLUMN, IllegalTransition, State, che
 
 __all__ = [
     "COLUMNS",
+    "LeaseLost",
     "Record",
     "Store",
     "StoreError",
@@ -98,6 +100,10 @@ def _later(seconds: float) -> str:
 
 class StoreError(RuntimeError):
     """A status-store operation failed (the message says which and why)."""
+
+
+class LeaseLost(StoreError):
+    """A worker's lease on a record expired and another worker took the record over."""
 
 
 class StoreUnavailable(StoreError):
@@ -306,17 +312,29 @@ class Store:
         return int(rows[0]["v"] or 0) if rows else 0
 
     def upgrade(self) -> list[int]:
-        """Apply the missing schema versions; return the versions applied."""
-        applied = []
-        current = self.schema_version()
-        for version, statements in enumerate(_migrations(self.dialect), start=1):
-            if version <= current:
-                continue
-            for statement in statements:
-                self.execute(statement)
-            self.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
-            applied.append(version)
+        """Apply the missing schema versions; return the versions applied.
+
+        Several processes opening a new database at once apply each version once:
+        the upgrade runs under a database-wide lock.
+        """
+        applied: list[int] = []
+        if self.schema_version() >= len(_migrations(self.dialect)):
+            return applied
+        with self._schema_lock():
+            current = self.schema_version()
+            for version, statements in enumerate(_migrations(self.dialect), start=1):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    self.execute(statement)
+                self.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
+                applied.append(version)
         return applied
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """Hold the database-wide schema lock (SQLite serialises writers itself)."""
+        yield
 
     # records -----------------------------------------------------------------------
     def _insert(self, values: Mapping[str, Any]) -> int:
@@ -437,7 +455,13 @@ class Store:
         self.execute(f"UPDATE koa_status SET {assign} WHERE id = %s", (*columns.values(), record_id))
 
     def transition(
-        self, record_id: int, new: State | str, *, expected: State | str | None = None, **columns: Any
+        self,
+        record_id: int,
+        new: State | str,
+        *,
+        expected: State | str | None = None,
+        owner: str | None = None,
+        **columns: Any,
     ) -> None:
         """Change the state of a record, writing the state's timestamp column.
 
@@ -456,6 +480,8 @@ class Store:
         if record is None:
             raise StoreError(f"no status record {record_id}")
         old = State(expected or record.status)
+        if owner is not None and record.lease_owner != owner:
+            raise LeaseLost(f"record {record_id} is now held by {record.lease_owner or 'nobody'}")
         if expected is not None and record.status != old:
             raise StoreError(f"record {record_id} is {record.status}, not {old}")
         check_transition(old, new)
@@ -465,17 +491,30 @@ class Store:
         now = utc_now()
         values = {TIMESTAMP_COLUMN[new]: now, **columns, "status": str(new), "last_mod": now}
         assign = ", ".join(f"{c} = %s" for c in values)
-        count = self.execute(
-            f"UPDATE koa_status SET {assign} WHERE id = %s AND status = %s",
-            (*values.values(), record_id, str(old)),
-        )
+        where, params = "id = %s AND status = %s", [record_id, str(old)]
+        if owner is not None:
+            where += " AND lease_owner = %s"
+            params.append(owner)
+        count = self.execute(f"UPDATE koa_status SET {assign} WHERE {where}", (*values.values(), *params))
         if count != 1:
+            if owner is not None:
+                raise LeaseLost(f"record {record_id} was taken over while it was being updated")
             raise StoreError(f"record {record_id} changed state while it was being updated")
 
-    def finish(self, record_id: int, state: State | str, **columns: Any) -> None:
-        """End processing: PROCESSING -> PROCESSED, INVALID or ERROR; the lease is released."""
+    def finish(self, record_id: int, state: State | str, *, owner: str | None = None, **columns: Any) -> None:
+        """End processing: PROCESSING -> PROCESSED, INVALID or ERROR; the lease is released.
+
+        With ``owner``, only the worker that still holds the lease may finish the
+        record; otherwise :class:`LeaseLost` is raised and nothing changes.
+        """
         self.transition(
-            record_id, state, expected=State.PROCESSING, lease_owner=None, lease_expires=None, **columns
+            record_id,
+            state,
+            expected=State.PROCESSING,
+            owner=owner,
+            lease_owner=None,
+            lease_expires=None,
+            **columns,
         )
 
     # claims --------------------------------------------------------------------------
@@ -598,6 +637,35 @@ class SqliteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._shared_memory: sqlite3.Connection | None = None
+        self._memory_lock = threading.RLock()
+
+    @contextmanager
+    def _cursor(self, transaction: bool = False) -> Iterator[Any]:
+        """As :meth:`Store._cursor`; an in-memory store serialises its one connection."""
+        if self.path != ":memory:":
+            with super()._cursor(transaction) as cur:
+                yield cur
+            return
+        with self._memory_lock, super()._cursor(transaction) as cur:
+            yield cur
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        with self._memory_lock if self.path == ":memory:" else contextlib.nullcontext():
+            self.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.execute("ROLLBACK")
+                raise
+            self.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (an in-memory store keeps its one connection)."""
+        if self.path != ":memory:":
+            super().close()
+        else:
+            self._local.conn = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.path == ":memory:":
@@ -683,6 +751,16 @@ class MysqlStore(Store):
 
     def _ping(self, conn: Any) -> None:
         conn.ping(False)
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        rows = self.query("SELECT GET_LOCK('koadep_schema', 120) AS got")
+        if not rows or rows[0]["got"] != 1:
+            raise StoreError("could not take the schema lock within 120 s")
+        try:
+            yield
+        finally:
+            self.query("SELECT RELEASE_LOCK('koadep_schema') AS released")
 
     def _is_outage(self, exc: BaseException) -> bool:
         import pymysql

@@ -46,7 +46,7 @@ def set_image_stats(header: Header, ctx: Context) -> StepResult:
     """
     data = ctx.data(0)
     if data is None:
-        return StepResult.failed(Issue.warn("IMAGE_STATS_ERROR", "the primary HDU has no image"))
+        return StepResult.failed(Issue.warn("IMAGE_STATS_ERROR", "no primary image data to measure"))
     work = np.array(data, dtype=data.dtype.newbyteorder("="), copy=True).ravel()
     mean = float(work.mean(dtype=np.float64))
     std = float(work.std(dtype=np.float64))
