@@ -24,7 +24,7 @@ import numpy as np
 
 from koadep.header import UNDEFINED, Header
 
-__all__ = ["raw_fits_bytes", "write_raw_fits"]
+__all__ = ["dqa_step", "header_of", "raw_fits_bytes", "write_raw_fits", "written"]
 
 CardSpec = tuple[str, Any] | tuple[str, Any, str]
 
@@ -82,3 +82,27 @@ def write_raw_fits(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(raw)
     return path
+
+
+def header_of(**cards: Any) -> Header:
+    """A header from keyword arguments; None values are left out.
+
+    Examples
+    --------
+    >>> header_of(INSTRUME="NIRC2", LEV0TYPE=None).keys()
+    ['INSTRUME']
+    """
+    return Header.from_mapping({k: v for k, v in cards.items() if v is not None})
+
+
+def written(result: Any) -> dict[str, Any]:
+    """The keyword -> value pairs a :class:`koadep.pipeline.StepResult` writes."""
+    return {c.keyword: c.value for c in result.cards}
+
+
+def dqa_step(plugin: Any, name: str, level: int = 0) -> Any:
+    """The one level-``level`` DQA step of an instrument plugin called ``name``."""
+    matches = [s for s in plugin.dqa_steps(level) if s.name == name]
+    if len(matches) != 1:
+        raise LookupError(f"{len(matches)} DQA steps are called {name!r}")
+    return matches[0]

@@ -21,10 +21,10 @@ from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.header import Header
 from koadep.issues import Severity
-from koadep.pipeline import PipelineStep, StepResult
+from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import deimos as mod
 from koadep_instruments.deimos import plugin
 
@@ -55,13 +55,10 @@ def file_of(cards: dict[str, Any], data: Any = None, extensions: Any = ()) -> Fi
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def hdr(**cards: Any) -> Header:

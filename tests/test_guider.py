@@ -22,11 +22,11 @@ from koadep.config import Config
 from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Severity
-from koadep.pipeline import PipelineStep, StepResult, run
+from koadep.pipeline import PipelineStep, run
 from koadep.plugins import Registry
 from koadep.services import FixedClock, LocalSchedule, ScheduleEntry, Services
 from koadep.steps.program import zero_propint_applies
-from koadep.testing import write_raw_fits
+from koadep.testing import dqa_step, write_raw_fits, written
 from koadep_instruments.guider import WAVELENGTHS, plugin
 
 HOOKS = Registry.default().hooks("GUIDER")
@@ -54,13 +54,10 @@ def make_ctx(**kwargs: Any) -> Context:
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def process(

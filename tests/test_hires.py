@@ -19,13 +19,12 @@ from koadep import process_file
 from koadep.config import Config
 from koadep.context import Context
 from koadep.fitsfile import FitsFile
-from koadep.header import Header
 from koadep.issues import Severity
-from koadep.pipeline import PipelineStep, StepResult
+from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.rules import first_match
 from koadep.services import Services
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, header_of, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import hires as mod
 from koadep_instruments.hires import plugin
 
@@ -33,8 +32,7 @@ HOOKS = Registry.default().hooks("HIRES")
 T, F = True, False
 
 
-def hdr(**cards: Any) -> Header:
-    return Header.from_mapping({k: v for k, v in cards.items() if v is not None})
+hdr = header_of
 
 
 def amp(shape: tuple[int, int] = (64, 44), value: float = 1000.0, amploc: str = "1") -> afits.ImageHDU:
@@ -54,13 +52,10 @@ def make_ctx(
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 # --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import FixedClock, Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import kcwi as mod
 from koadep_instruments.kcwi import plugin
 
@@ -45,13 +45,10 @@ def hdr(**cards: Any) -> Header:
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def codes(result: StepResult) -> list[str]:

@@ -25,7 +25,7 @@ from koadep.header import Header
 from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import ComputedTwilight, FixedClock, LocalSchedule, Services
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import kpf as mod
 from koadep_instruments.kpf import plugin
 
@@ -43,13 +43,10 @@ def hdr(**cards: Any) -> Header:
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def codes(result: StepResult) -> list[str]:

@@ -22,10 +22,10 @@ from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.header import Card, Header
 from koadep.issues import Severity
-from koadep.pipeline import PipelineStep, StepResult
+from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import lris as mod
 from koadep_instruments.lris import plugin
 
@@ -45,13 +45,10 @@ def file_of(
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def hdr(**cards: Any) -> Header:

@@ -20,11 +20,11 @@ from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.header import Header
 from koadep.issues import Severity
-from koadep.pipeline import PipelineStep, StepResult
+from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, header_of, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import nirc2 as mod
 from koadep_instruments.nirc2 import plugin
 
@@ -47,17 +47,13 @@ def make_ctx(
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
-def hdr(**cards: Any) -> Header:
-    return Header.from_mapping({k: v for k, v in cards.items() if v is not None})
+hdr = header_of
 
 
 # --------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from koadep.pipeline import PipelineStep, StepResult, run
 from koadep.plugins import Registry
 from koadep.services import Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import write_raw_fits
+from koadep.testing import dqa_step, header_of, write_raw_fits, written
 from koadep_instruments.nires import plugin
 
 HOOKS = Registry.default().hooks("NIRES")
@@ -33,17 +33,13 @@ def make_ctx(**kwargs: Any) -> Context:
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
-def hdr(**cards: Any) -> Header:
-    return Header.from_mapping({k: v for k, v in cards.items() if v is not None})
+hdr = header_of
 
 
 # --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from koadep.issues import Severity
 from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments.nirspec import plugin
 
 HOOKS = Registry.default().hooks("NIRSPEC")
@@ -39,17 +39,14 @@ def make_ctx(data: np.ndarray | None = None, **kwargs: Any) -> Context:
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
 def run_step(name: str, **cards: Any) -> StepResult:
     return step(name).func(hdr(**cards), make_ctx())
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def hdr(**cards: Any) -> Header:

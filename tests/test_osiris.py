@@ -25,7 +25,7 @@ from koadep.issues import Severity
 from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import raw_fits_bytes, write_raw_fits
+from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments.osiris import plugin
 
 HOOKS = Registry.default().hooks("OSIRIS")
@@ -37,17 +37,14 @@ def make_ctx(data: np.ndarray | None = None, **kwargs: Any) -> Context:
 
 
 def step(name: str) -> PipelineStep:
-    matches = [s for s in plugin.dqa_steps(0) if s.name == name]
-    assert len(matches) == 1, name
-    return matches[0]
+    return dqa_step(plugin, name)
 
 
 def run_step(name: str, data: np.ndarray | None = None, **cards: Any) -> StepResult:
     return step(name).func(Header.from_mapping(cards), make_ctx(data))
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 NO_PCU = {"PCUX": 0.0, "PCUY": 0.0, "PCUZ": 0.0}

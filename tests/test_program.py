@@ -28,6 +28,7 @@ from koadep.steps.program import (
     set_propint,
     set_semester,
 )
+from koadep.testing import written
 
 NIRC2_HOOKS = Registry.default().hooks("NIRC2")
 
@@ -139,8 +140,7 @@ def make_ctx(
     return Context(instrument=instrument, services=services, hooks=hooks, **kwargs)
 
 
-def values(result: StepResult) -> dict[str, Any]:
-    return {c.keyword: c.value for c in result.cards}
+values = written
 
 
 def codes(result: StepResult) -> list[str]:
