@@ -109,6 +109,26 @@ class Config:
     alert_from, alert_to, alert_interval_minutes
         Sender and recipients (comma separated) of error alerts, and the least
         time between two alerts for one instrument.
+    smtp_allow_plaintext_auth
+        Allow SMTP authentication over a connection that is not encrypted
+        (refused by default: the password would cross the network in clear).
+    max_data_bytes
+        The largest total data size (all data units, uncompressed) a raw file may
+        declare; a larger file is INVALID ``DATA_TOO_LARGE``.
+    max_header_bytes
+        The largest size of one header; a larger header is INVALID ``HEADER_TOO_LARGE``.
+    max_attempts
+        The number of times a record may end ERROR before it needs a person: the
+        next failure ends it ERROR ``RETRIES_EXHAUSTED`` and workers stop retrying it.
+    retry_backoff
+        Seconds a worker waits before retrying a record that ended ERROR, doubled
+        after each failure.
+    stale_transfer_seconds
+        A TRANSFERRING record whose transfer started longer ago than this is taken
+        to be left by a dead process, and is retried.
+    production
+        Production mode: a configuration file holding secrets that others can read
+        is an error instead of a warning.
     """
 
     output_root: Path = attrs.field(default=Path("koa-output"), converter=Path)
@@ -138,6 +158,13 @@ class Config:
     alert_from: str = ""
     alert_to: str = ""
     alert_interval_minutes: float = attrs.field(default=60.0, converter=float)
+    smtp_allow_plaintext_auth: bool = attrs.field(default=False, converter=_boolean)
+    max_data_bytes: int = attrs.field(default=8 * 2**30, converter=int)
+    max_header_bytes: int = attrs.field(default=8 * 2**20, converter=int)
+    max_attempts: int = attrs.field(default=5, converter=int)
+    retry_backoff: float = attrs.field(default=60.0, converter=float)
+    stale_transfer_seconds: float = attrs.field(default=3600.0, converter=float)
+    production: bool = attrs.field(default=False, converter=_boolean)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Config:

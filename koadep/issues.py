@@ -168,4 +168,24 @@ CODES: dict[str, tuple[Severity, str]] = {
         "The ingest API gave no good answer (down, slow, 5xx, bad JSON, APIStatus not COMPLETE); "
         "the record stays TRANSFERRED.",
     ),
+    # limits and hostile input
+    "DATA_TOO_LARGE": (
+        Severity.INVALID,
+        "The data units the headers declare exceed the configured max_data_bytes.",
+    ),
+    "HEADER_TOO_LARGE": (Severity.INVALID, "A header exceeds the configured max_header_bytes."),
+    "VALUE_OUT_OF_RANGE": (
+        Severity.WARN,
+        "A header number is too large, infinite or not a number for the keyword it feeds.",
+    ),
+    "PRODUCT_PATH_UNSAFE": (
+        Severity.ERROR,
+        "A product name derived from the header would leave its level folder.",
+    ),
+    # records and retries
+    "STORE_WRITE_ERROR": (Severity.ERROR, "The status store refused a write for this record."),
+    "RETRIES_EXHAUSTED": (
+        Severity.ERROR,
+        "The record failed max_attempts times; workers no longer retry it and it needs a person.",
+    ),
 }
