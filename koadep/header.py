@@ -219,22 +219,31 @@ def _join_continued(cards: list[Card]) -> list[Card]:
     """Join long strings written with the CONTINUE convention into one card.
 
     The joined card keeps every original image, so it is written back unchanged.
+    Each string is joined once, in time linear in the number of cards.
     """
     out: list[Card] = []
-    for card in cards:
-        prev = out[-1] if out else None
-        part = _continuation(card)
-        if (
-            part is not None
-            and prev is not None
-            and isinstance(prev.value, str)
-            and prev.value.endswith("&")
-            and prev.image is not None
-        ):
-            comment = " ".join(c for c in (prev.comment, part[1]) if c)
-            out[-1] = Card(prev.keyword, prev.value[:-1] + part[0], comment, prev.image + card.image)
-        else:
+    i, n = 0, len(cards)
+    while i < n:
+        card = cards[i]
+        i += 1
+        if not (isinstance(card.value, str) and card.value.endswith("&") and card.image is not None):
             out.append(card)
+            continue
+        values, comments, images = [card.value], [card.comment], [card.image]
+        while i < n and values[-1].endswith("&"):
+            part = _continuation(cards[i])
+            if part is None:
+                break
+            values[-1] = values[-1][:-1]
+            values.append(part[0])
+            comments.append(part[1])
+            images.append(cards[i].image or "")
+            i += 1
+        if len(images) == 1:
+            out.append(card)
+        else:
+            comment = " ".join(c for c in comments if c)
+            out.append(Card(card.keyword, "".join(values), comment, "".join(images)))
     return out
 
 

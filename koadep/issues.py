@@ -107,6 +107,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "KOAID_CREATE_WARN": (Severity.WARN, "A KOAID given by the header is invalid; the time rule is used."),
     "INVALID_KOAID": (Severity.ERROR, "A KOAID is malformed."),
     "DUPLICATE_KOAID": (Severity.INVALID, "Another record already holds this KOAID."),
+    "KOAID_TOO_LONG": (Severity.INVALID, "The KOAID is longer than the archive keeps (koadep.koaid)."),
     "SET_OFNAME_ERROR": (Severity.ERROR, "The keyword OFNAME is built from is missing."),
     "SET_SEMESTER_FAIL": (Severity.ERROR, "DATE-OBS or UTC is missing, so no semester."),
     "SET_UT_ERROR": (Severity.WARN, "No UTC to copy into UT."),
@@ -173,7 +174,14 @@ CODES: dict[str, tuple[Severity, str]] = {
         Severity.INVALID,
         "The data units the headers declare exceed the configured max_data_bytes.",
     ),
-    "HEADER_TOO_LARGE": (Severity.INVALID, "A header exceeds the configured max_header_bytes."),
+    "HEADER_TOO_LARGE": (
+        Severity.INVALID,
+        "The headers of the file (all HDUs together) exceed the configured max_header_bytes.",
+    ),
+    "REQUIRED_VALUE_OUT_OF_RANGE": (
+        Severity.INVALID,
+        "A header number a required step needs is infinite, not a number or too large.",
+    ),
     "VALUE_OUT_OF_RANGE": (
         Severity.WARN,
         "A header number is too large, infinite or not a number for the keyword it feeds.",
@@ -181,6 +189,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "PRODUCT_PATH_UNSAFE": (
         Severity.ERROR,
         "A product name derived from the header would leave its level folder.",
+    ),
+    "OUT_OF_MEMORY": (
+        Severity.ERROR,
+        "The host had too little memory for the file; retried up to max_attempts.",
     ),
     # records and retries
     "STORE_WRITE_ERROR": (Severity.ERROR, "The status store refused a write for this record."),

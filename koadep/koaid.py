@@ -23,6 +23,7 @@ import re
 from koadep.obstime import parse_date_obs, parse_utc
 
 __all__ = [
+    "KOAID_MAX_LENGTH",
     "KOAID_PATTERN",
     "NIGHTLY_KOAID_PATTERN",
     "is_archived_koaid",
@@ -31,6 +32,8 @@ __all__ = [
     "strip_fits",
 ]
 
+#: The longest KOAID the archive keeps (the width of the status store's ``koaid`` column).
+KOAID_MAX_LENGTH = 64
 #: A KOAID, with an optional suffix, anchored at both ends.
 KOAID_PATTERN = re.compile(r"^([A-Z][A-Z0-9])\.(\d{8})\.(\d{5})\.(\d{2})(_[A-Za-z0-9_+-]+)?$")
 #: A KOAID issued by the nightly pipeline (before the real-time one): no hundredths.

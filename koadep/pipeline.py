@@ -9,7 +9,9 @@ A pipeline is an ordered tuple of :class:`PipelineStep` (a step and whether it i
 critical). :func:`run` applies the steps in order and keeps every issue:
 
 * a step that raises is a bug: ERROR ``CODE_ERROR`` when critical, otherwise a
-  WARN ``CODE_ERROR``, and processing goes on;
+  WARN ``CODE_ERROR``, and processing goes on; except an ``OverflowError`` or
+  ``ValueError`` while the header holds an infinite or huge number (see
+  :func:`out_of_range_issue`): the value's fault, not the step's;
 * a critical step that fails stops the pipeline; its warnings become errors,
   and if it raised nothing an ERROR ``STEP_FAILED`` names it;
 * a non-critical step that fails only adds its (WARN) issues.
@@ -40,6 +42,7 @@ from koadep.header import Card, Header
 from koadep.issues import Issue, Severity
 
 __all__ = [
+    "OUT_OF_RANGE",
     "Context",
     "Outcome",
     "PipelineStep",
@@ -47,6 +50,8 @@ __all__ = [
     "card",
     "critical",
     "optional",
+    "out_of_range_issue",
+    "out_of_range_keywords",
     "run",
     "run_step",
     "writes",
@@ -169,10 +174,61 @@ class Outcome:
     hdu_cards: Mapping[int, tuple[Card, ...]] = attrs.field(factory=dict)
 
 
+#: Header numbers at least this large (or infinite) are out of range for any keyword.
+OUT_OF_RANGE = 1e15
+
+
+def out_of_range_keywords(header: Header) -> list[str]:
+    """The keywords whose numbers are infinite, NaN or at least :data:`OUT_OF_RANGE` in size.
+
+    Examples
+    --------
+    >>> out_of_range_keywords(Header.from_mapping({"A": 1.5, "B": float("inf"), "C": 10**22}))
+    ['B', 'C']
+    """
+    wild = []
+    for card in header.cards:
+        value = card.value
+        if isinstance(value, bool) or not isinstance(value, int | float) or card.is_commentary:
+            continue
+        if (isinstance(value, float) and not math.isfinite(value)) or abs(value) >= OUT_OF_RANGE:
+            wild.append(card.keyword)
+    return wild
+
+
+def out_of_range_issue(header: Header, exc: Exception, step: PipelineStep) -> Issue | None:
+    """The issue for a step that raised on out-of-range header numbers (None if there are none).
+
+    A non-critical step gives a WARN ``VALUE_OUT_OF_RANGE`` (its keywords are not
+    written); a critical one an INVALID ``REQUIRED_VALUE_OUT_OF_RANGE``.
+    """
+    wild = out_of_range_keywords(header)
+    if not wild:
+        return None
+    message = f"{', '.join(dict.fromkeys(wild))} out of range for {step.name} ({type(exc).__name__}: {exc})"
+    if step.critical:
+        return Issue.invalid("REQUIRED_VALUE_OUT_OF_RANGE", message, step.name)
+    return Issue.warn("VALUE_OUT_OF_RANGE", message, step.name)
+
+
 def run_step(step: PipelineStep, header: Header, ctx: Context) -> StepResult:
-    """Run one step, turning an exception into a ``CODE_ERROR`` issue."""
+    """Run one step, turning an exception into a ``CODE_ERROR`` issue.
+
+    A :class:`MemoryError` is not a bug of the step: it propagates, and
+    :func:`koadep.process_file` ends the file INVALID ``DATA_TOO_LARGE``.
+    """
     try:
         result = step.func(header, ctx)
+    except MemoryError:
+        raise
+    except (OverflowError, ValueError) as exc:
+        issue = out_of_range_issue(header, exc, step)
+        if issue is None:
+            severity = Severity.ERROR if step.critical else Severity.WARN
+            text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"
+            issue = Issue(severity, "CODE_ERROR", text.strip(), step.name)
+        ctx.log.error("step %s raised: %s", step.name, issue.message)
+        return StepResult.failed(issue)
     except Exception as exc:
         severity = Severity.ERROR if step.critical else Severity.WARN
         text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"

@@ -133,7 +133,8 @@ def _wavelengths(header: Header, channel: str, grating: str, nasmask: str) -> tu
         cwave = float(cwave)
     except (TypeError, ValueError):
         cwave = 0.0
-    if cwave <= 0:  # #20: nod-and-shuffle needs the centre too; no centre, no wavelengths
+    # #20: nod-and-shuffle needs the centre too; no (finite) centre, no wavelengths
+    if not math.isfinite(cwave) or cwave <= 0:
         return None, None, None
     bandwidth = GRATINGS[grating][0]
     centre = round(cwave)

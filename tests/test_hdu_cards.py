@@ -89,5 +89,5 @@ def test_archive_file_rewrites_only_the_changed_extension_headers() -> None:
 def test_no_extension_cards_gives_the_raw_rest_unchanged() -> None:
     fits = three_hdus()
     chunks = archive_fits_chunks(fits, fits.header, {})
-    rest = b"".join(bytes(c) for c in chunks[1:])
+    rest = b"".join(bytes(c) for c in list(chunks)[1:])
     assert rest == fits.raw[fits.hdus[0].data_start :]

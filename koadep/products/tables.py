@@ -38,8 +38,8 @@ def extension_table(fits: FitsFile, index: int) -> str:
     from astropy.io import fits as afits
 
     hdu = fits.hdus[index]
-    with afits.open(io.BytesIO(fits.raw), memmap=False) as hdul:
-        table: Any = hdul[index]
+    with afits.open(io.BytesIO(fits.hdu_bytes(index)), memmap=False) as hdul:
+        table: Any = hdul[min(index, 1)]
         names = list(table.columns.names)
         forms = [str(f) for f in table.columns.formats]
         data = table.data

@@ -21,7 +21,7 @@ from pathlib import PurePath
 from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
-from koadep.koaid import is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
+from koadep.koaid import KOAID_MAX_LENGTH, is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
 from koadep.obstime import parse_date_obs, parse_utc
 from koadep.pipeline import StepResult, card, writes
 
@@ -146,14 +146,13 @@ def set_koaid(header: Header, ctx: Context) -> StepResult:
     """
     existing = header.present("KOAID")
     if is_archived_koaid(existing):
-        koaid = strip_fits(str(existing))
-        return StepResult.done(card("KOAID", f"{koaid}.fits", "KOA: Data file name"))
+        return _koaid_result(strip_fits(str(existing)), [])
     if ctx.hooks is None:
         return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", "no instrument for the KOAID"))
     given = ctx.hooks.koaid(header, ctx)
     if given is not None:
         if is_valid_koaid(given):
-            return StepResult.done(card("KOAID", f"{strip_fits(given)}.fits", "KOA: Data file name"))
+            return _koaid_result(strip_fits(given), [])
         issues = [Issue.warn("KOAID_CREATE_WARN", f"{given!r} is not a valid KOAID; time rule used")]
     else:
         issues = []
@@ -171,6 +170,14 @@ def set_koaid(header: Header, ctx: Context) -> StepResult:
     )
     if koaid is None:
         return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", "DATE-OBS or UTC unusable"), *issues)
+    return _koaid_result(koaid, issues)
+
+
+def _koaid_result(koaid: str, issues: list[Issue]) -> StepResult:
+    """Write KOAID, or fail INVALID ``KOAID_TOO_LONG`` beyond what the archive keeps."""
+    if len(koaid) > KOAID_MAX_LENGTH:
+        message = f"the KOAID {koaid[:80]!r} has {len(koaid)} characters, more than {KOAID_MAX_LENGTH}"
+        return StepResult.failed(Issue.invalid("KOAID_TOO_LONG", message), *issues)
     return StepResult.done(card("KOAID", f"{koaid}.fits", "KOA: Data file name"), issues=issues)
 
 
@@ -242,7 +249,7 @@ def ofname_from_outfile(
         prefix, frame = header.present(prefix_keyword), header.present(frame_keyword)
         try:
             number = int(frame)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # absent, text, NaN or infinite
             number = None
         if prefix is None or number is None:
             return StepResult.failed(

@@ -27,7 +27,7 @@ import numpy as np
 from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
-from koadep.pipeline import StepResult, card, writes
+from koadep.pipeline import OUT_OF_RANGE, StepResult, card, writes
 
 __all__ = ["band_sig2nois", "image_arrays", "keyword_value", "nlinear", "npixsat", "set_image_stats"]
 
@@ -123,6 +123,9 @@ def nlinear(threshold: Threshold) -> Callable[[Header, Context], StepResult]:
         data = ctx.data(0)
         if limit is None or data is None:
             return StepResult.failed(Issue.warn("SET_NLINEAR_ERROR", "no threshold or no image"))
+        if not math.isfinite(limit) or abs(limit) >= OUT_OF_RANGE:
+            message = f"the non-linearity threshold {limit} (from the header) is out of range"
+            return StepResult.failed(Issue.warn("VALUE_OUT_OF_RANGE", message))
         return StepResult.done(
             card("NLINEAR", _count_at_or_above(data, limit), "KOA: Number of pixels above linearity"),
             card("NONLIN", int(limit), "KOA: Non-linearity threshold"),
