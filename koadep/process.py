@@ -30,7 +30,6 @@ from koadep.issues import Issue, Severity, worst
 from koadep.koaid import is_archived_koaid
 from koadep.pipeline import Outcome, PipelineStep, StepResult, critical, run
 from koadep.plugins import AmbiguousInstrument, Registry, UnknownInstrument
-from koadep.products.atomic import atomic_write
 from koadep.products.level0 import write_products
 from koadep.services import Services
 from koadep.steps.identity import set_dateobs, set_koaid, set_utc
@@ -245,6 +244,14 @@ def process_file(
             config, services, registry, progid, write, original_name, koaid_check, logger, handler, started
         )
         return _process(path, opts)
+    except MemoryError:
+        # the host may be busy: retried with backoff up to max_attempts, then left to a person
+        message = (
+            "the file needs more memory than is available now; "
+            "give the host more memory or lower max_data_bytes to reject such files"
+        )
+        logger.error("ERROR OUT_OF_MEMORY: %s", message)
+        return _finish(path, [Issue.error("OUT_OF_MEMORY", message, "process_file")], started, handler)
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
         logger.error("unexpected failure: %s", text)
@@ -294,7 +301,9 @@ def _process(path: Path, opts: _Run) -> ProcessResult:
         return fail(Issue.invalid("EMPTY_FILE", "the file is empty", "load_fits"))
     mtime = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.UTC)
     try:
-        fits = FitsFile.open(path)
+        fits = FitsFile.open(
+            path, max_header_bytes=config.max_header_bytes, max_data_bytes=config.max_data_bytes
+        )
     except FitsFormatError as exc:
         severity = Severity.INVALID if exc.code != "FITS_FILE_TYPE_ERROR" else Severity.ERROR
         return fail(Issue(severity, exc.code, exc.message, "load_fits"))
@@ -367,13 +376,28 @@ def _process(path: Path, opts: _Run) -> ProcessResult:
     if top is not None and top.severity > Severity.WARN:
         return _finish(path, issues, started, handler, **fields)
     assert koaid is not None
+
+    finished = "finished: %s %s in %.3f s"
+
+    def log_text(product_issues: Sequence[Issue]) -> bytes:
+        """The log product, written with the set: it ends with the outcome the set commits.
+
+        The closing line goes only into the product: the run's own log gets the
+        outcome once the set is committed, or has failed.
+        """
+        top = worst([*issues, *product_issues])
+        values = (PROCESSED, top.code if top else "", time.perf_counter() - started)
+        line = logger.makeRecord(logger.name, logging.INFO, __file__, 0, finished, values, None)
+        return "\n".join([*handler.lines, handler.format(line)]).encode("utf-8", "replace") + b"\n"
+
     products, product_issues = write_products(
-        fits, header, fields["extras"], koaid, ctx, write=write, hdu_cards=outcome.hdu_cards
+        fits, header, fields["extras"], koaid, ctx, write=write, hdu_cards=outcome.hdu_cards, log=log_text
     )
+    for issue in product_issues:
+        if issue.severity > Severity.WARN:
+            logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
     issues.extend(product_issues)
     fields["products"] = products
     result = _finish(path, issues, started, handler, **fields)
-    if write and "log" in products:
-        logger.info("finished: %s %s in %.3f s", result.state, result.status_code, result.seconds)
-        atomic_write(products["log"], ["\n".join(handler.lines).encode("utf-8", "replace"), b"\n"])
-    return result
+    logger.info(finished, result.state, result.status_code, result.seconds)
+    return attrs.evolve(result, log="\n".join(handler.lines))

@@ -1,5 +1,7 @@
 """Level-0 archive products: the archive FITS, metadata and extension tables,
-the md5sum table and the JPEG preview. Every file is written atomically."""
+the md5sum table and the JPEG preview. The products of one KOAID are committed
+together (:mod:`koadep.products.staging`), under names no header value can steer
+(:mod:`koadep.products.names`)."""
 
 from koadep.products.atomic import atomic_write
 from koadep.products.fits import write_archive_fits

@@ -1,4 +1,14 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it.
+"""Atomic file writes and the temporaries they leave behind.
+
+A file is written to a temporary beside its target, fsynced, then renamed over
+it. Every temporary carries the host and the process that made it:
+``.<name>.<host>.<pid>.<token>.tmp`` (a file, or the staging folder of a product
+set). A worker that is killed leaves its temporaries behind; the next writer in
+the folder removes them (:func:`remove_stale_temporaries`): those of a process
+of this host that no longer runs, and any other (except this process's own) not
+touched for :data:`STALE_TEMPORARY_SECONDS`. A worker that runs out of records
+sweeps the folders of the records it handled
+(:func:`koadep.products.level0.remove_stale_staging`).
 
 Examples
 --------
@@ -8,17 +18,184 @@ Examples
 '5d41402abc4b2a76b9719d911017c592'
 >>> (d / "a.txt").read_text()
 'hello'
+>>> owner = temporary_owner(temporary_name("KB.1.fits"))
+>>> owner == (HOST, os.getpid())
+True
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = [
+    "HOST",
+    "STALE_TEMPORARY_SECONDS",
+    "atomic_write",
+    "fsync_directory",
+    "is_stale_temporary",
+    "remove_stale_temporaries",
+    "remove_temporary",
+    "temporary_name",
+    "temporary_owner",
+    "write_synced",
+]
+
+#: A temporary whose owner cannot be checked is stale when untouched for this long.
+STALE_TEMPORARY_SECONDS = 3600.0
+#: This host, as written into temporary names (no dots).
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32] or "host"
+#: How often one process sweeps the same folder for stale temporaries.
+SWEEP_INTERVAL = 300.0
+
+_SWEPT: dict[str, float] = {}
+_SWEPT_LOCK = threading.Lock()
+
+
+def temporary_name(name: str) -> str:
+    """A temporary name for ``name`` that tells which host and process made it."""
+    return f".{name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def temporary_owner(name: str) -> tuple[str, int] | None:
+    """The (host, pid) of a temporary made by :func:`temporary_name`, else None."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    parts = name[:-4].rsplit(".", 3)
+    if len(parts) != 4 or not parts[2].isdigit() or not parts[1]:
+        return None
+    return parts[1], int(parts[2])
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _last_touched(entry: os.DirEntry[str]) -> float:
+    latest = entry.stat(follow_symlinks=False).st_mtime
+    if entry.is_dir(follow_symlinks=False):
+        try:
+            with os.scandir(entry.path) as inner:
+                for item in inner:
+                    latest = max(latest, item.stat(follow_symlinks=False).st_mtime)
+        except OSError:
+            pass
+    return latest
+
+
+def is_stale_temporary(entry: os.DirEntry[str], max_age: float = STALE_TEMPORARY_SECONDS) -> bool:
+    """Whether a temporary is stale: its process (of this host) has ended, or it is untouched for long.
+
+    A temporary of this process is never stale. The age bound also covers a pid
+    that was reused by another process, other hosts and names of older versions.
+    """
+    owner = temporary_owner(entry.name)
+    if owner is not None and owner[0] == HOST:
+        if owner[1] == os.getpid():
+            return False
+        if not _running(owner[1]):
+            return True
+    return time.time() - _last_touched(entry) > max_age
+
+
+def remove_temporary(entry: os.DirEntry[str]) -> None:
+    """Remove a temporary file or staging folder."""
+    if entry.is_dir(follow_symlinks=False):
+        shutil.rmtree(entry.path, ignore_errors=True)
+    else:
+        Path(entry.path).unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(
+    directory: str | Path, max_age: float = STALE_TEMPORARY_SECONDS, *, force: bool = False
+) -> list[str]:
+    """Remove the temporaries in ``directory`` that no running writer owns; return their names.
+
+    A temporary (a name starting with ``.`` and ending ``.tmp``) is stale when
+    the process of this host named in it has ended, or when nothing in it was
+    touched for ``max_age`` seconds (see :func:`is_stale_temporary`).
+    One process sweeps a folder at most once per :data:`SWEEP_INTERVAL` unless
+    ``force`` is set.
+    """
+    key = str(directory)
+    now = time.monotonic()
+    with _SWEPT_LOCK:
+        if not force and now - _SWEPT.get(key, -SWEEP_INTERVAL) < SWEEP_INTERVAL:
+            return []
+        _SWEPT[key] = now
+    removed = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                try:
+                    if is_stale_temporary(entry, max_age):
+                        remove_temporary(entry)
+                        removed.append(name)
+                except OSError:
+                    continue
+    except FileNotFoundError:
+        return []
+    return removed
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make renames in ``directory`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_synced(
+    path: str | Path, chunks: Iterable[bytes | memoryview], mode: int = 0o644
+) -> tuple[str, int]:
+    """Create ``path`` (it must not exist), write and fsync ``chunks``; return (md5, size).
+
+    On any failure the file is removed.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            for chunk in chunks:
+                digest.update(chunk)
+                fh.write(chunk)
+                size += len(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest(), size
 
 
 def atomic_write(path: str | Path, chunks: Iterable[bytes | memoryview]) -> str:
@@ -29,18 +206,11 @@ def atomic_write(path: str | Path, chunks: Iterable[bytes | memoryview]) -> str:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.md5(usedforsecurity=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / temporary_name(path.name)
+    digest, _ = write_synced(tmp, chunks)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                digest.update(chunk)
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return digest.hexdigest()
+    return digest

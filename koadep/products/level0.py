@@ -1,14 +1,23 @@
 """Writing every level-0 product of one file, in order, with the legacy criticality.
 
 Order: the archive FITS (critical), the JPEG previews, the metadata table
-(critical), the extension tables, the instrument's extra products, then the
-md5sum table (critical). If a critical product fails, the products already
-written by this run are removed, so a half set is never left behind.
+(critical), the extension tables, the instrument's extra products, the md5sum
+table (critical), then the log. Every product is staged first and the set is
+committed only when all of them are written (:mod:`koadep.products.staging`):
+the products of one KOAID appear together or not at all.
+
+A product that cannot be *made* from odd data (a JPEG that cannot be rendered,
+an extension table that cannot be read, an extra product whose plugin fails) is
+a warning and is left out of the set. A product that cannot be *written* (a
+full disk, an I/O error) is an ERROR: nothing of the set is committed and a
+rerun repairs it. Every file name is one safe component inside the level
+folder (:mod:`koadep.products.names`); anything else is ``PRODUCT_PATH_UNSAFE``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import errno
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +27,10 @@ from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.header import Card, Header
 from koadep.issues import Issue
-from koadep.products.atomic import atomic_write
+from koadep.products.atomic import remove_stale_temporaries
 from koadep.products.fits import archive_fits_chunks
 from koadep.products.jpeg import jpeg_bytes, render_preview
-from koadep.products.md5 import file_md5, md5sum_table
+from koadep.products.md5 import md5sum_table
 from koadep.products.metadata import (
     KeywordTable,
     MetadataError,
@@ -29,39 +38,41 @@ from koadep.products.metadata import (
     infer_table,
     metadata_table,
 )
+from koadep.products.names import UnsafePath, check_level_parts, preview_suffix, safe_component
+from koadep.products.staging import ProductSet
 from koadep.products.tables import extension_table, table_hdus
 
-__all__ = ["level_dir", "write_products"]
+__all__ = ["LogText", "level_dir", "remove_stale_staging", "write_products"]
+
+#: errno values that mean the disk, not the plugin, failed.
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+#: Called with the issues found so far; returns the text of the ``<KOAID>.log`` product.
+LogText = Callable[[Sequence[Issue]], bytes]
 
 
 def level_dir(root: Path, instrument: str, koaid: str, level: int = 0) -> Path:
     """``<root>/<INSTR>/<YYYYMMDD>/lev<N>``, the date taken from the KOAID."""
-    return Path(root) / instrument.upper() / koaid.split(".")[1] / f"lev{level}"
+    return Path(root) / instrument.upper() / koaid.split(".")[1] / f"lev{int(level)}"
 
 
-class _Writer:
-    def __init__(self, directory: Path, write: bool) -> None:
-        self.directory = directory
-        self.write = write
-        self.digests: dict[str, str] = {}
-        self.written: list[Path] = []
+def remove_stale_staging(root: Path, sets: Iterable[tuple[str, str]]) -> list[str]:
+    """Remove the stale temporaries in the level-0 folders of the given (instrument, KOAID) sets now.
 
-    def put(self, name: str, chunks: list[Any]) -> Path:
-        path = self.directory / name
-        if self.write:
-            self.digests[name] = atomic_write(path, chunks)
-            self.written.append(path)
-        return path
-
-    def adopt(self, path: Path) -> None:
-        """Record a file written by a plugin."""
-        rel = path.relative_to(self.directory).as_posix()
-        self.digests[rel] = file_md5(path)
-        self.written.append(path)
-
-    def discard(self) -> None:
-        for path in self.written:
-            path.unlink(missing_ok=True)
+    Each product set sweeps its folder when it is written, at most every
+    :data:`koadep.products.atomic.SWEEP_INTERVAL` per folder and process; a
+    worker calls this when it runs out of records, so the temporaries a killed
+    worker left are gone even when nothing is written into their folder again.
+    Pairs that cannot name a level folder are skipped. Returns the removed names.
+    """
+    folders = set()
+    for instrument, koaid in sets:
+        try:
+            check_level_parts(instrument.upper(), koaid)
+        except UnsafePath:
+            continue
+        folders.add(level_dir(root, instrument, koaid))
+    return [name for folder in sorted(folders) for name in remove_stale_temporaries(folder, force=True)]
 
 
 def _keyword_table(
@@ -90,11 +101,21 @@ def _previews(fits: FitsFile, header: Header, ctx: Context) -> list[tuple[str, A
     return [("", render_preview(data))]
 
 
-def _optional(issues: list[Issue], code: str, step: str, action: Callable[[], None]) -> None:
+class _Failed(Exception):
+    """A product failure that ends the file (the issue says which)."""
+
+    def __init__(self, issue: Issue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
+
+
+def _put(out: ProductSet, name: str, chunks: Iterable[Any], code: str, step: str) -> Path:
     try:
-        action()
-    except Exception as exc:
-        issues.append(Issue.warn(code, f"{type(exc).__name__}: {exc}", step))
+        return out.put(name, chunks)
+    except UnsafePath as exc:
+        raise _Failed(Issue.error("PRODUCT_PATH_UNSAFE", str(exc), step)) from exc
+    except OSError as exc:
+        raise _Failed(Issue.error(code, f"cannot write {name}: {exc}", step)) from exc
 
 
 def write_products(
@@ -106,74 +127,159 @@ def write_products(
     *,
     write: bool = True,
     hdu_cards: Mapping[int, Sequence[Card]] | None = None,
+    log: LogText | None = None,
 ) -> tuple[dict[str, Path], list[Issue]]:
     """Write the level-0 products of one file; return their paths and any issues.
 
-    ``hdu_cards`` are the cards steps wrote into extension headers (HDU index ->
-    cards), applied to those headers of the archive FITS.
+    Parameters
+    ----------
+    fits, header, extras, koaid, ctx
+        The raw file, its processed primary header, the metadata-only values,
+        the KOAID and the run's context.
+    write
+        False computes every product and writes nothing (a dry run).
+    hdu_cards
+        Cards steps wrote into extension headers (HDU index -> cards), applied
+        to those headers of the archive FITS.
+    log
+        Called with the issues just before the set is committed; returns the
+        text of the ``<KOAID>.log`` product, which is committed with the others.
+
+    Returns
+    -------
+    tuple
+        The product paths by kind (``fits``, ``jpg<suffix>``, ``metadata``,
+        ``ext<i>``, extra product names, ``md5sum``, ``log``) and the issues.
+        When an issue is an ERROR nothing is committed and the paths are empty.
     """
     issues: list[Issue] = []
-    directory = level_dir(ctx.config.output_root, ctx.instrument, koaid, ctx.level)
-    out = _Writer(directory, write)
-    products: dict[str, Path] = {}
     try:
-        chunks = archive_fits_chunks(fits, header, hdu_cards)
-        products["fits"] = out.put(f"{koaid}.fits", chunks)
-    except OSError as exc:
-        issues.append(Issue.error("WRITE_FITS_ERROR", str(exc), "write_lev0_fits_file"))
-        return products, issues
-    size = sum(len(c) for c in chunks)
-    extras["FILESIZE_MB"] = round(size / 1e6, 4)
+        check_level_parts(ctx.instrument.upper(), koaid)
+    except UnsafePath as exc:
+        return {}, [Issue.error("PRODUCT_PATH_UNSAFE", str(exc), "write_lev0_fits_file")]
+    out = ProductSet(level_dir(ctx.config.output_root, ctx.instrument, koaid, ctx.level), koaid, write=write)
+    try:
+        try:
+            out.open()
+        except OSError as exc:
+            message = f"cannot prepare {out.level}: {exc}"
+            raise _Failed(Issue.error("WRITE_ERROR", message, "write_lev0_fits_file")) from exc
+        products = _stage(out, fits, header, extras, koaid, ctx, hdu_cards, issues)
+        if log is not None and write:
+            products["log"] = _put(out, f"{koaid}.log", [log(issues)], "WRITE_ERROR", "write_log")
+        else:
+            products["log"] = out.level / f"{koaid}.log"
+        try:
+            out.commit()
+        except UnsafePath as exc:
+            raise _Failed(Issue.error("PRODUCT_PATH_UNSAFE", str(exc), "write_lev0")) from exc
+        except OSError as exc:
+            message = f"cannot commit the products: {exc}"
+            raise _Failed(Issue.error("WRITE_ERROR", message, "write_lev0")) from exc
+    except _Failed as failed:
+        issues.append(failed.issue)
+        return {}, issues
+    finally:
+        out.discard()
+    return products, issues
 
-    def make_jpegs() -> None:
-        for suffix, image in _previews(fits, header, ctx):
+
+def _stage(
+    out: ProductSet,
+    fits: FitsFile,
+    header: Header,
+    extras: dict[str, Any],
+    koaid: str,
+    ctx: Context,
+    hdu_cards: Mapping[int, Sequence[Card]] | None,
+    issues: list[Issue],
+) -> dict[str, Path]:
+    """Stage every product but the log; return their final paths."""
+    products: dict[str, Path] = {}
+    name = f"{koaid}.fits"
+    chunks = archive_fits_chunks(fits, header, hdu_cards)
+    products["fits"] = _put(out, name, chunks, "WRITE_FITS_ERROR", "write_lev0_fits_file")
+    extras["FILESIZE_MB"] = round(out.sizes[name] / 1e6, 4)
+
+    try:
+        previews = [
             # bytes are an already encoded JPEG (GUIDER's own preview), copied as they are
-            encoded = bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image)
-            products[f"jpg{suffix}"] = out.put(f"{koaid}{suffix}.jpg", [encoded])
-
-    _optional(issues, "MAKE_JPG_ERROR", "make_jpg", make_jpegs)
+            (suffix, bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image))
+            for suffix, image in _previews(fits, header, ctx)
+        ]
+    except Exception as exc:
+        issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
+        previews = []
+    for suffix, encoded in previews:
+        name = f"{koaid}{preview_suffix(suffix)}.jpg"
+        products[f"jpg{suffix}"] = _put(out, name, [encoded], "WRITE_ERROR", "make_jpg")
 
     try:
         table = _keyword_table(ctx, header, extras, issues)
         text, meta_issues = metadata_table(table, header, extras)
         if ctx.config.dev and ctx.config.keyword_tables is not None:
             meta_issues.extend(definition_warnings(table, header, extras))
-        issues.extend(attrs.evolve(i, step=i.step or "create_meta") for i in meta_issues)
-        products["metadata"] = out.put(f"{koaid}.metadata.table", [text.encode("ascii", "replace")])
     except (MetadataError, OSError, ValueError) as exc:
-        issues.append(Issue.error("METADATA_ERROR", str(exc), "create_meta"))
-        out.discard()
-        return {}, issues
+        raise _Failed(Issue.error("METADATA_ERROR", str(exc), "create_meta")) from exc
+    issues.extend(attrs.evolve(i, step=i.step or "create_meta") for i in meta_issues)
+    encoded_table = text.encode("ascii", "replace")
+    products["metadata"] = _put(
+        out, f"{koaid}.metadata.table", [encoded_table], "METADATA_ERROR", "create_meta"
+    )
 
-    def make_ext_tables() -> None:
-        if ctx.hooks is not None and not ctx.hooks.extension_tables():
-            return  # the instrument switches extension tables off (KCWI)
-        for index in table_hdus(fits):
-            name = fits.hdus[index].name.replace(" ", "_")
+    try:  # KCWI switches extension tables off
+        indexes = table_hdus(fits) if ctx.hooks is None or ctx.hooks.extension_tables() else []
+    except Exception as exc:
+        issues.append(Issue.warn("EXT_HEADER_FILE_ERROR", f"{type(exc).__name__}: {exc}", "create_ext_meta"))
+        indexes = []
+    if indexes:
+        for index in indexes:
             try:
                 text = extension_table(fits, index)
             except Exception as exc:
                 issues.append(Issue.warn("EXT_HEADER_FILE_ERROR", f"HDU {index}: {exc}", "create_ext_meta"))
                 continue
-            products[f"ext{index}"] = out.put(f"{koaid}.ext{index}.{name}.tbl", [text.encode()])
+            name = f"{koaid}.ext{index}.{safe_component(fits.hdus[index].name.replace(' ', '_'))}.tbl"
+            products[f"ext{index}"] = _put(out, name, [text.encode()], "WRITE_ERROR", "create_ext_meta")
 
-    _optional(issues, "EXT_HEADER_FILE_ERROR", "create_ext_meta", make_ext_tables)
+    if ctx.hooks is not None and out.write:
+        _stage_extras(out, fits, header, ctx, products, issues)
 
-    def make_extras() -> None:
-        if ctx.hooks is None or not write:
-            return
-        for path in ctx.hooks.extra_products(fits, header, directory, ctx):
-            out.adopt(path)
-            products[path.name] = path
+    table_md5 = md5sum_table(out.digests).encode()
+    products["md5sum"] = _put(out, out.marker, [table_md5], "CREATE_MD5_SUM_ERROR", "create_md5sum")
+    return products
 
-    _optional(issues, "EXTRA_PRODUCT_ERROR", "extra_products", make_extras)
 
+def _stage_extras(
+    out: ProductSet,
+    fits: FitsFile,
+    header: Header,
+    ctx: Context,
+    products: dict[str, Path],
+    issues: list[Issue],
+) -> None:
+    """The instrument's extra products: written by the plugin into the staging folder, then adopted."""
+    assert ctx.hooks is not None
+    step = "extra_products"
     try:
-        table_text = md5sum_table(out.digests)
-        products["md5sum"] = out.put(f"{koaid}.md5sum.table", [table_text.encode()])
+        folder = out.extra_folder()
     except OSError as exc:
-        issues.append(Issue.error("CREATE_MD5_SUM_ERROR", str(exc), "create_md5sum"))
-        out.discard()
-        return {}, issues
-    products["log"] = directory / f"{koaid}.log"
-    return products, issues
+        raise _Failed(Issue.error("WRITE_ERROR", f"cannot prepare the extra products: {exc}", step)) from exc
+    try:
+        paths = ctx.hooks.extra_products(fits, header, folder, ctx)
+    except OSError as exc:
+        if exc.errno in _DISK_ERRORS:
+            raise _Failed(Issue.error("WRITE_ERROR", f"extra products: {exc}", step)) from exc
+        issues.append(Issue.warn("EXTRA_PRODUCT_ERROR", f"{type(exc).__name__}: {exc}", step))
+        return
+    except Exception as exc:
+        issues.append(Issue.warn("EXTRA_PRODUCT_ERROR", f"{type(exc).__name__}: {exc}", step))
+        return
+    for path in paths:
+        try:
+            name, final = out.adopt(path)
+        except UnsafePath as exc:
+            raise _Failed(Issue.error("PRODUCT_PATH_UNSAFE", str(exc), step)) from exc
+        except OSError as exc:
+            raise _Failed(Issue.error("WRITE_ERROR", f"extra product {path}: {exc}", step)) from exc
+        products[name] = final

@@ -241,19 +241,43 @@ def _cell(column: Column, value: Any, issues: list[Issue]) -> str:
         else:
             issues.append(Issue.warn("MD_TRUNCATE", f"{key} truncated to {width} characters"))
             text = value = text[:width]
+    given = value
     try:
         if column.datatype == "integer":
             value = int(value)
         elif column.datatype == "double":
             value = float(value)
+    except OverflowError as exc:  # int() of an infinity
+        return _out_of_range(column, f"{key}={value!r} is not a finite number", issues, exc)
     except (TypeError, ValueError) as exc:
         if not column.nullable:
             raise MetadataError(f"{key}={value!r} is not {column.datatype}") from exc
         issues.append(Issue.warn("MD_TYPE_ERROR", f"{key}={value!r} is not {column.datatype}"))
         return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return _out_of_range(column, f"{key}={value!r} is not a finite number", issues)
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        return _out_of_range(column, f"{key}={given!r} does not fit a 64-bit integer", issues)
     if column.check_values:
         _check_value(column, value, issues)
     return str(value)
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _out_of_range(column: Column, message: str, issues: list[Issue], cause: Exception | None = None) -> str:
+    """A number the column cannot hold (infinite, or too large): null with ``MD_RANGE_ERROR``.
+
+    Raises
+    ------
+    MetadataError
+        If the column allows no nulls.
+    """
+    if not column.nullable:
+        raise MetadataError(f"{message} and the column allows no nulls") from cause
+    issues.append(Issue.warn("MD_RANGE_ERROR", message))
+    return "null"
 
 
 def _check_value(column: Column, value: Any, issues: list[Issue]) -> None:
