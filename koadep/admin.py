@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from koadep.archive import ArchiveResult, archive_file, run_worker
+from koadep.archive import ArchiveResult, RecordBusy, archive_file, run_worker
 from koadep.config import Config, load_config
 from koadep.status import IllegalTransition, Record, Store, StoreError, StoreUnavailable, open_store
 from koadep.status.store import LeaseLost
@@ -25,6 +27,22 @@ __all__ = ["Progress", "add_commands"]
 #: Exit status when the status store cannot be reached.
 EXIT_STORE = 3
 SUMMARY_COLUMNS = ("id", "status", "status_code", "utdatetime", "koaid", "ofname")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(value: object) -> str:
+    r"""``value`` as text safe for a terminal: control characters become ``\xNN`` escapes.
+
+    File names and messages come from raw files and their headers; printed raw, an
+    escape sequence or a newline in them could rewrite the operator's screen or
+    forge lines of output.
+
+    Examples
+    --------
+    >>> shown("n0902\x1b[31m.fits")
+    'n0902\\x1b[31m.fits'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 class Progress:
@@ -46,6 +64,36 @@ class Progress:
             self.stream.flush()
             if self.done == self.total:
                 self.stream.write("\n")
+
+
+def _count(text: str) -> int:
+    """A whole number of at least 0 (for ``--limit``; 0 means no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative (use 0 for no limit)")
+    return value
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (for ``--max-files``)."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (for ``--lease``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -112,7 +160,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("instrument", nargs="?", metavar="INSTR", help="instrument")
     _filters(p)
     p.add_argument("--level", type=int, help="data level")
-    p.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    p.add_argument(
+        "--limit", type=_count, default=200, help="at most this many (default 200; 0 for no limit)"
+    )
     p.add_argument("--issues", action="store_true", help="also list each record's issues")
     _common(p)
     p.set_defaults(handler=_status)
@@ -135,9 +185,13 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("instrument", nargs="?", metavar="INSTR", help="only this instrument")
     p.add_argument(
-        "--lease", type=float, default=600, metavar="SECONDS", help="lease of a claimed record (default 600)"
+        "--lease",
+        type=_seconds,
+        default=600,
+        metavar="SECONDS",
+        help="lease of a claimed record (default 600)",
     )
-    p.add_argument("--max-files", type=int, help="stop after this many files")
+    p.add_argument("--max-files", type=_positive, help="stop after this many files")
     p.add_argument("--no-transfer", action="store_true", help="do not transfer (records end PROCESSED)")
     _common(p)
     p.set_defaults(handler=_work)
@@ -160,7 +214,7 @@ def add_commands(sub: Any) -> None:
         type=float,
         default=2.0,
         metavar="SECONDS",
-        help="a file is queued once its size is stable this long (default 2)",
+        help="a file is queued once unchanged this long and whole to its END card (default 2)",
     )
     _common(p)
     p.set_defaults(handler=_monitor)
@@ -219,8 +273,12 @@ def _print_outcome(outcome: ArchiveResult, as_json: bool) -> None:
         return
     r = outcome.result
     rid = outcome.record_id if outcome.record_id is not None else "-"
-    code = f" {r.status_code}" if r.state != "PROCESSED" else ""
-    print(f"{rid!s:>6} {r.state:<9} {r.koaid or '-':<26} {r.path}{code}", flush=True)
+    code = f" {outcome.code}" if outcome.state != "PROCESSED" and outcome.code else ""
+    print(f"{rid!s:>6} {outcome.state:<9} {shown(r.koaid or '-'):<26} {shown(r.path)}{code}", flush=True)
+    if outcome.already_archived:
+        print(f"    already archived in record {rid}; use --reprocess to process it again", flush=True)
+    if outcome.problem:
+        print(f"koadep: {outcome.problem}", file=sys.stderr, flush=True)
     if outcome.shipping is not None:  # transfer and notification (koadep.shipping)
         from koadep.shipping import describe
 
@@ -236,7 +294,7 @@ def _run_many(
     for item in paths:
         try:
             outcome = run(item)
-        except (IllegalTransition, LeaseLost) as exc:  # one record in the wrong state: go on
+        except (IllegalTransition, LeaseLost, RecordBusy) as exc:  # one record in the wrong state: go on
             print(
                 f"koadep: {item if not hasattr(item, 'id') else f'record {item.id}'}: {exc}", file=sys.stderr
             )
@@ -284,13 +342,13 @@ def _list(
     for r in records:
         print(
             " ".join(
-                f"{r.to_dict().get(c)!s:<{w}}"
+                f"{shown(r.to_dict().get(c)):<{w}}"
                 for c, w in zip(SUMMARY_COLUMNS, (6, 12, 24, 19, 26, 0), strict=True)
             ).rstrip()
         )
         if with_issues and store is not None:
             for i in store.issues(r.id):
-                print(f"        run {i['run']} {i['severity']:<7} {i['code']}: {i['message'][:100]}")
+                print(f"        run {i['run']} {i['severity']:<7} {i['code']}: {shown(i['message'][:100])}")
     print(f"{len(records)} records")
 
 
@@ -305,7 +363,7 @@ def _archive(args: argparse.Namespace) -> int:
             rec = store.get(record_id)
             if rec is None:
                 raise StoreError(f"no status record {record_id}")
-            target = Path(rec.ofname)
+            target = Path(rec.ofname)  # a record another live worker holds raises RecordBusy
         return archive_file(
             target,
             store=store,
@@ -327,7 +385,7 @@ def _archive(args: argparse.Namespace) -> int:
     paths = sorted(Path(p) for p in glob.glob(pattern))
     if not args.confirm:
         for p in paths:
-            print(p)
+            print(shown(p))
         print(f"{len(paths)} files found. Use --confirm to process them.")
         return 0
     return _run_many(paths, one, args.json, (store, config))
@@ -373,8 +431,9 @@ def _status(args: argparse.Namespace) -> int:
 def _queue(args: argparse.Namespace) -> int:
     store = _store(_config(args))
     for path in args.files:
-        rid = store.queue(args.instrument, str(path.absolute()))
-        print(f"{rid} QUEUED {path.absolute()}")
+        name = os.path.abspath(path)
+        rid = store.queue(args.instrument, name)
+        print(f"{rid} QUEUED {shown(name)}")
     return 0
 
 
@@ -382,12 +441,11 @@ def _queue(args: argparse.Namespace) -> int:
 def _work(args: argparse.Namespace) -> int:
     config = _config(args)
     store = _store(config)
-    failures = []
+    last: dict[Any, ArchiveResult] = {}  # record id -> its last outcome (a retried record counts once)
 
     def report(outcome: ArchiveResult) -> None:
         _print_outcome(outcome, args.json)
-        if not outcome.ok:
-            failures.append(outcome)
+        last[outcome.record_id] = outcome
 
     count = run_worker(
         store,
@@ -398,8 +456,10 @@ def _work(args: argparse.Namespace) -> int:
         on_result=report,
         ship=not args.no_transfer,
     )
+    failures = [o for o in last.values() if not o.ok]
     if not args.json:
-        print(f"{count} files processed, {len(failures)} not PROCESSED")
+        attempts = f" ({count} attempts)" if count != len(last) else ""
+        print(f"{len(last)} files processed{attempts}, {len(failures)} not PROCESSED")
     if failures:  # e-mail new ERRORs (koadep.alerts); never raises
         from koadep.alerts import alert_after_run
 
@@ -409,11 +469,13 @@ def _work(args: argparse.Namespace) -> int:
 
 @_guarded
 def _monitor(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import threading
 
-    from koadep.monitor import Monitor
+    from koadep.monitor import Monitor, log_to_stderr
 
+    log_to_stderr(logging.WARNING if args.once else logging.INFO)
     config = _config(args)
     monitor = Monitor(
         _store(config),

@@ -9,43 +9,73 @@ keeping of the legacy ``archive.py``, with its known bugs fixed:
   most severe one;
 * a KOAID another record already holds ends INVALID ``DUPLICATE_KOAID`` before
   any product is written (the other record's products are never overwritten);
+  only the record that reserved a KOAID holds it in its ``koaid`` column, and a
+  KOAID longer than the column (:data:`koadep.koaid.KOAID_MAX_LENGTH`) ends INVALID
+  ``KOAID_TOO_LONG``;
+* a file's own earlier record (same path, same content) is not a duplicate: a
+  rerun after an ERROR or a killed run retries that record, and a rerun of a file
+  already archived reports that record;
+* a record that cannot be finished as the file's outcome ends ERROR
+  ``STORE_WRITE_ERROR``; a record that ended ERROR ``max_attempts`` times ends
+  ERROR ``RETRIES_EXHAUSTED`` and waits for a person (a run killed or hung past its
+  lease counts as one); a run that lost its lease says so
+  (:attr:`ArchiveResult.problem`);
+* no run takes a record that another live worker holds (:class:`RecordBusy`);
 * reprocessing copies the old row to the history table and resets it;
 * the same path seen again with different content is staged as ``_v2``, ``_v3``...
   and processed under its original name;
 * INVALID files are copied to ``<root>/<INSTR>/anc/udf/`` and never notified;
 * a dry run computes everything and writes nothing, neither products nor records.
 
-:func:`run_worker` claims QUEUED records (or records whose lease expired) one at
-a time and archives them; several workers can run at once.
+:func:`run_worker` claims QUEUED records (or records whose lease expired, or
+records that ended ERROR once their retry time has come) one at a time and
+archives them; several workers can run at once, and one bad record never stops
+a worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
 import shutil
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from koadep.config import Config
-from koadep.fitsfile import FitsFormatError, read_header
+from koadep.fitsfile import read_header
 from koadep.issues import Issue
-from koadep.koaid import is_archived_koaid
+from koadep.koaid import KOAID_MAX_LENGTH, is_archived_koaid
 from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
+from koadep.products.atomic import fsync_directory, remove_stale_temporaries, temporary_name, write_synced
+from koadep.products.level0 import remove_stale_staging
 from koadep.products.md5 import file_md5
 from koadep.services import Services
-from koadep.status import State, Store, StoreError
-from koadep.status.store import LeaseLost, utc_now
+from koadep.status import Record, State, Store, StoreError, StoreUnavailable
+from koadep.status.store import LeaseLost, utc_later, utc_now
 
-__all__ = ["ArchiveResult", "archive_file", "run_worker", "worker_name"]
+__all__ = [
+    "ArchiveResult",
+    "RecordBusy",
+    "archive_file",
+    "lease_is_live",
+    "link_to_free_name",
+    "run_worker",
+    "worker_name",
+]
 
 log = logging.getLogger("koadep.archive")
+
+#: The longest wait between two retries of a record (one day), however many attempts it had.
+MAX_RETRY_DELAY = 86400.0
 
 
 @attrs.frozen
@@ -57,33 +87,73 @@ class ArchiveResult:
     staged: Path | None = None
     #: The transfer and notification after processing (a ``koadep.shipping.ShippingResult``).
     shipping: Any = None
+    #: The record's state and code as stored after the run (None for a dry run).
+    record_state: str | None = None
+    record_code: str | None = None
+    #: Why the record does not hold this run's outcome (a lost lease), or None.
+    problem: str | None = None
+    #: True when the file was archived before and nothing was processed now.
+    already_archived: bool = False
+
+    @property
+    def state(self) -> str:
+        """The state the record holds (the processing state for a dry run)."""
+        return self.record_state or self.result.state
+
+    @property
+    def code(self) -> str:
+        """The status code the record holds (the processing code for a dry run)."""
+        return self.record_code if self.record_state else self.result.status_code
 
     @property
     def ok(self) -> bool:
-        """True when the file was processed (and, if it was shipped, shipped)."""
-        return self.result.state == State.PROCESSED and (self.shipping is None or self.shipping.ok)
+        """True when the file is archived by this run or an earlier one (and, if shipped, shipped)."""
+        stored = self.record_state is None or self.record_state in _ARCHIVED
+        done = self.already_archived or (self.result.state == State.PROCESSED and stored)
+        return done and self.problem is None and (self.shipping is None or self.shipping.ok)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain data, with the record id."""
         return {
             **self.result.to_dict(),
             "record_id": self.record_id,
+            "record_state": self.record_state,
+            "record_code": self.record_code,
+            "problem": self.problem,
+            "already_archived": self.already_archived,
             "staged": str(self.staged) if self.staged else None,
             "shipping": self.shipping.to_dict() if self.shipping is not None else None,
         }
 
 
-class _Heartbeat:
-    """Renews a worker's lease on a record while it processes the file."""
+class RecordBusy(StoreError):
+    """The file's record is being processed by a live worker now."""
 
-    def __init__(self, store: Store, record_id: int, worker: str, lease_seconds: float) -> None:
+
+class _Heartbeat:
+    """Renews a worker's lease on a record while it processes the file, for ``limit`` seconds at most.
+
+    A worker hung longer (a call that never returns) stops renewing: its lease
+    expires and another worker takes the record over.
+    """
+
+    def __init__(
+        self, store: Store, record_id: int, worker: str, lease_seconds: float, limit: float = math.inf
+    ) -> None:
         self.store, self.record_id, self.worker = store, record_id, worker
         self.lease_seconds = lease_seconds
+        self._until = time.monotonic() + limit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{record_id}")
 
     def _beat(self) -> None:
         while not self._stop.wait(max(self.lease_seconds / 3, 0.2)):
+            if time.monotonic() >= self._until:
+                log.error(
+                    "record %s: still processing after the longest time allowed; its lease is left to expire",
+                    self.record_id,
+                )
+                return
             try:
                 if not self.store.renew(self.record_id, self.worker, self.lease_seconds):
                     return
@@ -99,9 +169,73 @@ class _Heartbeat:
             self._thread.join(timeout=5)
 
 
+def _host() -> str:
+    """This host's name as workers give it: at most 48 characters, distinct per host.
+
+    A longer name keeps its first 39 characters and a hash of the whole name, so
+    that two hosts whose names share a long prefix are never taken for one
+    (a worker judges only its own host's processes).
+
+    Examples
+    --------
+    >>> import unittest.mock
+    >>> with unittest.mock.patch("socket.gethostname", return_value="a" * 60):
+    ...     _host()
+    'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa~13d95603'
+    """
+    name = socket.gethostname()
+    if len(name) <= 48:
+        return name
+    return f"{name[:39]}~{hashlib.sha1(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def worker_name() -> str:
-    """``host:pid``, the name a worker claims records under."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid``, the name a worker claims records under (it fits the lease column)."""
+    return f"{_host()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` is a worker of this host whose process is gone.
+
+    Only this host's workers are judged (a worker elsewhere waits for its lease to
+    expire). A pid reused since by another process counts as alive: the record
+    then waits for its lease, never the other way round.
+    """
+    host, _, pid = (owner or "").rpartition(":")
+    if host != _host() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def lease_is_live(record: Record, worker: str | None = None) -> bool:
+    """True when another worker holds ``record`` now (a lease not expired, a process alive)."""
+    if record.status != State.PROCESSING or not record.lease_owner or record.lease_owner == worker:
+        return False
+    if record.lease_expires is None or str(record.lease_expires) <= utc_now():
+        return False
+    return not _owner_is_dead(record.lease_owner)
+
+
+def _is_file(path: Path) -> bool:
+    """True for a regular file; False for anything unusable (missing, a name too long, ...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _md5_of(path: Path) -> str | None:
+    """The md5 of a regular file; None when it cannot be read (processing reports why)."""
+    try:
+        return file_md5(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _instrument_of(path: Path, registry: Registry, default: str | None) -> str:
@@ -109,7 +243,7 @@ def _instrument_of(path: Path, registry: Registry, default: str | None) -> str:
         return default.upper()
     try:
         return registry.claim(read_header(path))
-    except (OSError, FitsFormatError, LookupError):
+    except Exception:  # processing reports what is wrong with the file
         return "UNKNOWN"
 
 
@@ -132,6 +266,28 @@ def _versioned(path: Path, version: int) -> str:
     return f"{name}_v{version}"
 
 
+def link_to_free_name(temporary: Path, first: Path, version: int = 1) -> Path:
+    """Give a finished temporary file the first free name of ``first``, ``first_v2``, ... (from ``version``).
+
+    The name is taken with a hard link, so an existing file is never
+    overwritten; on a file system without hard links the temporary is renamed.
+    Returns the name taken; the caller removes the temporary.
+    """
+    target = first if version <= 1 else first.with_name(_versioned(first, version))
+    while True:
+        try:
+            os.link(temporary, target)
+            return target
+        except FileExistsError:
+            version += 1
+            target = first.with_name(_versioned(first, version))
+        except OSError:  # a file system without hard links
+            if os.path.lexists(target):
+                raise
+            os.rename(temporary, target)
+            return target
+
+
 def _stage_version(path: Path, config: Config, instrument: str, version: int) -> Path:
     target = config.output_root / instrument / "stage" / "versions" / _versioned(path, version)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -139,17 +295,44 @@ def _stage_version(path: Path, config: Config, instrument: str, version: int) ->
     return target
 
 
-def _copy_invalid(path: Path, config: Config, instrument: str) -> Path | None:
+def _copy_invalid(path: Path, config: Config, instrument: str, md5: str | None) -> Path | None:
+    """Copy an INVALID raw file to ``anc/udf`` whole or not at all; return the copy.
+
+    A copy of the same content made by an earlier run is reused. The copy is
+    written under a temporary name, synced and linked to a free name (never
+    overwriting); the partial copies of killed workers are removed.
+    """
     if not path.is_file():
         return None
     udf = config.output_root / instrument / "anc" / "udf"
     udf.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(udf)
     target, n = udf / path.name, 1
     while target.exists():
+        if md5 and target.stat().st_size == path.stat().st_size and file_md5(target) == md5:
+            return target  # this file was copied by an earlier run
         n += 1
         target = udf / _versioned(path, n)
-    shutil.copy2(path, target)
+    temporary = udf / temporary_name(path.name)
+    try:
+        with path.open("rb") as source:
+            write_synced(temporary, iter(lambda: source.read(1 << 20), b""))
+        shutil.copystat(path, temporary)
+        target = link_to_free_name(temporary, udf / path.name, n)
+        fsync_directory(udf)
+    finally:
+        temporary.unlink(missing_ok=True)
     return target
+
+
+def _too_large_to_keep(path: Path, result: ProcessResult, config: Config) -> bool:
+    """True for an INVALID file refused for its size: a copy to ``anc/udf`` could fill the disk."""
+    if result.status_code in ("DATA_TOO_LARGE", "HEADER_TOO_LARGE"):
+        return True
+    try:
+        return path.stat().st_size > config.max_data_bytes + config.max_header_bytes
+    except OSError:
+        return False
 
 
 def _remove_products(config: Config, instrument: str, koaid: str) -> list[Path]:
@@ -158,7 +341,9 @@ def _remove_products(config: Config, instrument: str, koaid: str) -> list[Path]:
         raise ValueError(f"refusing to delete files for the malformed KOAID {koaid!r}")
     lev0 = config.output_root / instrument / koaid.split(".")[1] / "lev0"
     removed = []
-    for path in lev0.glob(f"{koaid}*") if lev0.is_dir() else ():
+    found = lev0.glob(f"{koaid}*") if lev0.is_dir() else ()
+    # the md5sum table first (the set is then incomplete to a reader), the FITS last
+    for path in sorted(found, key=lambda p: (not p.name.endswith(".md5sum.table"), p.name.endswith(".fits"))):
         rest = path.name[len(koaid) :]
         if not rest.startswith((".", "_")) or ("_unp" in path.name and "_unp" not in koaid):
             continue
@@ -172,7 +357,7 @@ def _queue_related(store: Store, result: ProcessResult) -> list[int]:
     queued = []
     for name in result.related:
         path = Path(name)
-        if path.is_file() and not store.find(ofname=str(path), level=0):
+        if _is_file(path) and not store.find(ofname=str(path), level=0):
             queued.append(store.queue(result.instrument or "UNKNOWN", str(path)))
     return queued
 
@@ -194,11 +379,106 @@ def _record_columns(result: ProcessResult) -> dict[str, Any]:
         propint = extras.get("PROPINT")
         columns["propint"] = int(propint) if isinstance(propint, int) else None
         columns["filesize_mb"] = extras.get("FILESIZE_MB")
-    if result.products:
+    if result.products and "fits" in result.products:
         sizes = [p.stat().st_size for k, p in result.products.items() if p.is_file() and k != "log"]
         columns["archsize_mb"] = round(sum(sizes) / 1e6, 6)
-        columns["process_dir"] = str(result.products["fits"].parent)
+        columns["process_dir"] = os.path.abspath(result.products["fits"].parent)
     return columns
+
+
+def _retry_columns(record: Record, config: Config, last: str) -> tuple[dict[str, Any], Issue | None]:
+    """The attempt count and retry time of a record ending ERROR now; at the cap, RETRIES_EXHAUSTED."""
+    attempts = int(record.values.get("attempts") or 0) + 1
+    if attempts >= config.max_attempts:
+        issue = Issue.error(
+            "RETRIES_EXHAUSTED",
+            f"processing failed {attempts} times (the last with {last or 'an error'}); "
+            "workers no longer retry it: a person must look at it and reprocess it",
+            "finish_record",
+        )
+        return {"attempts": attempts, "not_before": None, "status_code": issue.code}, issue
+    delay = min(max(config.retry_backoff, 0.0) * 2.0 ** min(attempts - 1, 64), MAX_RETRY_DELAY)
+    return {"attempts": attempts, "not_before": utc_later(delay)}, None
+
+
+def _finish_record(
+    store: Store,
+    record: Record,
+    state: State,
+    worker: str,
+    columns: dict[str, Any],
+    config: Config,
+    issues: Sequence[Issue] = (),
+) -> tuple[State, str]:
+    """Finish a record as the file's outcome; when the store refuses, as ERROR ``STORE_WRITE_ERROR``.
+
+    The run's ``issues`` are kept in the same transaction as the state. Returns
+    the state and code stored. Raises
+    :class:`LeaseLost` and :class:`StoreUnavailable` (nothing is written then),
+    and :class:`StoreError` when even the fallback cannot be written.
+    """
+    added: list[Issue] = []
+    code = str(columns.get("status_code") or "")
+    if state == State.ERROR:
+        retry, exhausted = _retry_columns(record, config, code)
+        columns = {**columns, **retry}
+        added += [exhausted] if exhausted else []
+    else:  # only a processing ERROR waits for a retry
+        columns = {**columns, "not_before": None}
+    try:
+        store.finish(record.id, state, owner=worker, issues=[*issues, *added], **columns)
+        return state, str(columns.get("status_code") or "")
+    except (LeaseLost, StoreUnavailable):
+        raise
+    except StoreError as exc:
+        log.error("record %s cannot be finished as %s %s: %s", record.id, state, code, exc)
+        refused = Issue.error(
+            "STORE_WRITE_ERROR",
+            f"the status store refused to finish the record as {state} {code}: {exc}",
+            "finish_record",
+        )
+    retry, exhausted = _retry_columns(record, config, refused.code)
+    fallback = {"status_code": refused.code, **retry}
+    added = [refused, *([exhausted] if exhausted else [])]
+    store.finish(record.id, State.ERROR, owner=worker, issues=added, **fallback)
+    try:  # the run's own issues, if they were what the store refused
+        store.add_issues(record.id, issues, run=int(record.run or 0))
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:
+        log.error("the issues of record %s could not be kept: %s", record.id, exc)
+    return State.ERROR, str(fallback["status_code"])
+
+
+def _own_record(store: Store, ofname: str, md5: str | None) -> Record | None:
+    """The newest earlier record of this very file (same path, same content), if any."""
+    if not md5:
+        return None
+    for record in store.find(ofname=ofname, level=0, newest_first=True):
+        if record.file_md5 == md5:
+            return record
+    return None
+
+
+_ARCHIVED = (State.PROCESSED, State.TRANSFERRING, State.TRANSFERRED, State.COMPLETE)
+
+
+@attrs.frozen
+class _Run:
+    """What every phase of :func:`archive_file` needs: the file, the store and the options."""
+
+    path: Path
+    instrument: str
+    store: Store
+    config: Config
+    services: Services | None
+    registry: Registry
+    worker: str
+    lease_seconds: float
+    reprocess: bool
+    progid: str | None
+    remove_output: bool
+    ship: bool
 
 
 def archive_file(
@@ -241,60 +521,135 @@ def archive_file(
 
     Raises
     ------
+    RecordBusy
+        When another live worker holds the record now (nothing is done).
     koadep.status.StoreError
         When the store itself fails (for example ``StoreUnavailable``); the
         record is left for a later run to finish.
     """
-    path = Path(path).absolute()
+    path = Path(os.path.abspath(path))
     config = config or Config()
     registry = registry or Registry.default()
-    worker = worker or worker_name()
     if dry_run or store is None:
         result = process_file(
             path, config=config, services=services, registry=registry, progid=progid, write=False
         )
         return ArchiveResult(result, record_id)
+    run = _Run(
+        path=path,
+        instrument=_instrument_of(path, registry, instrument),
+        store=store,
+        config=config,
+        services=services,
+        registry=registry,
+        worker=worker or worker_name(),
+        lease_seconds=lease_seconds,
+        reprocess=reprocess,
+        progid=progid,
+        remove_output=remove_output,
+        ship=ship,
+    )
+    path_md5 = None if record_id is not None or reprocess else _md5_of(path)
+    claimed = _claim_record(run, record_id, path_md5)
+    if isinstance(claimed, ArchiveResult):
+        return claimed
+    try:
+        if int(claimed.values.get("attempts") or 0) >= config.max_attempts:
+            return _give_up(run, claimed)
+        return _archive_claimed(run, claimed, path_md5)
+    except (StoreUnavailable, LeaseLost):
+        raise
+    except Exception as exc:  # the record must never stay PROCESSING: it ends ERROR and says why
+        log.exception("record %s failed outside processing", claimed.id)
+        return _record_failure(store, claimed, run.worker, exc, config)
 
-    instr = _instrument_of(path, registry, instrument)
-    ofname = str(path)
-    if record_id is None and reprocess:
-        found = store.find(instrument=instr, ofname=ofname, level=0, newest_first=True)
+
+def _claim_record(run: _Run, record_id: int | None, path_md5: str | None) -> Record | ArchiveResult:
+    """Find or create the file's record and hold it (PROCESSING, with this worker's lease).
+
+    Without ``record_id``: with ``reprocess`` the file's archived record is reset;
+    otherwise the file's own earlier record (same path and md5) is retried, or
+    reported when it is archived already (the :class:`ArchiveResult` returned), and
+    a new record is started when there is none. A record another live worker holds
+    raises :class:`RecordBusy`; one whose worker died or let its lease expire is
+    taken over.
+    """
+    store, ofname, own_retry = run.store, str(run.path), False
+    if record_id is None and run.reprocess:
+        found = store.find(instrument=run.instrument, ofname=ofname, level=0, newest_first=True)
         archived = [r for r in found if r.koaid]
         record_id = (archived or found)[0].id if found else None
+    elif record_id is None:
+        own = _own_record(store, ofname, path_md5)
+        if own is not None and own.status in _ARCHIVED:
+            done = ProcessResult(run.path, str(own.status), koaid=own.koaid, instrument=own.instrument)
+            return ArchiveResult(
+                done, own.id, record_state=own.status, record_code=own.status_code, already_archived=True
+            )
+        if own is not None:  # the file's own earlier record: this run retries it
+            record_id, own_retry = own.id, True
     if record_id is None:
-        record_id = store.start(instr, ofname, worker=worker, lease_seconds=lease_seconds)
-        record = store.get(record_id)
+        record_id = store.start(run.instrument, ofname, worker=run.worker, lease_seconds=run.lease_seconds)
     else:
         record = store.get(record_id)
         if record is None:
             raise StoreError(f"no status record {record_id}")
-        if record.status != State.PROCESSING or reprocess:
-            if record.status not in (State.QUEUED, State.PROCESSING) and not reprocess:
+        if record.status == State.PROCESSING and record.lease_owner != run.worker:
+            if lease_is_live(record, run.worker):
+                raise RecordBusy(
+                    f"record {record_id} is being processed by {record.lease_owner} "
+                    f"(lease until {record.lease_expires} UTC); nothing was done to {run.path.name}"
+                )
+            store.reset(  # a dead or expired worker's record: take it over
+                record_id,
+                worker=run.worker,
+                lease_seconds=run.lease_seconds,
+                expected=State.PROCESSING,
+                expected_owner=record.lease_owner,
+            )
+        elif record.status != State.PROCESSING or run.reprocess:
+            allowed = (State.QUEUED, State.PROCESSING, State.ERROR) + ((State.INVALID,) if own_retry else ())
+            if record.status not in allowed and not run.reprocess:
                 raise StoreError(f"record {record_id} is {record.status}; use --reprocess")
-            store.reset(record_id, worker=worker, lease_seconds=lease_seconds)
-        record = store.get(record_id)
-    assert record is not None
-    source = Path(record.stage_file) if record.stage_file and Path(record.stage_file).is_file() else path
-    run = int(record.run or 0)
+            store.reset(record_id, worker=run.worker, lease_seconds=run.lease_seconds, expected=record.status)
+    record = store.get(record_id)
+    if record is None:
+        raise StoreError(f"status record {record_id} vanished")
+    return record
 
-    md5 = file_md5(source) if source.is_file() else None
+
+def _choose_source(run: _Run, record: Record, path_md5: str | None) -> tuple[Path, str | None, Path | None]:
+    """The file to process, its md5 and its staged copy when it is a new version of an archived path.
+
+    The same path archived before with other content is copied to
+    ``stage/versions/<name>_vN`` and processed from there under its original name.
+    The record's ``file_md5`` and ``version`` are written.
+    """
+    store, path = run.store, run.path
+    staged_before = Path(record.stage_file) if record.stage_file else None
+    source = staged_before if staged_before is not None and _is_file(staged_before) else path
+    md5 = (path_md5 if source == path else None) or _md5_of(source)
     staged: Path | None = None
-    original_name = Path(record.ofname).name if source != path else None
-    if md5 and not reprocess and source == path:
+    if md5 and not run.reprocess and source == path:
         earlier = [
             r
-            for r in store.find(instrument=instr, ofname=ofname, level=0)
-            if r.id != record_id and r.file_md5
+            for r in store.find(instrument=run.instrument, ofname=str(path), level=0)
+            if r.id != record.id and r.file_md5 and r.koaid  # only content that was archived
         ]
         if earlier and all(r.file_md5 != md5 for r in earlier):
             version = max(int(r.version or 1) for r in earlier) + 1
-            staged = _stage_version(path, config, instr, version)
-            store.update(record_id, version=version, stage_file=str(staged), stage_time=utc_now())
-            source, original_name = staged, path.name
+            staged = _stage_version(path, run.config, run.instrument, version)
+            store.update(record.id, version=version, stage_file=str(staged), stage_time=utc_now())
+            source = staged
     if staged is None:
-        store.update(record_id, file_md5=md5, version=record.version or 1)
+        store.update(record.id, file_md5=md5, version=record.version or 1)
     else:
-        store.update(record_id, file_md5=md5)
+        store.update(record.id, file_md5=md5)
+    return source, md5, staged
+
+
+def _koaid_reservation(run: _Run, record_id: int) -> Callable[[str], Issue | None]:
+    """The check :func:`koadep.process.process_file` calls with the KOAID before any product."""
 
     def check_koaid(koaid: str) -> Issue | None:
         """Reserve the KOAID for this record before any product is written.
@@ -302,59 +657,144 @@ def archive_file(
         The unique index on (level, koaid) makes the reservation atomic: of two
         workers giving the same KOAID to two files at once, one wins.
         """
+        if len(koaid) > KOAID_MAX_LENGTH:
+            return Issue.invalid(
+                "KOAID_TOO_LONG",
+                f"the KOAID {koaid[:80]!r}... has {len(koaid)} characters; "
+                f"the archive keeps at most {KOAID_MAX_LENGTH}",
+                "check_koaid_db_entry",
+            )
+        store = run.store
         others = [r for r in store.find(koaid=koaid, level=0) if r.id != record_id]
         if not others:
             try:
                 store.update(record_id, koaid=koaid)
-            except StoreError:
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
                 others = [r for r in store.find(koaid=koaid, level=0) if r.id != record_id]
+                if not others:
+                    return Issue.error(
+                        "STORE_WRITE_ERROR",
+                        f"the KOAID {koaid} could not be reserved: {exc}",
+                        "check_koaid_db_entry",
+                    )
         if others:
             return Issue.invalid(
                 "DUPLICATE_KOAID",
                 f"KOAID {koaid} is already held by record {others[0].id}",
                 "check_koaid_db_entry",
             )
-        if remove_output:
-            _remove_products(config, instr, koaid)
+        if run.remove_output:
+            _remove_products(run.config, run.instrument, koaid)
         return None
 
-    heartbeat = _Heartbeat(store, record_id, worker, lease_seconds)
+    return check_koaid
+
+
+def _archive_claimed(run: _Run, record: Record, path_md5: str | None) -> ArchiveResult:
+    """Process the file of a held record, then keep the outcome (:func:`_keep_outcome`)."""
+    source, md5, staged = _choose_source(run, record, path_md5)
+    heartbeat = _Heartbeat(
+        run.store, record.id, run.worker, run.lease_seconds, run.config.max_processing_seconds
+    )
     heartbeat.start()
     try:
         result = process_file(
             source,
-            config=config,
-            services=services,
-            registry=registry,
-            progid=progid,
-            original_name=original_name,
-            koaid_check=check_koaid,
+            config=run.config,
+            services=run.services,
+            registry=run.registry,
+            progid=run.progid,
+            original_name=Path(record.ofname).name if source != run.path else None,
+            koaid_check=_koaid_reservation(run, record.id),
         )
     finally:
         heartbeat.stop()
+    return _keep_outcome(run, record, result, source, md5, staged)
+
+
+def _keep_outcome(
+    run: _Run, record: Record, result: ProcessResult, source: Path, md5: str | None, staged: Path | None
+) -> ArchiveResult:
+    """Keep the file's outcome: an INVALID file's copy, then the record and its issues, then the rest.
+
+    An INVALID file is copied to ``anc/udf`` before its record ends (a run killed
+    in between is redone); the record's state and the run's issues are one
+    transaction; a PROCESSED file then queues the raw files it points to and is
+    shipped when asked. A run that lost its lease writes no record and says so.
+    """
+    store, record_id = run.store, record.id
+    if result.state == State.INVALID and _too_large_to_keep(source, result, run.config):
+        log.warning("the INVALID file %s is above the configured size limits and is not copied", source)
+    elif result.state == State.INVALID:  # before the record ends: a run killed meanwhile is redone
+        try:
+            _copy_invalid(source, run.config, result.instrument or run.instrument, md5)
+        except OSError as exc:
+            log.error("the INVALID file %s could not be copied to anc/udf: %s", source, exc)
+    # the koaid column is written only by the reservation (check_koaid): a record
+    # that never reserved its KOAID (INVALID or ERROR before) does not hold it
     columns = _record_columns(result)
-    duplicate = any(i.code == "DUPLICATE_KOAID" for i in result.issues)
-    if result.koaid and not duplicate:
-        columns["koaid"] = result.koaid
-    if result.instrument and result.instrument != instr:
+    if result.instrument and result.instrument != run.instrument:
         columns["instrument"] = result.instrument
-    heartbeat.stop()
     try:
-        store.finish(record_id, State(result.state), owner=worker, **columns)
+        state, code = _finish_record(
+            store, record, State(result.state), run.worker, columns, run.config, result.issues
+        )
     except LeaseLost as exc:
         log.warning("%s; record %s is left to the worker that holds it now", exc, record_id)
-        return ArchiveResult(result, record_id, staged)
-    store.add_issues(record_id, result.issues, run=run)
-    if result.state == State.INVALID:
-        _copy_invalid(source, config, result.instrument or instr)
-    if result.state == State.PROCESSED:
+        now = store.get(record_id)
+        holder = now.lease_owner if now is not None else None
+        problem = (
+            f"lease lost: record {record_id} is held by {holder or 'another worker'}; "
+            f"this run's result ({result.state}) was not recorded"
+        )
+        return ArchiveResult(
+            result,
+            record_id,
+            staged,
+            record_state=now.status if now is not None else None,
+            record_code=now.status_code if now is not None else None,
+            problem=problem,
+        )
+    if state == State.PROCESSED:
         _queue_related(store, result)
     shipping = None
-    if ship and result.state == State.PROCESSED and config.transfer_destination:
+    if run.ship and state == State.PROCESSED and run.config.transfer_destination:
         from koadep.shipping import ship_record
 
-        shipping = ship_record(store, record_id, config)
-    return ArchiveResult(result, record_id, staged, shipping)
+        shipping = ship_record(store, record_id, run.config)
+        after = store.get(record_id)
+        if after is not None:
+            state, code = State(after.status), after.status_code or ""
+    return ArchiveResult(result, record_id, staged, shipping, record_state=str(state), record_code=code)
+
+
+def _give_up(run: _Run, record: Record) -> ArchiveResult:
+    """End a record whose runs were killed ``max_attempts`` times as ERROR ``RETRIES_EXHAUSTED``.
+
+    A file that kills its worker (memory, a crash) leaves its record PROCESSING;
+    each take-over counts an attempt (:meth:`koadep.status.Store.claim`), and at
+    the cap the file is not processed again until a person reprocesses it.
+    """
+    attempts = int(record.values.get("attempts") or 0)
+    issue = Issue.error(
+        "RETRIES_EXHAUSTED",
+        f"{attempts} runs on this file failed, the last one killed or hung before it finished the record; "
+        "workers no longer take it: a person must look at it and reprocess it",
+        "claim_record",
+    )
+    result = ProcessResult(run.path, State.ERROR, (issue,), instrument=record.instrument)
+    run.store.finish(
+        record.id,
+        State.ERROR,
+        owner=run.worker,
+        issues=[issue],
+        status_code=issue.code,
+        attempts=attempts,
+        not_before=None,
+    )
+    return ArchiveResult(result, record.id, record_state=str(State.ERROR), record_code=issue.code)
 
 
 def run_worker(
@@ -370,26 +810,84 @@ def run_worker(
     on_result: Callable[[ArchiveResult], None] | None = None,
     ship: bool = False,
 ) -> int:
-    """Claim and archive records until none is left (or ``max_files``); return the count."""
+    """Claim and archive records until none is left (or ``max_files``); return the count.
+
+    Records that ended ERROR are retried once their retry time has come (see
+    :meth:`koadep.status.Store.claim`). A record whose archiving fails in any way
+    is recorded as ERROR and the worker goes on to the next record; only a store
+    that cannot be reached (:class:`koadep.status.StoreUnavailable`) stops it.
+    """
     worker = worker or worker_name()
+    config = config or Config()
     done = 0
+    handled: set[tuple[str, str]] = set()
     while max_files is None or done < max_files:
-        record = store.claim(worker, lease_seconds=lease_seconds, instrument=instrument)
+        record = _claim(store, worker, lease_seconds, instrument)
         if record is None:
             break
-        outcome = archive_file(
-            record.ofname,
-            store=store,
-            config=config,
-            services=services,
-            registry=registry,
-            instrument=record.instrument,
-            record_id=record.id,
-            worker=worker,
-            ship=ship,
-            lease_seconds=lease_seconds,
-        )
+        try:
+            outcome = archive_file(
+                record.ofname,
+                store=store,
+                config=config,
+                services=services,
+                registry=registry,
+                instrument=record.instrument,
+                record_id=record.id,
+                worker=worker,
+                ship=ship,
+                lease_seconds=lease_seconds,
+            )
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("record %s failed outside processing", record.id)
+            outcome = _record_failure(store, record, worker, exc, config)
         done += 1
+        for koaid in {record.koaid, outcome.result.koaid} - {None}:
+            handled.add((str(outcome.result.instrument or record.instrument or ""), str(koaid)))
         if on_result is not None:
             on_result(outcome)
+    remove_stale_staging(config.output_root, handled)  # the temporaries of killed workers
     return done
+
+
+def _claim(store: Store, worker: str, lease_seconds: float, instrument: str | None) -> Record | None:
+    """Claim the next record; a transient refusal (a deadlock, a lock wait) is tried again twice."""
+    for attempt in (1, 2, 3):
+        try:
+            return store.claim(worker, lease_seconds=lease_seconds, instrument=instrument, retry_errors=True)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if attempt == 3:
+                raise
+            log.warning("claiming a record failed (%s); trying again", exc)
+            time.sleep(0.5 * attempt)
+    return None
+
+
+def _record_failure(
+    store: Store, record: Record, worker: str, exc: Exception, config: Config
+) -> ArchiveResult:
+    """End a record whose archiving raised as ERROR (STORE_WRITE_ERROR or CODE_ERROR)."""
+    code = "STORE_WRITE_ERROR" if isinstance(exc, StoreError) else "CODE_ERROR"
+    issue = Issue.error(code, f"{type(exc).__name__}: {exc}", "archive_file")
+    result = ProcessResult(Path(record.ofname or ""), State.ERROR, (issue,), instrument=record.instrument)
+    current = store.get(record.id) or record
+    if current.status != State.PROCESSING or current.lease_owner != worker:
+        problem = f"record {record.id} failed ({issue.message}) and is now {current.status}"
+        return ArchiveResult(
+            result, record.id, record_state=current.status, record_code=current.status_code, problem=problem
+        )
+    try:
+        state, stored = _finish_record(
+            store, current, State.ERROR, worker, {"status_code": code}, config, [issue]
+        )
+    except StoreUnavailable:
+        raise
+    except Exception as again:  # the worker goes on; the lease expires and the record is taken again
+        log.error("record %s cannot be finished: %s; its lease expires and it is retried", record.id, again)
+        problem = f"record {record.id} could not be finished ({again}); it is retried when its lease expires"
+        return ArchiveResult(result, record.id, record_state=State.PROCESSING, problem=problem)
+    return ArchiveResult(result, record.id, record_state=str(state), record_code=stored)

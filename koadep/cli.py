@@ -14,7 +14,7 @@ from pathlib import Path
 
 from koadep import __version__, alerts, report, shipping
 from koadep.admin import add_commands
-from koadep.config import Config, load_config
+from koadep.config import Config, ConfigError, load_config
 from koadep.process import ProcessResult, process_file
 
 __all__ = ["build_parser", "main"]
@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``koadep ... | head``): stop quietly
         sys.stderr.close()
         return 0
+    except ConfigError as exc:  # an unusable or unsafe configuration: one line, exit 2
+        print(f"koadep: {exc}", file=sys.stderr)
+        return 2
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

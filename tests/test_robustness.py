@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,17 @@ class SlowWeather:
         return {}
 
 
+class TakeOver:
+    """A weather service during whose call another worker takes the record over (the lease is lost)."""
+
+    def __init__(self, store, record_id: int) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.record_id = store, record_id
+
+    def samples(self, telnr, when):  # type: ignore[no-untyped-def]
+        self.store.update(self.record_id, lease_owner="new")
+        return {}
+
+
 def test_a_slow_worker_keeps_its_lease_while_it_works(db_url: str, tmp_path: Path) -> None:
     store = open_store(db_url)
     rid = store.queue("NIRC2", str(nirc2_file(tmp_path / "n0101.fits")))
@@ -76,6 +88,9 @@ def test_a_slow_worker_keeps_its_lease_while_it_works(db_url: str, tmp_path: Pat
         },
     )
     worker.start()
+    started = time.time() + 30
+    while store.get(rid).lease_owner != "slow" and time.time() < started:  # the worker claims first
+        time.sleep(0.01)
     stolen = []
     thief = open_store(db_url)
     deadline = time.time() + 4.5
@@ -96,14 +111,21 @@ def test_a_worker_that_lost_its_lease_leaves_the_record_to_the_new_owner(db_url:
     path = nirc2_file(tmp_path / "n0101.fits")
     rid = store.queue("NIRC2", str(path))
     store.claim("old", lease_seconds=60)
-    store.update(rid, lease_owner="new")  # another worker took the record over
-    outcome = archive_file(
-        path, store=store, config=Config(output_root=tmp_path / "out"), record_id=rid, worker="old"
+    outcome = archive_file(  # another worker takes the record over while the file is processed
+        path,
+        store=store,
+        config=Config(output_root=tmp_path / "out"),
+        services=Services(weather=TakeOver(store, rid)),
+        record_id=rid,
+        worker="old",
     )
     assert outcome.result.state == "PROCESSED"
     record = store.get(rid)
     assert (record.status, record.lease_owner) == ("PROCESSING", "new")
     assert store.issues(rid) == []
+    assert not outcome.ok and outcome.state == "PROCESSING"  # the run says so
+    assert "lease lost" in outcome.problem and "new" in outcome.problem
+    assert json.loads(json.dumps(outcome.to_dict()))["problem"] == outcome.problem
 
 
 def test_a_staged_version_is_reprocessed_under_its_original_name(db_url: str, tmp_path: Path) -> None:

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
+import math
+import numbers
 import os
 import sqlite3
 import threading
@@ -38,24 +41,29 @@ from typing import Any
 import attrs
 
 from koadep.issues import Issue
+from koadep.koaid import KOAID_MAX_LENGTH
 from koadep.status.states import TIMESTAMP_COLUMN, IllegalTransition, State, check_transition
 
 __all__ = [
     "COLUMNS",
+    "TEXT_MAX_CHARS",
     "LeaseLost",
     "Record",
     "Store",
     "StoreError",
     "StoreUnavailable",
     "open_store",
+    "utc_later",
     "utc_now",
 ]
 
-SCHEMA_VERSION = 3
+log = logging.getLogger("koadep.status")
+
+SCHEMA_VERSION = 4
 
 #: The record columns: the legacy ``koa_status`` columns, then koadep's own.
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("level", "int"), ("koaid", "str:64"), ("instrument", "str:16"), ("service", "str:32"),
+    ("level", "int"), ("koaid", f"str:{KOAID_MAX_LENGTH}"), ("instrument", "str:16"), ("service", "str:32"),
     ("utdatetime", "time"), ("status", "str:16"), ("status_code", "str:64"),
     ("status_code_ipac", "str:64"), ("ofname", "text"), ("stage_file", "text"),
     ("process_dir", "text"), ("archive_dir", "text"), ("creation_time", "time"),
@@ -70,7 +78,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("file_md5", "str:32"), ("version", "int"), ("run", "int"),
 )  # fmt: skip
 #: Columns added to ``koa_status`` (and its history) by later schema versions.
-ADDED_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {3: (("elaptime", "float"),)}
+ADDED_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {
+    3: (("elaptime", "float"),),
+    # 4: the retry cap: failed processing attempts and the earliest time of the next one
+    4: (("attempts", "int"), ("not_before", "time")),
+}
 _V1_COLUMNS = COLUMNS
 COLUMNS = COLUMNS + tuple(c for _, added in sorted(ADDED_COLUMNS.items()) for c in added)
 COLUMN_NAMES = tuple(c for c, _ in COLUMNS)
@@ -81,8 +93,89 @@ RESET_COLUMNS = (
     "process_end_time", "xfr_start_time", "xfr_end_time", "ipac_notify_time",
     "ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time",
     "ipac_response_time", "stage_time", "filesize_mb", "archsize_mb", "koaimtyp", "semid",
-    "propint", "error_time", "lease_owner", "lease_expires", "elaptime",
+    "propint", "error_time", "lease_owner", "lease_expires", "elaptime", "attempts", "not_before",
 )  # fmt: skip
+
+#: The longest text kept in a TEXT column (a MariaDB TEXT holds 65,535 bytes of utf8mb4).
+TEXT_MAX_CHARS = 16000
+_KINDS = dict(COLUMNS)
+#: Columns whose value is an identity: never cut to fit (too long is an error).
+_EXACT_COLUMNS = frozenset({"koaid", "lease_owner", "status", "file_md5"})
+#: Columns holding local paths: stored absolute and normalised.
+PATH_COLUMNS = frozenset({"ofname", "stage_file", "process_dir"})
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # a MariaDB INT
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def fit_text(value: Any, width: int = TEXT_MAX_CHARS, column: str = "text") -> str:
+    r"""``value`` as text any back end stores: valid UTF-8, no NUL, at most ``width`` characters.
+
+    Characters that cannot be encoded (undecodable bytes of a file name) are
+    written as backslash escapes; a longer text is cut with a warning.
+
+    Examples
+    --------
+    >>> fit_text("n\udcff.fits"), fit_text("abcdef", 3)
+    ('n\\xff.fits', 'abc')
+    """
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if len(text) > width:
+        log.warning("%s: %d characters cut to the column width %d", column, len(text), width)
+        text = text[:width]
+    return text
+
+
+def fit_column(column: str, value: Any) -> Any:
+    """A value the store can write into ``column`` on every back end.
+
+    Header values reach the record (KOAIMTYP, SEMID, ...): a text too long for
+    its column is cut with a warning, a number out of the column's range or not
+    finite and a malformed time become NULL with a warning. A path is made
+    absolute and normalised. An identity (``koaid``, ``lease_owner``, ...) too long
+    for its column raises :class:`StoreError` instead of being cut.
+    """
+    if value is None:
+        return None
+    kind = _KINDS[column]
+    if kind == "int":
+        if isinstance(value, numbers.Integral) and _INT_MIN <= value <= _INT_MAX:
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif kind == "time":
+        if isinstance(value, datetime.datetime):
+            value = value.strftime(_TIME_FORMAT)
+        if isinstance(value, str) and _is_time(value):
+            return value
+    else:
+        width = int(kind[4:]) if kind.startswith("str:") else TEXT_MAX_CHARS
+        text = value if isinstance(value, str) else str(value)
+        if column in PATH_COLUMNS and text:
+            text = os.path.abspath(text)
+        if len(text) > width and column in _EXACT_COLUMNS:
+            raise StoreError(f"{column} {text[:80]!r}... is longer than its column ({width} characters)")
+        return fit_text(text, width, column)
+    log.warning("%s: %r does not fit the column (%s); stored as NULL", column, value, kind)
+    return None
+
+
+def _is_time(value: str) -> bool:
+    try:
+        return datetime.datetime.strptime(value, _TIME_FORMAT).year >= 1000
+    except ValueError:
+        return False
+
+
+def _fit(columns: Mapping[str, Any]) -> dict[str, Any]:
+    return {c: fit_column(c, v) if c in _KINDS else v for c, v in columns.items()}
 
 
 def utc_now() -> str:
@@ -90,10 +183,19 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _later(seconds: float) -> str:
-    """``seconds`` from now, rounded up to the next whole second (never shorter)."""
-    t = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
-    if t.microsecond:
+#: The furthest :func:`utc_later` looks ahead (ten years), far inside what ``datetime`` holds.
+_FAR = 10 * 366 * 86400.0
+
+
+def utc_later(seconds: float) -> str:
+    """The UTC time ``seconds`` from now, rounded up to a whole second (never sooner; 0 is now).
+
+    Every time the store compares (a lease's end, a retry time) is written and
+    compared as whole UTC seconds in this format, so a MariaDB ``DATETIME`` (no
+    fractions) and SQLite text hold the same value and compare alike.
+    """
+    t = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=min(max(seconds, 0.0), _FAR))
+    if t.microsecond and seconds > 0:
         t += datetime.timedelta(microseconds=1_000_000 - t.microsecond)
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -192,6 +294,11 @@ def _migrations(d: Dialect) -> list[list[str]]:
                 for c, k in ADDED_COLUMNS[3]
             ),
             _summary_ddl(d),
+        ],
+        [  # 4: the retry cap (attempts, not_before)
+            f"ALTER TABLE {table} ADD COLUMN {c} {d.type_of(k)}"
+            for table in ("koa_status", "koa_status_history")
+            for c, k in ADDED_COLUMNS[4]
         ],
     ]
 
@@ -326,7 +433,7 @@ class Store:
                 if version <= current:
                     continue
                 for statement in statements:
-                    self.execute(statement)
+                    self._apply(statement)
                 self.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
                 applied.append(version)
         return applied
@@ -336,9 +443,27 @@ class Store:
         """Hold the database-wide schema lock (SQLite serialises writers itself)."""
         yield
 
+    def _apply(self, statement: str) -> None:
+        """Run one schema statement; one whose change is already there is skipped.
+
+        MariaDB commits each ``ALTER TABLE`` or ``CREATE INDEX`` at once: an upgrade
+        killed between two statements leaves a column or an index without its
+        version row, and the next upgrade finds it there.
+        """
+        try:
+            self.execute(statement)
+        except StoreError as exc:
+            if not self._already_there(exc.__cause__):
+                raise
+            log.info("schema change already applied, skipped: %s", statement)
+
+    def _already_there(self, exc: BaseException | None) -> bool:
+        """True when ``exc`` says a column, index or table to create exists already."""
+        return False
+
     # records -----------------------------------------------------------------------
     def _insert(self, values: Mapping[str, Any]) -> int:
-        values = {"last_mod": utc_now(), "run": 0, "reviewed": 0, **values}
+        values = _fit({"last_mod": utc_now(), "run": 0, "reviewed": 0, **values})
         names = ", ".join(values)
         marks = ", ".join(["%s"] * len(values))
         with self._cursor() as cur:
@@ -384,7 +509,7 @@ class Store:
                 "creation_time": now,
                 "process_start_time": now,
                 "lease_owner": worker,
-                "lease_expires": _later(lease_seconds),
+                "lease_expires": utc_later(lease_seconds),
                 "run": 1,
                 **columns,
             }
@@ -418,7 +543,7 @@ class Store:
             ("level", level),
             ("status", status),
             ("status_code", status_code),
-            ("ofname", ofname),
+            ("ofname", fit_column("ofname", ofname)),
             ("koaid", koaid),
             ("id", record_id),
         ):
@@ -439,6 +564,8 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id" + (" DESC" if newest_first else "")
+        if limit is not None and int(limit) < 0:
+            raise ValueError(f"a limit must be 0 (no limit) or more, not {limit}")
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [_record(r) for r in self.query(sql, params)]
@@ -450,7 +577,7 @@ class Store:
         bad = set(columns) - set(COLUMN_NAMES)
         if bad:
             raise ValueError(f"unknown columns: {sorted(bad)}")
-        columns["last_mod"] = utc_now()
+        columns = _fit({**columns, "last_mod": utc_now()})
         assign = ", ".join(f"{c} = %s" for c in columns)
         self.execute(f"UPDATE koa_status SET {assign} WHERE id = %s", (*columns.values(), record_id))
 
@@ -461,12 +588,14 @@ class Store:
         *,
         expected: State | str | None = None,
         owner: str | None = None,
+        issues: Iterable[Issue] = (),
         **columns: Any,
     ) -> None:
         """Change the state of a record, writing the state's timestamp column.
 
         The update only applies if the record is still in ``expected`` (default:
         the state read just before), so a concurrent change is never overwritten.
+        ``issues`` are kept for the record's current run in the same transaction.
 
         Raises
         ------
@@ -489,29 +618,44 @@ class Store:
         if bad:
             raise ValueError(f"unknown columns: {sorted(bad)}")
         now = utc_now()
-        values = {TIMESTAMP_COLUMN[new]: now, **columns, "status": str(new), "last_mod": now}
+        values = _fit({TIMESTAMP_COLUMN[new]: now, **columns, "status": str(new), "last_mod": now})
         assign = ", ".join(f"{c} = %s" for c in values)
         where, params = "id = %s AND status = %s", [record_id, str(old)]
         if owner is not None:
             where += " AND lease_owner = %s"
             params.append(owner)
-        count = self.execute(f"UPDATE koa_status SET {assign} WHERE {where}", (*values.values(), *params))
-        if count != 1:
-            if owner is not None:
-                raise LeaseLost(f"record {record_id} was taken over while it was being updated")
-            raise StoreError(f"record {record_id} changed state while it was being updated")
+        with self._cursor(transaction=True) as cur:
+            cur.execute(
+                self.dialect.sql(f"UPDATE koa_status SET {assign} WHERE {where}"), (*values.values(), *params)
+            )
+            if cur.rowcount != 1:
+                if owner is not None:
+                    raise LeaseLost(f"record {record_id} was taken over while it was being updated")
+                raise StoreError(f"record {record_id} changed state while it was being updated")
+            self._insert_issues(cur, record_id, int(record.run or 0), issues)
 
-    def finish(self, record_id: int, state: State | str, *, owner: str | None = None, **columns: Any) -> None:
+    def finish(
+        self,
+        record_id: int,
+        state: State | str,
+        *,
+        owner: str | None = None,
+        issues: Iterable[Issue] = (),
+        **columns: Any,
+    ) -> None:
         """End processing: PROCESSING -> PROCESSED, INVALID or ERROR; the lease is released.
 
         With ``owner``, only the worker that still holds the lease may finish the
-        record; otherwise :class:`LeaseLost` is raised and nothing changes.
+        record; otherwise :class:`LeaseLost` is raised and nothing changes. The
+        ``issues`` of the run are kept in the same transaction: a record never ends
+        without them.
         """
         self.transition(
             record_id,
             state,
             expected=State.PROCESSING,
             owner=owner,
+            issues=issues,
             lease_owner=None,
             lease_expires=None,
             **columns,
@@ -530,16 +674,27 @@ class Store:
         """Atomically take one QUEUED record (or one whose lease expired) for ``worker``.
 
         The record becomes PROCESSING with a lease; a worker that dies leaves a
-        lease that expires, after which the record can be claimed again.
+        lease that expires, after which the record can be claimed again. With
+        ``retry_errors``, a record that ended ERROR in processing is also taken
+        once its retry time (``not_before``) has passed; one that ran out of
+        attempts (``RETRIES_EXHAUSTED``) has no retry time and is never taken.
+        Taking over a record still PROCESSING (its lease expired, or it has none)
+        adds one to its ``attempts``: the run that held it failed.
         """
         raise NotImplementedError
 
     def _claim_filter(self, instrument: str | None, level: int, retry_errors: bool) -> tuple[str, list[Any]]:
-        states = "status = 'QUEUED' OR (status = 'PROCESSING' AND lease_expires <= %s)"
-        if retry_errors:
-            states += " OR status = 'ERROR'"
+        now = utc_now()
+        # a PROCESSING record without a lease end has no worker that will finish it
+        states = (
+            "status = 'QUEUED' OR (status = 'PROCESSING' AND (lease_expires IS NULL OR lease_expires <= %s))"
+        )
+        params: list[Any] = [now]
+        if retry_errors:  # only processing errors have a retry time; RETRIES_EXHAUSTED has none
+            states += " OR (status = 'ERROR' AND not_before <= %s)"
+            params.append(now)
         where = f"({states}) AND level = %s"
-        params: list[Any] = [utc_now(), level]
+        params.append(level)
         if instrument:
             where += " AND instrument = %s"
             params.append(instrument.upper())
@@ -551,25 +706,42 @@ class Store:
             self.execute(
                 "UPDATE koa_status SET lease_expires = %s WHERE id = %s AND lease_owner = %s "
                 "AND status = 'PROCESSING'",
-                (_later(lease_seconds), record_id, worker),
+                (utc_later(lease_seconds), record_id, worker),
             )
             == 1
         )
 
     # history, issues, reprocessing -------------------------------------------------------
-    def reset(self, record_id: int, *, worker: str = "", lease_seconds: float = 3600) -> None:
-        """Reprocess a record: copy it to history, clear its results, set PROCESSING."""
+    def reset(
+        self,
+        record_id: int,
+        *,
+        worker: str = "",
+        lease_seconds: float = 3600,
+        expected: State | str | None = None,
+        expected_owner: str | None = None,
+    ) -> None:
+        """Reprocess a record: copy it to history, clear its results, set PROCESSING.
+
+        The attempt count starts again (a person asked for the run). With
+        ``expected``, the record is reset only while it is still in that state, and
+        with ``expected_owner`` a PROCESSING record only while that worker (one whose
+        lease expired or who died) still holds it: a record another worker claimed
+        meanwhile raises :class:`LeaseLost` and nothing changes. The history row and
+        the reset are one transaction.
+        """
         record = self.get(record_id)
         if record is None:
             raise StoreError(f"no status record {record_id}")
+        if expected is not None and record.status != State(expected):
+            raise LeaseLost(
+                f"record {record_id} is now {record.status}, held by {record.lease_owner or 'nobody'}"
+            )
+        if expected_owner is not None and record.lease_owner != expected_owner:
+            raise LeaseLost(f"record {record_id} is now held by {record.lease_owner or 'nobody'}")
         if record.status != State.PROCESSING:
             check_transition(record.status, State.PROCESSING)
         names = ", ".join(COLUMN_NAMES)
-        self.execute(
-            f"INSERT INTO koa_status_history (id, history_time, {names}) "
-            f"SELECT id, %s, {names} FROM koa_status WHERE id = %s",
-            (utc_now(), record_id),
-        )
         now = utc_now()
         values: dict[str, Any] = dict.fromkeys(RESET_COLUMNS)
         values.update(
@@ -577,17 +749,29 @@ class Store:
             creation_time=now,
             process_start_time=now,
             lease_owner=worker,
-            lease_expires=_later(lease_seconds),
+            lease_expires=utc_later(lease_seconds),
             last_mod=now,
             run=int(record.run or 0) + 1,
         )
+        values = _fit(values)
         assign = ", ".join(f"{c} = %s" for c in values)
-        count = self.execute(
-            f"UPDATE koa_status SET {assign} WHERE id = %s AND status = %s",
-            (*values.values(), record_id, record.status),
-        )
-        if count != 1:
-            raise StoreError(f"record {record_id} changed state while it was being reset")
+        where, params = "id = %s AND status = %s", [record_id, record.status]
+        if expected_owner is not None:
+            where += " AND lease_owner = %s"
+            params.append(expected_owner)
+        with self._cursor(transaction=True) as cur:
+            cur.execute(
+                self.dialect.sql(
+                    f"INSERT INTO koa_status_history (id, history_time, {names}) "
+                    f"SELECT id, %s, {names} FROM koa_status WHERE {where}"
+                ),
+                (now, *params),
+            )
+            cur.execute(
+                self.dialect.sql(f"UPDATE koa_status SET {assign} WHERE {where}"), (*values.values(), *params)
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost(f"record {record_id} was taken by another worker while it was being reset")
 
     def history(self, record_id: int) -> list[dict[str, Any]]:
         """Earlier versions of a record, oldest first."""
@@ -598,12 +782,30 @@ class Store:
         if run is None:
             record = self.get(record_id)
             run = int(record.run or 0) if record else 0
+        with self._cursor(transaction=True) as cur:
+            self._insert_issues(cur, record_id, run, issues)
+
+    def _insert_issues(self, cur: Any, record_id: int, run: int, issues: Iterable[Issue]) -> None:
         now = utc_now()
-        for issue in issues:
-            self.execute(
-                "INSERT INTO koa_status_issues (status_id, run, severity, code, message, step, "
-                "created) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (record_id, run, issue.severity.name, issue.code, issue.message[:60000], issue.step, now),
+        rows = [
+            (
+                record_id,
+                run,
+                issue.severity.name,
+                fit_text(issue.code, 64, "issue code"),
+                fit_text(issue.message, TEXT_MAX_CHARS, "issue message"),
+                fit_text(issue.step, 64, "issue step"),
+                now,
+            )
+            for issue in issues
+        ]
+        if rows:
+            cur.executemany(
+                self.dialect.sql(
+                    "INSERT INTO koa_status_issues (status_id, run, severity, code, message, step, "
+                    "created) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ),
+                rows,
             )
 
     def issues(self, record_id: int, run: int | None = None) -> list[dict[str, Any]]:
@@ -614,6 +816,12 @@ class Store:
             sql += " AND run = %s"
             params.append(run)
         return self.query(sql + " ORDER BY issue_id", params)
+
+
+#: A claim of a record still PROCESSING (its worker died or hung past its lease) counts
+#: that run as a failed attempt, so a file that kills its worker reaches the retry cap.
+#: First in the SET list: MariaDB evaluates the assignments left to right.
+_COUNT_TAKEOVER = "attempts = COALESCE(attempts, 0) + (CASE WHEN status = 'PROCESSING' THEN 1 ELSE 0 END)"
 
 
 def _record(row: Mapping[str, Any]) -> Record:
@@ -682,6 +890,12 @@ class SqliteStore(Store):
     def _is_outage(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc)
 
+    def _already_there(self, exc: BaseException | None) -> bool:
+        text = str(exc)
+        return isinstance(exc, sqlite3.OperationalError) and (
+            text.startswith("duplicate column name") or text.endswith("already exists")
+        )
+
     def claim(
         self,
         worker: str,
@@ -696,12 +910,12 @@ class SqliteStore(Store):
         with self._cursor(transaction=True) as cur:
             cur.execute(
                 self.dialect.sql(
-                    f"UPDATE koa_status SET status = 'PROCESSING', lease_owner = %s, "
+                    f"UPDATE koa_status SET {_COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
                     f"lease_expires = %s, process_start_time = %s, last_mod = %s, "
                     f"run = COALESCE(run, 0) + 1 WHERE id = (SELECT id FROM koa_status WHERE {where} "
                     f"ORDER BY id LIMIT 1) RETURNING id"
                 ),
-                (worker, _later(lease_seconds), now, now, *params),
+                (worker, utc_later(lease_seconds), now, now, *params),
             )
             row = cur.fetchone()
         return self.get(int(row[0])) if row else None
@@ -770,6 +984,14 @@ class MysqlStore(Store):
             return code in (0, 2003, 2006, 2013, 2055) or isinstance(exc, pymysql.err.InterfaceError)
         return isinstance(exc, ConnectionError | OSError)
 
+    def _already_there(self, exc: BaseException | None) -> bool:
+        import pymysql
+
+        # 1050 table exists, 1060 duplicate column name, 1061 duplicate key name
+        return (
+            isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1050, 1060, 1061)
+        )
+
     def claim(
         self,
         worker: str,
@@ -790,10 +1012,10 @@ class MysqlStore(Store):
             if row is None:
                 return None
             cur.execute(
-                "UPDATE koa_status SET status = 'PROCESSING', lease_owner = %s, "
+                f"UPDATE koa_status SET {_COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
                 "lease_expires = %s, process_start_time = %s, last_mod = %s, "
                 "run = COALESCE(run, 0) + 1 WHERE id = %s",
-                (worker, _later(lease_seconds), now, now, row[0]),
+                (worker, utc_later(lease_seconds), now, now, row[0]),
             )
         return self.get(int(row[0]))
 
