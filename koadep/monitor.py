@@ -1,13 +1,27 @@
 """The monitor: queue new raw files as they appear, and run workers within the machine's means.
 
-* New files are seen through file-system events (watchdog), and a file is queued
-  once its size has stopped changing (an instrument may still be writing it).
+* New files are seen through file-system events (watchdog), and by a scan every
+  ``rescan_seconds`` for what raises no event. A file is queued once it is complete:
+  its size and times have not changed for ``settle_seconds`` and it can be read to
+  the END card of its last HDU, with the NEXTEND extensions its primary header
+  declares (for a gzipped file, to the END card of its primary header, with a gzip
+  trailer of whole FITS blocks). A file that stays incomplete is queued after
+  ``incomplete_seconds`` so that the pipeline judges it (a truncated file ends
+  INVALID with its code).
 * A catch-up scan queues every file of the watched directories that the store does
-  not know yet, so nothing is lost while the monitor was down (it runs at start).
+  not know yet, so nothing is lost while the monitor was down (it runs at start). A
+  file changed in the last ``settle_seconds`` is waited for, like an event.
 * A file already recorded with the same content (md5) is not queued again; the same
   path with new content is queued (archiving then stages it as ``_vN``).
 * With ``stage=True`` a file is copied to ``<root>/<INSTR>/stage/<YYYYMMDD>/`` before
-  it is queued, so the summit disks can be wiped safely.
+  it is queued, so the summit disks can be wiped safely. A staged copy with the same
+  content under the same name is reused, so a retry never adds a ``_vN`` copy.
+* One bad entry never stops the monitor: a file that vanishes, cannot be read, is not
+  a regular file (a FIFO is never opened for reading), is a dangling or looping
+  symbolic link, or whose name is not UTF-8 or holds control characters is logged and
+  skipped; an unreadable or vanished folder is logged and skipped; a store or staging
+  failure is logged and the file is tried again after ``retry_seconds``. Symbolic
+  links to folders are not followed.
 * The number of worker processes follows the machine: one per idle core
   (:func:`worker_capacity`, from psutil), instead of a fixed maximum.
 
@@ -22,27 +36,63 @@ Examples
 from __future__ import annotations
 
 import datetime
+import errno
 import fnmatch
+import hashlib
 import logging
 import multiprocessing
+import os
+import re
 import shutil
+import stat
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from koadep.config import Config
-from koadep.products.md5 import file_md5
-from koadep.status import Store
+from koadep.status import Store, StoreError, StoreUnavailable
 
-__all__ = ["Monitor", "worker_capacity"]
+__all__ = ["Monitor", "log_to_stderr", "shown", "worker_capacity"]
 
 log = logging.getLogger("koadep.monitor")
 
 PATTERNS = ("*.fits", "*.fits.gz", "*.fits.fz")
 #: Paths the legacy monitor refused (test files, engineering scratch areas).
 REJECT = ("/osiris/test/", "/mira/", "/hireseng/xdchange/", "TEMPFITS.fits")
+
+_BLOCK = 2880
+_CHUNK = 1 << 20
+#: The most HDUs the completeness check walks; a file with more is judged by the pipeline.
+_MAX_HDUS = 10_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Errors of one file or folder that the monitor logs and goes on from.
+_FILE_ERRORS = (OSError, StoreError, UnicodeError, ValueError)
+
+#: A file's identity and state: (device, inode, size, mtime_ns, ctime_ns).
+Signature = tuple[int, int, int, int, int]
+
+
+class _Skip(Exception):
+    """A file the monitor does not queue (the message says why)."""
+
+
+class _Changed(Exception):
+    """The file changed while it was read."""
+
+
+class _Pending:
+    """A file waiting to be complete: its last signature and since when it has not changed."""
+
+    __slots__ = ("retry_at", "signature", "since")
+
+    def __init__(self, signature: Signature | None, since: float) -> None:
+        self.signature = signature
+        self.since = since
+        self.retry_at = 0.0
 
 
 def worker_capacity(cpus: int | None = None, load: float | None = None, ceiling: int | None = None) -> int:
@@ -60,8 +110,193 @@ def worker_capacity(cpus: int | None = None, load: float | None = None, ceiling:
     return min(free, ceiling) if ceiling is not None else free
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to the standard error of the moment (a test or a daemon may replace it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Send the monitor's log lines (time, level, message) to standard error (once)."""
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+
+
+def shown(path: str | bytes | Path) -> str:
+    """A path as it is logged: quoted, with control characters and undecodable bytes escaped.
+
+    Examples
+    --------
+    >>> shown("/data/n0101\\n.fits")
+    "'/data/n0101\\\\n.fits'"
+    """
+    return repr(os.fsdecode(path) if isinstance(path, bytes) else str(path))
+
+
+def _signature(st: os.stat_result) -> Signature:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _card_int(card: bytes) -> int | None:
+    if card[8:10] != b"= ":
+        return None
+    text = card[10:].split(b"/", 1)[0].strip()
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _header_end(fd: int, start: int, limit: int) -> tuple[int, dict[bytes, int | None]] | None:
+    """Read a header from ``start``: the offset after its END block and its size keywords.
+
+    None when the file ends before the END card (still being written); a header
+    longer than ``limit`` is reported as ending at ``-1``.
+    """
+    keys: dict[bytes, int | None] = {}
+    offset = start
+    while offset - start < limit:
+        block = os.pread(fd, _BLOCK, offset)
+        for i in range(0, len(block) - 79, 80):
+            card = block[i : i + 80]
+            key = card[:8].rstrip()
+            if key == b"END" and not card[8:].strip():
+                return offset + _BLOCK, keys
+            if key in (b"BITPIX", b"PCOUNT", b"GCOUNT", b"NEXTEND") or key.startswith(b"NAXIS"):
+                keys[key] = _card_int(card)
+        if len(block) < _BLOCK:
+            return None
+        offset += _BLOCK
+    return -1, keys
+
+
+def _data_size(keys: dict[bytes, int | None]) -> int | None:
+    """The data size a header declares (None when it cannot tell)."""
+    bitpix, naxis = keys.get(b"BITPIX"), keys.get(b"NAXIS")
+    if bitpix not in (8, 16, 32, 64, -32, -64) or naxis is None or naxis < 0 or naxis > 999:
+        return None
+    if naxis == 0:
+        return 0
+    count = 1
+    for n in range(1, naxis + 1):
+        value = keys.get(b"NAXIS%d" % n)
+        if value is None or value < 0:
+            return None
+        count *= value
+    pcount, gcount = keys.get(b"PCOUNT", 0), keys.get(b"GCOUNT", 1)
+    if pcount is None or gcount is None or pcount < 0 or gcount < 0:
+        return None
+    return abs(bitpix) // 8 * gcount * (pcount + count)
+
+
+def _plain_complete(fd: int, size: int, limit: int) -> bool:
+    """Whether a plain (or tile-compressed) FITS file holds every HDU it starts, whole.
+
+    A primary header's NEXTEND is the number of extensions to wait for.
+    """
+    offset, extensions = 0, 0
+    for hdu in range(_MAX_HDUS):
+        found = _header_end(fd, offset, limit)
+        if found is None:
+            return False
+        end, keys = found
+        if hdu == 0:
+            extensions = keys.get(b"NEXTEND") or 0
+        if end < 0:
+            return True
+        data = _data_size(keys)
+        if data is None:
+            return True
+        if size < end + data:
+            return False
+        offset = end + -(-data // _BLOCK) * _BLOCK
+        if offset >= size:
+            return hdu >= extensions
+        start = os.pread(fd, 8, offset)
+        if not start.startswith(b"XTENSION"):
+            return not (len(start) < 8 and b"XTENSION".startswith(start))
+    return True
+
+
+def _gzip_complete(fd: int, size: int, limit: int) -> bool:
+    """Whether a gzipped FITS file looks whole.
+
+    Its gzip trailer gives a size of whole FITS blocks, and its primary header
+    decompresses as far as the END card.
+    """
+    trailer = os.pread(fd, 4, size - 4) if size >= 4 else b""
+    if len(trailer) < 4 or int.from_bytes(trailer, "little") % _BLOCK:
+        return False
+    inflate = zlib.decompressobj(wbits=31)
+    head, offset, scanned = b"", 0, 0
+    while len(head) < limit:
+        chunk = os.pread(fd, 64 * 1024, offset)
+        if not chunk:
+            return False
+        offset += len(chunk)
+        try:
+            head += inflate.decompress(chunk, limit)
+        except zlib.error:
+            return True
+        while scanned + 80 <= len(head):
+            if head[scanned : scanned + 3] == b"END" and not head[scanned + 3 : scanned + 80].strip():
+                return True
+            scanned += 80
+        if inflate.eof:
+            return True
+    return True
+
+
+def _complete(fd: int, size: int, limit: int) -> bool:
+    """Whether a file can be read to its END card (see the module docstring)."""
+    if size == 0:
+        return False
+    if os.pread(fd, 2, 0) == b"\x1f\x8b":  # gzip, whatever the name says
+        return _gzip_complete(fd, size, limit)
+    return _plain_complete(fd, size, limit)
+
+
 class Monitor:
-    """Watch directories of one instrument and queue its new raw files."""
+    """Watch directories of one instrument and queue its new raw files.
+
+    Parameters
+    ----------
+    settle_seconds
+        A file is complete once its size and times have not changed this long
+        (and it reads to its END card).
+    incomplete_seconds
+        A file that has not changed this long is queued even if it does not read to
+        its END card (default: 30 times ``settle_seconds``, at least 60 s).
+    retry_seconds
+        After a store or staging failure, the file is tried again this much later
+        (default: the configuration's ``retry_backoff``).
+    rescan_seconds
+        While watching, the folders are also scanned this often, for what events
+        miss (writes by other hosts on a network file system, lost events). Only
+        files changed since they were handled are read again.
+    """
 
     def __init__(
         self,
@@ -74,6 +309,9 @@ class Monitor:
         settle_seconds: float = 2.0,
         stage: bool = False,
         ship: bool = True,
+        incomplete_seconds: float | None = None,
+        retry_seconds: float | None = None,
+        rescan_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.instrument = instrument.upper()
@@ -81,11 +319,22 @@ class Monitor:
         self.config = config or Config()
         self.patterns = tuple(patterns)
         self.settle_seconds = settle_seconds
+        self.incomplete_seconds = (
+            max(60.0, 30 * settle_seconds) if incomplete_seconds is None else incomplete_seconds
+        )
+        self.retry_seconds = self.config.retry_backoff if retry_seconds is None else retry_seconds
+        self.rescan_seconds = rescan_seconds
         self.stage = stage
         self.ship = ship
         self._lock = threading.Lock()
-        self._pending: dict[Path, tuple[int, float]] = {}
+        self._queue_lock = threading.Lock()
+        self._pending: dict[Path, _Pending] = {}
+        self._folders: list[Path] = []
+        #: Files handled (queued, or known with the same content) or refused, by signature.
+        self._done: dict[Path, Signature | None] = {}
         self._stop = threading.Event()
+        #: The last time the store could not be reached (None while it answers).
+        self.outage: StoreUnavailable | None = None
 
     # which files ----------------------------------------------------------------------
     def wanted(self, path: Path) -> bool:
@@ -97,78 +346,389 @@ class Monitor:
             and not path.name.startswith(".")
         )
 
-    def files(self) -> Iterable[Path]:
-        """Every wanted file in the watched directories (recursively)."""
-        for directory in self.directories:
-            for path in sorted(directory.rglob("*")):
-                if path.is_file() and self.wanted(path):
+    def _walk(self, directory: Path) -> Iterator[Path]:
+        """The wanted names under ``directory``; unreadable folders are logged and skipped."""
+        folders = [directory]
+        while folders:
+            folder = folders.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except FileNotFoundError:
+                level = logging.WARNING if folder == directory else logging.INFO
+                log.log(level, "folder %s does not exist (or vanished during the scan)", shown(folder))
+                continue
+            except OSError as exc:
+                log.warning("cannot read the folder %s: %s; skipped", shown(folder), exc.strerror or exc)
+                continue
+            below = []
+            for entry in entries:
+                try:
+                    is_folder = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_folder = False
+                path = Path(entry.path)
+                if is_folder:
+                    below.append(path)
+                elif self.wanted(path):
                     yield path
+            folders.extend(reversed(below))
+
+    def files(self) -> Iterable[Path]:
+        """Every wanted name in the watched directories (recursively, not through links to folders)."""
+        for directory in self.directories:
+            yield from self._walk(directory)
 
     # queueing -------------------------------------------------------------------------
-    def queue(self, path: Path) -> int | None:
-        """Queue a file unless the store already has it with the same content."""
-        path = path.absolute()
-        md5 = file_md5(path)
-        with self._lock:
-            known = self.store.find(instrument=self.instrument, ofname=str(path), level=0)
-            if any(r.file_md5 == md5 for r in known):
-                return None
-            columns: dict[str, Any] = {"file_md5": md5}
-            if self.stage:
-                stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
-                target = _free_name(self.config.output_root / self.instrument / "stage" / stamp / path.name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
-                if file_md5(target) != md5:
-                    target.unlink()
-                    raise OSError(f"{path} changed while it was being staged")
-                columns["stage_file"] = str(target)
-            record_id = self.store.queue(self.instrument, str(path), **columns)
-        log.info("queued %s as record %s", path, record_id)
+    def _stat(self, path: Path) -> os.stat_result:
+        """The file's status; :class:`_Skip` for what is not a readable regular file."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.lexists(path):
+                raise _Skip("it is a dangling symbolic link") from None
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Skip("it is a symbolic link loop") from None
+            raise
+        if not stat.S_ISREG(st.st_mode):
+            raise _Skip(f"it is {_kind(st.st_mode)}")
+        return st
+
+    def _read(self, path: Path, st: os.stat_result, check: bool) -> tuple[str, bool]:
+        """The md5 of a regular file and whether it is complete (``check``), in one open.
+
+        The file is opened without blocking (a FIFO put in its place is refused) and
+        must still be the file of ``st`` when it has been read.
+        """
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise _Skip(f"it is {_kind(opened.st_mode)}")
+            if _signature(opened) != _signature(st):
+                raise _Changed
+            complete = not check or _complete(fd, opened.st_size, self.config.max_header_bytes)
+            digest = hashlib.md5(usedforsecurity=False)
+            if complete:
+                offset = 0
+                while chunk := os.pread(fd, _CHUNK, offset):
+                    digest.update(chunk)
+                    offset += len(chunk)
+            if _signature(os.fstat(fd)) != _signature(st):
+                raise _Changed
+        finally:
+            os.close(fd)
+        if _signature(os.stat(path)) != _signature(st):
+            raise _Changed
+        return digest.hexdigest(), complete
+
+    def _stage_copy(self, path: Path, st: os.stat_result, md5: str) -> tuple[Path, bool]:
+        """Copy a file to the stage area; return the copy and whether it was made now.
+
+        A copy of the same content under the same name (or one of its ``_vN`` names)
+        is reused. The copy is written under a hidden name and linked to its final
+        name, which is never overwritten.
+        """
+        from koadep.archive import link_to_free_name, versioned_name
+
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+        first = self.config.output_root / self.instrument / "stage" / stamp / path.name
+        first.parent.mkdir(parents=True, exist_ok=True)
+        n, candidate = 1, first
+        while os.path.lexists(candidate):
+            try:
+                same = os.stat(candidate).st_size == st.st_size and _file_md5(candidate) == md5
+            except (OSError, _Skip):
+                same = False
+            if same:
+                return candidate, False
+            n += 1
+            candidate = first.with_name(versioned_name(first, n))
+        _remove_stale_partials(first.parent)
+        temp = first.with_name(f".koadep-stage-{os.getpid()}-{threading.get_ident()}.partial")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                with open(temp, "wb") as out:
+                    _copy_fd(fd, out.fileno())
+                    os.fsync(out.fileno())
+                changed = _signature(os.fstat(fd)) != _signature(st)
+            finally:
+                os.close(fd)
+            if changed or _file_md5(temp) != md5:
+                raise _Changed
+            shutil.copystat(path, temp)
+            candidate = link_to_free_name(temp, first, n)
+        finally:
+            temp.unlink(missing_ok=True)
+        return candidate, True
+
+    def _queue_read(self, path: Path, st: os.stat_result, md5: str) -> int | None:
+        """Queue a file read whole (md5) unless the store has it with the same content."""
+        ofname = str(path)
+        known = self.store.find(instrument=self.instrument, ofname=ofname, level=0)
+        if any(r.file_md5 == md5 for r in known):
+            return None
+        columns: dict[str, Any] = {"file_md5": md5}
+        staged, made = None, False
+        if self.stage:
+            staged, made = self._stage_copy(path, st, md5)
+            columns["stage_file"] = str(staged)
+        try:
+            record_id = self.store.queue(self.instrument, ofname, **columns)
+        except BaseException:
+            if staged is not None and made:
+                staged.unlink(missing_ok=True)
+            raise
+        log.info("queued %s as record %s", shown(path), record_id)
         return record_id
 
-    def catch_up(self) -> list[int]:
-        """Queue every file of the watched directories the store does not have yet."""
-        return [rid for path in self.files() if (rid := self.queue(path)) is not None]
+    def queue(self, path: Path) -> int | None:
+        """Queue a file now (complete or not) unless the store already has it with the same content.
+
+        Raises
+        ------
+        OSError
+            When the file cannot be read or is not a regular file.
+        """
+        path = path.absolute()
+        try:
+            st = self._stat(path)
+            md5, _ = self._read(path, st, check=False)
+        except (_Skip, _Changed) as exc:
+            raise OSError(
+                f"{shown(path)} cannot be queued: {exc or 'it changed while it was read'}"
+            ) from None
+        with self._queue_lock:
+            return self._queue_read(path, st, md5)
+
+    def _refuse(self, path: Path, signature: Signature | None, level: int, message: str, *args: Any) -> None:
+        """Log why a file is not queued, once per state of the file."""
+        with self._lock:
+            self._pending.pop(path, None)
+            repeated = path in self._done and self._done[path] == signature
+            self._done[path] = signature
+        if not repeated:
+            log.log(level, message, shown(path), *args)
+
+    def _try(self, path: Path, now: float) -> int | None:
+        """One step for a noted file: queue it if it is complete; raise nothing for a bad file."""
+        with self._lock:
+            entry = self._pending.get(path)
+        if entry is None or entry.retry_at > now:
+            return None
+        text = str(path)
+        try:
+            text.encode("utf-8")
+        except UnicodeError:
+            self._refuse(path, None, logging.WARNING, "skipped %s: its name is not valid UTF-8; rename it")
+            return None
+        if _CONTROL.search(text):
+            self._refuse(path, None, logging.WARNING, "skipped %s: its name holds control characters")
+            return None
+        try:
+            st = self._stat(path)
+        except _Skip as exc:
+            self._refuse(path, None, logging.WARNING, "skipped %s: %s", exc)
+            return None
+        except FileNotFoundError:
+            with self._lock:
+                self._pending.pop(path, None)
+            log.info("%s vanished before it was queued", shown(path))
+            return None
+        except OSError as exc:
+            self._refuse(path, None, logging.WARNING, "cannot inspect %s: %s", exc.strerror or exc)
+            return None
+        signature = _signature(st)
+        with self._lock:
+            if self._done.get(path) == signature:
+                self._pending.pop(path, None)
+                return None
+            if entry.signature != signature:
+                if entry.signature is None:
+                    age = max(0.0, time.time() - max(st.st_mtime, st.st_ctime))
+                    entry.since = now - min(age, self.incomplete_seconds)
+                else:
+                    entry.since = now
+                entry.signature = signature
+            settled = now - entry.since
+        if settled < self.settle_seconds:
+            return None
+        try:
+            md5, complete = self._read(path, st, check=settled < self.incomplete_seconds)
+            if not complete:
+                return None
+            if settled >= self.incomplete_seconds:
+                log.warning(
+                    "%s has not changed for %.0f s but does not read to its END card; queued to be judged",
+                    shown(path),
+                    settled,
+                )
+            with self._queue_lock:
+                record_id = self._queue_read(path, st, md5)
+            with self._lock:
+                self._pending.pop(path, None)
+                self._done[path] = signature
+            return record_id
+        except _Changed:
+            with self._lock:
+                entry.signature, entry.since = None, now
+            return None
+        except _Skip as exc:
+            self._refuse(path, signature, logging.WARNING, "skipped %s: %s", exc)
+        except FileNotFoundError:
+            with self._lock:
+                self._pending.pop(path, None)
+            log.info("%s vanished before it was queued", shown(path))
+        except PermissionError as exc:
+            self._refuse(
+                path,
+                signature,
+                logging.WARNING,
+                "cannot read %s: %s; it is tried again when it changes",
+                exc.strerror,
+            )
+        except StoreUnavailable:
+            with self._lock:
+                entry.retry_at = now + self.retry_seconds
+            raise
+        except _FILE_ERRORS as exc:
+            with self._lock:
+                entry.retry_at = now + self.retry_seconds
+            log.error("cannot queue %s: %s; tried again in %.0f s", shown(path), exc, self.retry_seconds)
+        return None
+
+    def note(self, path: Path) -> None:
+        """Note a name to be queued once it is complete (see :meth:`settle`)."""
+        with self._lock:
+            if path not in self._pending:
+                self._pending[path] = _Pending(None, 0.0)
+
+    def catch_up(self, *, wait: bool = True) -> list[int]:
+        """Queue every complete file of the watched directories the store does not have yet.
+
+        With ``wait``, files changed in the last ``settle_seconds`` are waited for
+        (up to about twice that); files still being written then are left for the
+        next scan. Without it they stay noted for :meth:`settle`.
+
+        Raises
+        ------
+        koadep.status.StoreUnavailable
+            With ``wait``, when the store could not be reached (nothing is lost:
+            the next scan queues the files).
+        """
+        self.outage = None
+        for path in self.files():
+            self.note(path.absolute())
+        queued = self.settle()
+        if wait:
+            deadline = time.monotonic() + 2 * self.settle_seconds + 0.5
+            while self._pending and time.monotonic() < deadline:
+                time.sleep(min(0.2, max(self.settle_seconds / 4, 0.01)))
+                queued += self.settle()
+            with self._lock:
+                left = [p for p, e in self._pending.items() if e.retry_at <= time.monotonic()]
+            if self.outage is not None:
+                raise self.outage
+            for path in left:
+                log.info("%s is still being written; left for the next scan", shown(path))
+        return queued
 
     def seen(self, path: Path) -> None:
-        """Note a file event; the file is queued once its size stays the same."""
+        """Note a file event; the file is queued once it is complete."""
         if self.wanted(path):
-            with self._lock:
-                self._pending[path.absolute()] = (-1, time.monotonic())
+            self.note(path.absolute())
 
     def settle(self) -> list[int]:
-        """Queue the noted files whose size has not changed for ``settle_seconds``."""
-        queued = []
+        """Queue the noted files that are complete; a bad file is logged and skipped."""
         with self._lock:
-            items = list(self._pending.items())
+            folders, self._folders = self._folders, []
+        walked: set[Path] = set()
+        for folder in folders:
+            for path in self._walk(folder):
+                walked.add(path)
+                self.note(path)
+        if folders and set(self.directories) <= set(folders):
+            self._forget(walked)
+        queued = []
         now = time.monotonic()
-        for path, (size, since) in items:
+        with self._lock:
+            paths = list(self._pending)
+        for path in paths:
             try:
-                current = path.stat().st_size
-            except FileNotFoundError:
+                record_id = self._try(path, now)
+            except StoreUnavailable as exc:
+                if self.outage is None:
+                    log.error("the status store is unavailable: %s; files are queued when it answers", exc)
+                self.outage = exc
+                break
+            except Exception as exc:  # one file never stops the monitor
+                log.error("cannot queue %s: %s: %s", shown(path), type(exc).__name__, exc)
+                log.debug("details", exc_info=True)
                 with self._lock:
                     self._pending.pop(path, None)
                 continue
-            if current != size:
-                with self._lock:
-                    self._pending[path] = (current, now)
-            elif now - since >= self.settle_seconds and current > 0:
-                with self._lock:
-                    self._pending.pop(path, None)
-                rid = self.queue(path)
-                if rid is not None:
-                    queued.append(rid)
+            if record_id is not None:
+                queued.append(record_id)
+                self.outage = None
         return queued
 
+    def _forget(self, present: set[Path]) -> None:
+        """After a full scan, drop what is known of files no longer there (memory follows the tree)."""
+        with self._lock:
+            for path in [p for p in self._done if p not in present]:
+                del self._done[path]
+
     # running --------------------------------------------------------------------------
+    def _event(self, event: Any) -> None:
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write", "deleted"):
+            return
+        target = self._canonical(os.fsdecode(getattr(event, "dest_path", "") or event.src_path))
+        if target is None or (os.path.islink(target) and os.path.isdir(target)):
+            return
+        if event.is_directory:
+            if kind in ("created", "moved"):
+                with self._lock:
+                    self._folders.append(Path(target))
+            return
+        self.seen(Path(target))
+
+    def _canonical(self, target: str) -> str | None:
+        """An event's path spelled under its watched folder without symbolic links to folders.
+
+        None for a path that leads outside every watched folder (links to folders
+        are not followed, as in the scan).
+        """
+        parent, name = os.path.split(target)
+        real = os.path.realpath(parent)
+        for directory in self.directories:
+            root = os.path.realpath(directory)
+            if real == root or real.startswith(root + os.sep):
+                return os.path.join(str(directory) + real[len(root) :], name)
+        return None
+
+    def _start_workers(self, pool: list[multiprocessing.Process], workers: int | None) -> None:
+        pool[:] = [p for p in pool if p.is_alive()]
+        limit = worker_capacity() if workers is None else workers
+        while len(pool) < limit and self.store.find(instrument=self.instrument, status="QUEUED", limit=1):
+            proc = multiprocessing.get_context("spawn").Process(
+                target=_work, args=(self.config, self.instrument, self.ship), daemon=True
+            )
+            proc.start()
+            pool.append(proc)
+
     def run(
         self, *, workers: int | None = None, poll: float = 0.5, until: threading.Event | None = None
     ) -> None:
         """Catch up, then watch until ``until`` is set (or :meth:`stop` is called).
 
         With ``workers`` > 0 (or None for :func:`worker_capacity`), worker processes
-        are started to archive the queued files.
+        are started to archive the queued files. The folders are scanned again every
+        ``rescan_seconds``; a folder that cannot be watched is logged and found by
+        these scans only.
         """
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
@@ -177,35 +737,59 @@ class Monitor:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.is_directory:
-                    return
-                target = getattr(event, "dest_path", "") or event.src_path
-                monitor.seen(Path(str(target)))
+                try:
+                    if event.event_type == "events_lost":
+                        log.warning("file-system events were lost; the watched folders are scanned again")
+                        with monitor._lock:
+                            monitor._folders.extend(monitor.directories)
+                        return
+                    monitor._event(event)
+                except Exception as exc:  # an event never stops the observer
+                    log.error("cannot handle the event %s: %s", shown(event.src_path), exc)
 
         stop = until or self._stop
         observer = Observer()
         for directory in self.directories:
-            observer.schedule(Handler(), str(directory), recursive=True)
-        observer.start()
+            if not directory.is_dir():
+                log.error("cannot watch %s: not a folder; it is scanned periodically", shown(directory))
+                continue
+            try:
+                observer.schedule(Handler(), str(directory), recursive=True)
+            except OSError as exc:
+                log.error("cannot watch %s: %s; it is scanned periodically", shown(directory), exc)
+        try:
+            observer.start()
+        except OSError as exc:
+            log.error("cannot watch the folders: %s; they are scanned periodically", exc)
+        watching = observer.is_alive()
+        last_scan = time.monotonic()
         pool: list[multiprocessing.Process] = []
         try:
-            self.catch_up()
+            try:
+                self.catch_up(wait=False)
+            except Exception as exc:
+                log.error("the catch-up scan failed: %s: %s", type(exc).__name__, exc)
             while not stop.is_set():
-                self.settle()
-                pool = [p for p in pool if p.is_alive()]
-                limit = worker_capacity() if workers is None else workers
-                while len(pool) < limit and self.store.find(
-                    instrument=self.instrument, status="QUEUED", limit=1
-                ):
-                    proc = multiprocessing.get_context("spawn").Process(
-                        target=_work, args=(self.config, self.instrument, self.ship), daemon=True
-                    )
-                    proc.start()
-                    pool.append(proc)
+                if watching and not observer.is_alive():
+                    log.error("the file-system watcher stopped; the folders are scanned periodically")
+                    watching = False
+                if time.monotonic() - last_scan >= self.rescan_seconds:
+                    with self._lock:
+                        self._folders.extend(self.directories)
+                    last_scan = time.monotonic()
+                try:
+                    self.settle()
+                except Exception as exc:
+                    log.error("the settling step failed: %s: %s", type(exc).__name__, exc)
+                try:
+                    self._start_workers(pool, workers)
+                except Exception as exc:
+                    log.error("cannot start a worker: %s: %s", type(exc).__name__, exc)
                 stop.wait(poll)
         finally:
-            observer.stop()
-            observer.join(timeout=5)
+            if observer.is_alive():
+                observer.stop()
+                observer.join(timeout=5)
             for proc in pool:
                 proc.join(timeout=60)
 
@@ -214,16 +798,46 @@ class Monitor:
         self._stop.set()
 
 
-def _free_name(target: Path) -> Path:
-    """``target``, or the first free ``<stem>_v2``, ``_v3``... beside it (never overwrite)."""
-    from koadep.archive import versioned_name
+def _file_md5(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Skip("not a regular file")
+        digest = hashlib.md5(usedforsecurity=False)
+        offset = 0
+        while chunk := os.pread(fd, _CHUNK, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
-    n = 1
-    candidate = target
-    while candidate.exists():
-        n += 1
-        candidate = target.with_name(versioned_name(target, n))
-    return candidate
+
+def _copy_fd(source: int, target: int) -> None:
+    """Copy a whole file between descriptors (in the kernel where it can)."""
+    offset = 0
+    try:
+        while sent := os.sendfile(target, source, offset, 64 * _CHUNK):
+            offset += sent
+        return
+    except OSError as exc:
+        if offset or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    while chunk := os.pread(source, _CHUNK, offset):
+        offset += len(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(target, view) :]
+
+
+def _remove_stale_partials(folder: Path, age: float = 86400) -> None:
+    """Delete the hidden partial copies a killed monitor left in a stage folder a day ago or more."""
+    for partial in folder.glob(".koadep-stage-*.partial"):
+        try:
+            if time.time() - partial.stat().st_mtime >= age:
+                partial.unlink()
+        except OSError:
+            continue
 
 
 def _work(config: Config, instrument: str, ship: bool = True) -> None:
