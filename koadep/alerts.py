@@ -49,8 +49,8 @@ import attrs
 
 from koadep.config import Config
 from koadep.issues import Severity
-from koadep.mail import MailError, send_mail
-from koadep.status import Record, Store
+from koadep.mail import MailError, header_text, send_mail
+from koadep.status import Record, Store, StoreError
 from koadep.status.store import _record
 
 __all__ = [
@@ -169,7 +169,7 @@ def build_alert(store: Store, instrument: str, *, examples: int = EXAMPLES) -> A
         )
     host = socket.gethostname()
     subject = f"koadep ERROR alert [{instrument}]: {count} outstanding ERROR record{'s' * (count != 1)}"
-    subject += f" ({host})"
+    subject = header_text(f"{subject} ({host})")  # the instrument comes from a header: no line breaks
     return Alert(instrument, count, by_code, listed, subject, _text(instrument, count, by_code, listed, host))
 
 
@@ -260,33 +260,50 @@ def send_alerts(
     )
     outcomes = []
     for instrument in names:
-        alert = build_alert(store, instrument)
-        if alert is None:
-            continue
-        previous = last_sent(store, instrument)
-        throttled = previous is not None and now - previous < interval
-        if dry_run:
-            stream = out or sys.stdout
-            note = ""
-            if previous is not None and throttled:
-                note = f" (throttled until {(previous + interval):%Y-%m-%d %H:%M:%S} UTC)"
-            stream.write(f"--- would send to {config.alert_to or '(alert_to unset)'}{note}\n")
-            stream.write(f"Subject: {alert.subject}\n\n{alert.text}\n")
-            outcomes.append(AlertOutcome(instrument, "dry-run", alert, "throttled" if throttled else ""))
-            continue
-        if throttled:
-            assert previous is not None
-            detail = f"last sent {previous:%Y-%m-%d %H:%M:%S} UTC"
-            outcomes.append(AlertOutcome(instrument, "throttled", alert, detail))
-            continue
         try:
-            send_mail(config, alert.subject, alert.text, timeout=timeout)
-        except MailError as exc:
-            outcomes.append(AlertOutcome(instrument, "failed", alert, str(exc)))
-            continue
-        _set_sent(store, instrument, now)
-        outcomes.append(AlertOutcome(instrument, "sent", alert, config.alert_to))
+            outcome = _send_one(store, config, instrument, now, interval, dry_run, out, timeout)
+        except StoreError:
+            raise
+        except Exception as exc:  # one instrument's alert never stops the others
+            outcome = AlertOutcome(instrument, "failed", None, f"{type(exc).__name__}: {exc}")
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes
+
+
+def _send_one(
+    store: Store,
+    config: Config,
+    instrument: str,
+    now: datetime.datetime,
+    interval: datetime.timedelta,
+    dry_run: bool,
+    out: TextIO | None,
+    timeout: float,
+) -> AlertOutcome | None:
+    """The alert of one instrument (see :func:`send_alerts`); None when it has no outstanding error."""
+    alert = build_alert(store, instrument)
+    if alert is None:
+        return None
+    previous = last_sent(store, instrument)
+    throttled = previous is not None and now - previous < interval
+    if dry_run:
+        stream = out or sys.stdout
+        note = ""
+        if previous is not None and throttled:
+            note = f" (throttled until {(previous + interval):%Y-%m-%d %H:%M:%S} UTC)"
+        stream.write(f"--- would send to {config.alert_to or '(alert_to unset)'}{note}\n")
+        stream.write(f"Subject: {alert.subject}\n\n{alert.text}\n")
+        return AlertOutcome(instrument, "dry-run", alert, "throttled" if throttled else "")
+    if throttled:
+        assert previous is not None
+        return AlertOutcome(instrument, "throttled", alert, f"last sent {previous:%Y-%m-%d %H:%M:%S} UTC")
+    try:
+        send_mail(config, alert.subject, alert.text, timeout=timeout)
+    except MailError as exc:
+        return AlertOutcome(instrument, "failed", alert, str(exc))
+    _set_sent(store, instrument, now)
+    return AlertOutcome(instrument, "sent", alert, config.alert_to)
 
 
 def alert_after_run(store: Store | None, config: Config, outcomes: Iterable[Any]) -> list[AlertOutcome]:
@@ -373,13 +390,14 @@ def _alerts(args: argparse.Namespace) -> int:
         elif not args.dry_run:
             for o in outcomes:
                 count = o.alert.count if o.alert else 0
-                print(f"{o.instrument:<8} {o.status:<9} {count} errors  {o.detail}".rstrip())
+                print(f"{header_text(o.instrument):<8} {o.status:<9} {count} errors  {o.detail}".rstrip())
         if not outcomes:
             print("No outstanding ERROR records.")
         failed = [o for o in outcomes if o.status == "failed"]
         for o in failed:
             print(
-                f"koadep alerts: {o.instrument}: {o.detail}; nothing was recorded, the next run sends it",
+                f"koadep alerts: {header_text(o.instrument)}: {o.detail}; nothing was recorded, "
+                "the next run sends it",
                 file=sys.stderr,
             )
         return 1 if failed else 0

@@ -24,7 +24,9 @@ Examples
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,17 @@ import attrs
 
 from koadep import __version__
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "ConfigError", "ConfigWarning", "load_config"]
 
 DEFAULT_REJECT = ("mira", "savier-protected", "SPEC/ORP", "/subtracted", "idf")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the text says which file and why."""
+
+
+class ConfigWarning(UserWarning):
+    """A configuration that works but is unsafe (a file holding secrets that others can read)."""
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -112,11 +122,15 @@ class Config:
     smtp_allow_plaintext_auth
         Allow SMTP authentication over a connection that is not encrypted
         (refused by default: the password would cross the network in clear).
+    smtp_ssl
+        Connect to the mail server over TLS from the start (SMTPS, usually port
+        465) instead of plain SMTP with optional STARTTLS.
     max_data_bytes
         The largest total data size (all data units, uncompressed) a raw file may
         declare; a larger file is INVALID ``DATA_TOO_LARGE``.
     max_header_bytes
-        The largest size of one header; a larger header is INVALID ``HEADER_TOO_LARGE``.
+        The largest size of the headers of a file (all HDUs together); a larger
+        file is INVALID ``HEADER_TOO_LARGE``.
     max_attempts
         The number of times a record may end ERROR before it needs a person: the
         next failure ends it ERROR ``RETRIES_EXHAUSTED`` and workers stop retrying it.
@@ -126,6 +140,10 @@ class Config:
     stale_transfer_seconds
         A TRANSFERRING record whose transfer started longer ago than this is taken
         to be left by a dead process, and is retried.
+    max_processing_seconds
+        The longest a worker keeps renewing its lease on one file; a worker hung
+        longer lets the lease expire, and another worker takes the record over
+        (counted as a failed attempt).
     production
         Production mode: a configuration file holding secrets that others can read
         is an error instead of a warning.
@@ -159,11 +177,13 @@ class Config:
     alert_to: str = ""
     alert_interval_minutes: float = attrs.field(default=60.0, converter=float)
     smtp_allow_plaintext_auth: bool = attrs.field(default=False, converter=_boolean)
+    smtp_ssl: bool = attrs.field(default=False, converter=_boolean)
     max_data_bytes: int = attrs.field(default=8 * 2**30, converter=int)
     max_header_bytes: int = attrs.field(default=8 * 2**20, converter=int)
     max_attempts: int = attrs.field(default=5, converter=int)
     retry_backoff: float = attrs.field(default=60.0, converter=float)
     stale_transfer_seconds: float = attrs.field(default=3600.0, converter=float)
+    max_processing_seconds: float = attrs.field(default=21600.0, converter=float)
     production: bool = attrs.field(default=False, converter=_boolean)
 
     @classmethod
@@ -201,8 +221,59 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _secret_keys(values: Mapping[str, Any]) -> list[str]:
+    """The keys of ``values`` that hold a secret (ending in password or token, not empty)."""
+    return sorted(k for k, v in values.items() if k.endswith(("password", "token")) and v not in (None, ""))
+
+
+def check_secret_file(
+    path: Path, mode: int, values: Mapping[str, Any], production: bool, owner: int | None = None
+) -> None:
+    """Warn (or, in production mode, raise) when a file holding secrets is readable by group or
+    others, or belongs to another user than the one running koadep (or root): that user can read it,
+    and change what koadep runs (``transfer_ssh_options``) and where it sends its tokens.
+
+    Raises
+    ------
+    ConfigError
+        In production mode, for such a file.
+
+    Examples
+    --------
+    >>> check_secret_file(Path("k.toml"), 0o100600, {"ingest_token": "x"}, production=True)
+    >>> check_secret_file(Path("k.toml"), 0o100644, {"smtp_password": ""}, production=True)
+    >>> check_secret_file(Path("k.toml"), 0o100640, {"ingest_token": "x"}, production=True)
+    Traceback (most recent call last):
+    ...
+    koadep.config.ConfigError: k.toml holds secrets (ingest_token) and is readable by its group (mode 0640); \
+make it readable by its owner only: chmod 600 k.toml
+    """
+    secrets = _secret_keys(values)
+    readers = [who for who, bit in (("its group", stat.S_IRGRP), ("others", stat.S_IROTH)) if mode & bit]
+    stranger = owner is not None and owner not in (os.geteuid(), 0)
+    if not secrets or not (readers or stranger):
+        return
+    if readers:
+        message = (
+            f"{path} holds secrets ({', '.join(secrets)}) and is readable by {' and '.join(readers)} "
+            f"(mode {stat.S_IMODE(mode):04o}); make it readable by its owner only: chmod 600 {path}"
+        )
+    else:
+        message = (
+            f"{path} holds secrets ({', '.join(secrets)}) and belongs to another user (uid {owner}), who "
+            f"can read and change it; use a file of your own (or root's), readable by its owner only"
+        )
+    if production:
+        raise ConfigError(message)
+    warnings.warn(message, ConfigWarning, stacklevel=3)
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load the configuration from a TOML file and ``KOADEP_*`` environment variables.
+
+    A file that holds secrets (a non-empty key ending in ``password`` or
+    ``token``) and that its group or others can read gives a
+    :class:`ConfigWarning`; with ``production`` true it is a :class:`ConfigError`.
 
     Parameters
     ----------
@@ -210,15 +281,37 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         TOML file; None uses only the defaults and the environment.
     env
         The environment to read (default: ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        For a file that cannot be read or parsed, unknown keys or bad values, or
+        (production mode) a file holding secrets that others can read.
     """
     values: dict[str, Any] = {}
+    mode, owner = 0, None
     if path is not None:
-        with Path(path).open("rb") as fh:
-            values = _flatten(tomllib.load(fh))
+        try:
+            with Path(path).open("rb") as fh:
+                info = os.fstat(fh.fileno())
+                mode, owner = info.st_mode, info.st_uid
+                values = _flatten(tomllib.load(fh))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror or exc}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}") from exc
+    from_file = dict(values)
     env = os.environ if env is None else env
     names = {a.name for a in attrs.fields(Config)}
     for name in names:
         key = f"KOADEP_{name.upper()}"
         if key in env:
             values[name] = env[key]
-    return Config.from_mapping(values)
+    try:
+        config = Config.from_mapping(values)
+    except (TypeError, ValueError) as exc:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{exc}") from exc
+    if path is not None:
+        check_secret_file(Path(path), mode, from_file, config.production, owner)
+    return config

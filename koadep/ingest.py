@@ -4,7 +4,12 @@
 TRANSFERRED record: ``GET <ingest_url>?instrument=..&ingesttype=lev<N>&koaid=..``
 with ``reingest=true`` for a reprocessed record (run > 1) and ``rtui=false`` for
 NIRC2 ``_unp`` cubes and GUIDER frames, a bearer token, a timeout and TLS
-verification (``ingest_verify_tls``). A JSON answer with ``APIStatus ==
+verification (``ingest_verify_tls``). The call is made with httpx:
+``ingest_timeout`` is the **total** time it may take (connecting, TLS, every
+redirect, the headers and the whole body, however slowly a server sends them),
+at most :data:`MAX_REDIRECTS` redirects are followed, and the token is sent only
+to the origin (scheme, host and port) of ``ingest_url``, never to another one a
+redirect points to. A JSON answer with ``APIStatus ==
 "COMPLETE"`` is an accepted request and writes ``ipac_notify_time``. Anything
 else (no answer, timeout, HTTP error, malformed JSON, another APIStatus) leaves
 the record TRANSFERRED with status_code ``IPAC_NOTIFY_ERROR`` and an issue
@@ -36,16 +41,17 @@ Examples
 from __future__ import annotations
 
 import datetime
-import http.client
+import functools
+import http.cookiejar
 import json
 import logging
+import os
 import ssl
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -54,6 +60,9 @@ from koadep.issues import Issue
 from koadep.koaid import is_valid_koaid, strip_fits
 from koadep.status import IllegalTransition, State, Store, StoreError, StoreUnavailable
 from koadep.status.store import Record, utc_now
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "INGEST_INSTRUMENTS",
@@ -71,6 +80,8 @@ log = logging.getLogger("koadep.ingest")
 STEP = "notify_ipac"
 #: The most a notification answer may hold (bytes).
 MAX_ANSWER = 1 << 20
+#: The most redirects a notification follows.
+MAX_REDIRECTS = 5
 #: The instruments the legacy ingest API accepts.
 INGEST_INSTRUMENTS = frozenset(
     {"DEIMOS", "ESI", "GUIDER", "HIRES", "KCWI", "KPF", "LRIS", "MOSFIRE", "OSIRIS", "NIRC2", "NIRES",
@@ -114,7 +125,9 @@ def _url(base: str, params: Mapping[str, str]) -> str:
     return base + ("" if base.endswith(("?", "&")) else "&") + query
 
 
+@functools.cache
 def _ssl_context(verify: bool) -> ssl.SSLContext:
+    """The system's trust store (``SSL_CERT_FILE`` honoured); no verification when ``verify`` is false."""
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
@@ -122,27 +135,133 @@ def _ssl_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
-def call_ingest_api(url: str, config: Config) -> str:
-    """GET the ingest API; return '' when the request was accepted, else why not (never raises)."""
+def origin(url: httpx.URL | str) -> tuple[str, str, int | None]:
+    """The origin of a URL: scheme, host and port (the scheme's default port when none is given).
+
+    Examples
+    --------
+    >>> origin("https://ipac.example.org/ingest?x=1") == origin("HTTPS://ipac.example.org:443/other")
+    True
+    >>> origin("http://ipac.example.org/") == origin("https://ipac.example.org/")
+    False
+    """
+    import httpx
+
+    url = httpx.URL(url)
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+class _Session:
+    """The HTTP session of this process: an event loop in a daemon thread of its own, and on it one
+    keep-alive client per TLS mode, made on first use (and again in a forked child).
+
+    Calls from any thread, or from inside a running event loop (a notebook, an async application),
+    run on this loop and share its connections; cookies are never kept.
+    """
+
+    _lock = threading.Lock()
+    _current: _Session | None = None
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self.clients: dict[bool, httpx.AsyncClient] = {}
+        threading.Thread(target=self.loop.run_forever, name="koadep-http", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _Session:
+        """The session of this process."""
+        with cls._lock:
+            if cls._current is None:
+                cls._current = cls()
+            return cls._current
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a forked child: the parent's loop thread does not exist there (nor may its lock be free)."""
+        cls._lock = threading.Lock()
+        cls._current = None
+
+    def client(self, verify: bool) -> httpx.AsyncClient:
+        """The client for ``verify`` (called on the session's loop only)."""
+        import httpx
+
+        if verify not in self.clients:
+            no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            self.clients[verify] = httpx.AsyncClient(verify=_ssl_context(verify), cookies=no_cookies)
+        return self.clients[verify]
+
+    def run(self, call: Coroutine[Any, Any, Any], limit: float) -> Any:
+        """Run ``call`` on the session's loop and wait for its result (at most ``limit`` seconds)."""
+        import asyncio
+
+        future = asyncio.run_coroutine_threadsafe(call, self.loop)
+        try:
+            return future.result(limit)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+os.register_at_fork(after_in_child=_Session.forget)
+
+
+async def _get(session: _Session, url: str, config: Config) -> tuple[int, str, bytes]:
+    """GET ``url`` on ``session``'s loop, following at most MAX_REDIRECTS redirects, within
+    ``ingest_timeout`` in all; return the status, reason and at most MAX_ANSWER + 1 bytes. The
+    token goes to the origin of ``url`` only, on every hop."""
+    import asyncio
+
+    import httpx
+
+    client = session.client(config.ingest_verify_tls)
+    home = origin(url)
     headers = {"Accept": "application/json", "User-Agent": "koadep"}
-    if config.ingest_token:
-        headers["Authorization"] = f"Bearer {config.ingest_token}"
-    request = urllib.request.Request(url, headers=headers, method="GET")
-    context = _ssl_context(config.ingest_verify_tls) if url.startswith("https:") else None
+    request = client.build_request("GET", url, headers=headers, timeout=config.ingest_timeout)
+    async with asyncio.timeout(config.ingest_timeout):  # the total deadline of the whole call
+        for _ in range(MAX_REDIRECTS + 1):
+            request.headers.pop("Authorization", None)
+            if config.ingest_token and origin(request.url) == home:
+                request.headers["Authorization"] = f"Bearer {config.ingest_token}"
+            answer = await client.send(request, stream=True)
+            try:
+                if answer.next_request is None:
+                    body = bytearray()
+                    async for chunk in answer.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_ANSWER:
+                            break
+                    return answer.status_code, answer.reason_phrase, bytes(body)
+                request = answer.next_request
+            finally:
+                await answer.aclose()
+    raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects", request=request)
+
+
+def call_ingest_api(url: str, config: Config) -> str:
+    """GET the ingest API; return '' when the request was accepted, else why not (never raises).
+
+    The whole call, redirects and a slowly sent answer included, takes at most
+    ``ingest_timeout`` seconds; the bearer token never leaves the origin of ``url``.
+    It may be called from any thread, also from inside a running event loop.
+    """
+    import httpx
+
+    late = f"the ingest API did not answer within {config.ingest_timeout:g} s"
     try:
-        with urllib.request.urlopen(request, timeout=config.ingest_timeout, context=context) as answer:
-            body = answer.read(MAX_ANSWER + 1)
-    except urllib.error.HTTPError as exc:
-        return f"the ingest API answered HTTP {exc.code} {exc.reason}"
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            return f"the ingest API did not answer within {config.ingest_timeout:g} s"
-        return f"the ingest API cannot be reached: {reason}"
-    except TimeoutError:
-        return f"the ingest API did not answer within {config.ingest_timeout:g} s"
-    except (OSError, ValueError, http.client.HTTPException) as exc:
+        session = _Session.get()
+        status, reason, body = session.run(_get(session, url, config), config.ingest_timeout + 5)
+    except (TimeoutError, httpx.TimeoutException):
+        return late
+    except httpx.TooManyRedirects:
+        return f"the ingest API redirected more than {MAX_REDIRECTS} times"
+    except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+        return f"the ingest API cannot be reached: {exc}"
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         return f"the ingest API call failed: {type(exc).__name__}: {exc}"
+    if status >= 300:
+        return f"the ingest API answered HTTP {status} {reason}".rstrip()
     if len(body) > MAX_ANSWER:
         return f"the ingest API answer is larger than {MAX_ANSWER} bytes"
     try:
@@ -151,10 +270,10 @@ def call_ingest_api(url: str, config: Config) -> str:
         return f"the ingest API answer is not JSON: {body[:200]!r}"
     if not isinstance(data, dict):
         return f"the ingest API answer is not a JSON object: {body[:200]!r}"
-    status = data.get("APIStatus", data.get("apiStatus"))
-    if str(status).upper() != "COMPLETE":
+    status_text = data.get("APIStatus", data.get("apiStatus"))
+    if str(status_text).upper() != "COMPLETE":
         detail = data.get("Message") or data.get("message") or data.get("ingestErrors") or ""
-        return f"the ingest API answered APIStatus {status!r} {detail}".strip()
+        return f"the ingest API answered APIStatus {status_text!r} {detail}".strip()
     return ""
 
 

@@ -18,16 +18,31 @@ answer   when
 503      the status store is unreachable (the operator should call again)
 =======  ==================================================================
 
-Every error body is ``{"APIStatus": "ERROR", "message": ...}``. Every call is
-logged on one line (client, method, path, KOAID, answer; never the token). The
-server is threaded and each request opens its own store connection.
+Every error body is ``{"APIStatus": "ERROR", "message": ...}``, and 503 also
+answers a connection beyond the :data:`MAX_CONNECTIONS` served at once. Every
+call is logged on one line (client, method, path, KOAID, answer; never the
+token), with whatever the client sent escaped (:func:`escape`): no control
+character or line break of a client reaches the log.
+
+The server is the standard library's threaded HTTP server, bounded: at most
+:data:`MAX_CONNECTIONS` connections are served at once (each in its thread,
+each request opening its own store connection), one request per connection,
+and each has :data:`REQUEST_DEADLINE` seconds in all to send its request and
+read the answer, however slowly it sends (a client dripping one byte at a time
+holds a thread no longer than that). The listen backlog is :data:`BACKLOG`. A
+client that closes or resets its connection, or runs out of time, is logged on
+one line, never with a traceback.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
+import socket
+import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -37,38 +52,84 @@ from typing import Any
 from koadep.ingest import IngestResponseError, apply_ingest_response
 from koadep.status import Store, StoreError, StoreUnavailable
 
-__all__ = ["MAX_BODY", "make_server"]
+__all__ = ["BACKLOG", "MAX_BODY", "MAX_CONNECTIONS", "REQUEST_DEADLINE", "escape", "make_server"]
 
 log = logging.getLogger("koadep.ingest_server")
 
 #: The largest request body accepted (bytes).
 MAX_BODY = 64 * 1024
-#: Seconds a client may take to send its request.
-REQUEST_TIMEOUT = 30
+#: Seconds one connection may take in all: sending its request and reading the answer.
+REQUEST_DEADLINE = 30.0
+#: The most connections served at once; one more is answered 503 at once.
+MAX_CONNECTIONS = 32
+#: The listen backlog: connections the system holds until the server accepts them.
+BACKLOG = 128
+
+
+def escape(text: object, limit: int = 200) -> str:
+    r"""Client text made safe for a one-line log: cut to ``limit`` characters, then backslash-escaped.
+
+    Examples
+    --------
+    >>> escape("/ingest\n\x1b[2J\\x")
+    '/ingest\\n\\x1b[2J\\\\x'
+    """
+    return str(text)[:limit].encode("unicode_escape").decode("ascii")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket; each read waits at most until the connection's deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
+        self.sock, self.deadline, self.timeout = sock, deadline, timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than its deadline")
+        self.sock.settimeout(min(self.timeout, left))
+        return self.sock.recv_into(buffer)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: IngestServer
     protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced by a reader that keeps the deadline (the socket stays open)
+        self.deadline = time.monotonic() + self.server.request_deadline
+        reader = _DeadlineReader(self.connection, self.deadline, self.server.request_deadline)
+        self.rfile = io.BufferedReader(reader)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()  # one request per connection: the deadline is the request's
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Silence http.server's own log (ours is one line per call)."""
+        """Silence http.server's request log (ours is one line per call)."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """http.server's own errors (a malformed request, a timeout): one escaped line."""
+        log.info("%s %s", self.client_address[0], escape(format % args, 300))
 
     def _answer(self, status: int, body: dict[str, Any], koaid: str = "-") -> None:
-        path = urllib.parse.urlsplit(self.path).path[:100]
-        message = "" if status < 400 else f" {body.get('message', '')[:200]}"
+        path = escape(urllib.parse.urlsplit(self.path).path, 100)
+        message = "" if status < 400 else f" {escape(body.get('message', ''))}"
         # logged before answering, so a caller never sees an answer whose call is not logged
-        log.info("%s %s %s koaid=%s -> %d%s", self.client_address[0], self.command, path, koaid, status,
-                 message)  # fmt: skip
+        log.info("%s %s %s koaid=%s -> %d%s", self.client_address[0], escape(self.command, 10), path,
+                 escape(koaid, 40), status, message)  # fmt: skip
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        if status >= 400:
-            self.send_header("Connection", "close")
-            self.close_connection = True
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
+        self.connection.settimeout(max(0.001, self.deadline - time.monotonic()))
         self.wfile.write(data)
 
     def _error(self, status: int, message: str, koaid: str = "-") -> None:
@@ -162,18 +223,72 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, {**body, "status": record["status"]}, koaid)
 
 
+#: The answer to a connection beyond :data:`MAX_CONNECTIONS`.
+_BUSY_BODY = json.dumps({"APIStatus": "ERROR", "message": "the server is busy; call again"}).encode()
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
 class IngestServer(ThreadingHTTPServer):
-    """The threaded server; ``open_store`` makes one store per request."""
+    """The bounded threaded server (see the module docstring); ``open_store`` makes one store per request."""
 
     daemon_threads = True
+    request_queue_size = BACKLOG
 
-    def __init__(self, address: tuple[str, int], token: str, open_store: Callable[[], Store]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        token: str,
+        open_store: Callable[[], Store],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_deadline: float = REQUEST_DEADLINE,
+    ) -> None:
         if not token:
             raise ValueError("set ingest_api_token: the ingest endpoint never runs without a token")
         super().__init__(address, _Handler)
         self.token = token
         self.open_store = open_store
         self.started = time.time()
+        self.max_connections = max_connections
+        self.request_deadline = request_deadline
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread of its own, or answer 503 at once when all are taken."""
+        if not self._slots.acquire(blocking=False):
+            log.warning("%s refused: %d connections are being served -> 503", client_address[0],
+                        self.max_connections)  # fmt: skip
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or ran out of time: one line; anything else: logged with its trace."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # reset, broken pipe, timeout
+            log.info(
+                "%s connection ended early: %s", client_address[0], escape(f"{type(exc).__name__}: {exc}")
+            )
+            return
+        log.error("%s request failed", client_address[0], exc_info=True)
 
     @property
     def url(self) -> str:
@@ -183,9 +298,18 @@ class IngestServer(ThreadingHTTPServer):
 
 
 def make_server(
-    open_store: Callable[[], Store], token: str, host: str = "127.0.0.1", port: int = 0
+    open_store: Callable[[], Store],
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    request_deadline: float = REQUEST_DEADLINE,
 ) -> IngestServer:
     """A ready (bound, not yet serving) ingest endpoint; port 0 picks a free port.
+
+    ``max_connections`` connections are served at once and each has
+    ``request_deadline`` seconds in all (see the module docstring).
 
     Examples
     --------
@@ -195,4 +319,6 @@ def make_server(
     True
     >>> server.server_close()
     """
-    return IngestServer((host, port), token, open_store)
+    return IngestServer(
+        (host, port), token, open_store, max_connections=max_connections, request_deadline=request_deadline
+    )

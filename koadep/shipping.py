@@ -139,7 +139,12 @@ def _transfer(args: argparse.Namespace) -> int:
         print("koadep transfer: no transfer_destination is configured", file=sys.stderr)
         return 2
     store = _store(config)
-    records = [r for r in _selected(store, args) if transferable(r)]
+    records = _selected(store, args)
+    if args.dbid is None:  # a selection: the records that can go; one --dbid: that record, or why not
+        records = [r for r in records if transferable(r, config.stale_transfer_seconds)]
+    elif not records:
+        print(f"koadep transfer: no record {args.dbid}", file=sys.stderr)
+        return 1
     if args.dbid is None and not args.confirm:
         _list(records, args.json)
         print("Use --confirm to transfer them.")

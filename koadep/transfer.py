@@ -8,7 +8,8 @@ transfer) -> TRANSFERRING -> TRANSFERRED, or -> ERROR with every issue kept. It
    never the ``.log`` nor the ``.xfr.table``; ``_unp`` files only for an
    ``_unp`` KOAID) and checks each local file against the md5sum table;
 2. writes that list to ``<KOAID>.xfr.table`` in the level directory (legacy §5.2);
-3. runs ``rsync`` (an argument list, never a shell string) into
+3. runs ``rsync`` (an argument list, never a shell string; the file names go
+   NUL-separated on its standard input, whatever characters they hold) into
    ``<destination>/<INSTR>/<YYYYMMDD>/lev<N>/``, creating the directories
    (``--mkpath`` when the installed rsync has it, else ``mkdir -p``);
 4. judges the result by rsync's exit status (never by its stderr text), retrying
@@ -16,6 +17,10 @@ transfer) -> TRANSFERRING -> TRANSFERRED, or -> ERROR with every issue kept. It
 5. reads back the md5 of every file at the destination (the files themselves for
    a local destination, ``md5sum`` run over ssh with the same options for a
    remote one) and reports success only when each one matches.
+
+A transfer, retries included, never runs longer than :data:`LIVE_SHARE` of the
+``stale_transfer_seconds`` setting (one hour by default), so a record still
+TRANSFERRING after that time was left by a process that died, and is taken over.
 
 The destination is ``[user@]host:dir`` (rsync over ssh; extra ssh arguments
 such as ``-p 2222 -i key`` come from the ``transfer_ssh_options`` setting) or a
@@ -54,6 +59,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import os
 import re
 import shlex
 import subprocess
@@ -67,7 +73,7 @@ import attrs
 from koadep.config import Config
 from koadep.issues import Issue, Severity, worst
 from koadep.products.md5 import file_md5
-from koadep.status import State, Store, StoreError
+from koadep.status import State, Store, StoreError, StoreUnavailable
 from koadep.status.store import Record
 
 __all__ = [
@@ -193,11 +199,11 @@ class CommandResult:
         return text[-2000:]
 
 
-def _run(argv: Sequence[str], timeout: float) -> CommandResult:
+def _run(argv: Sequence[str], timeout: float, stdin: str | None = None) -> CommandResult:
+    """Run a command (never through a local shell); ``stdin`` is its input (default: none)."""
+    feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
     try:
-        out = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-        )
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, **feed)
     except subprocess.TimeoutExpired:
         return CommandResult(TIMEOUT_EXIT, "", f"{argv[0]} did not finish within {timeout:g} s")
     except OSError as exc:
@@ -218,14 +224,20 @@ def _mkdir(target: Destination, config: Config, timeout: float) -> CommandResult
 
 def run_rsync(
     source_dir: Path,
-    xfr_table: Path,
+    names: Sequence[str],
     target: Destination,
     config: Config,
     *,
     io_timeout: float = 60,
     timeout: float = 3600,
 ) -> CommandResult:
-    """Run rsync once: the files listed in ``xfr_table`` (relative to ``source_dir``) to ``target``."""
+    """Run rsync once: the files ``names`` (relative to ``source_dir``) to ``target``.
+
+    The names reach rsync NUL-separated on its standard input (``--from0 --files-from=-``), so
+    any character a file name may hold (a newline, a backslash, a quote) is passed as it is.
+    ``timeout`` bounds the whole call, the ``mkdir -p`` an rsync without ``--mkpath`` needs included.
+    """
+    until = time.monotonic() + timeout
     mkpath = rsync_has_mkpath()
     if not mkpath:
         made = _mkdir(target, config, timeout=min(timeout, 120))
@@ -240,20 +252,31 @@ def run_rsync(
         "--compress",
         "--compress-level=1",
         f"--timeout={max(1, round(io_timeout))}",
-        f"--files-from={xfr_table}",
+        "--from0",
+        "--files-from=-",
     ]
     if mkpath:
         argv.append("--mkpath")
     if target.host is not None:
         argv += ["-e", shlex.join(ssh_command(config))]
     argv += [f"{source_dir}/", target.rsync_target()]
-    return _run(argv, timeout)
+    left = until - time.monotonic()
+    if left <= 0:
+        return CommandResult(TIMEOUT_EXIT, "", f"rsync did not start within {timeout:g} s")
+    return _run(argv, left, stdin="".join(f"{name}\0" for name in names))
 
 
 def remote_md5(
     target: Destination, names: Sequence[str], config: Config, timeout: float = 600
 ) -> tuple[dict[str, str], CommandResult]:
-    """md5 of each file at the destination (missing files are absent), and how reading them went."""
+    """md5 of each file at the destination (missing files are absent), and how reading them went.
+
+    For a remote destination a fixed ``sh -s`` runs over ssh and reads its script on standard
+    input, so the login shell never sees a file name; in the script each name is quoted with
+    :func:`shlex.quote` for that POSIX shell, and ``md5sum`` reads each file on its standard input,
+    so the answer holds one digest per line in the order of ``names`` and no file name (GNU md5sum
+    escapes names holding a backslash or a newline, which would break any parsing of them).
+    """
     if target.host is None:
         digests = {}
         for name in names:
@@ -264,13 +287,20 @@ def remote_md5(
             except OSError:
                 continue
         return digests, CommandResult(0)
-    command = f"cd {shlex.quote(target.path)} && md5sum -- {' '.join(shlex.quote(n) for n in names)}"
-    out = _run([*ssh_command(config), target.host, command], timeout)
+    script = (
+        f"cd -- {shlex.quote(target.path)} || exit 2\n"
+        f"for f in {' '.join(shlex.quote(n) for n in names)}; do\n"
+        '  if [ -f "$f" ] && [ -r "$f" ]; then md5sum < "$f" || echo -; else echo -; fi\n'
+        "done\n"
+    )
+    out = _run([*ssh_command(config), target.host, "sh -s"], timeout, stdin=script)
     digests = {}
-    for line in out.stdout.splitlines():
-        parts = line.strip().split(None, 1)
-        if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{32}", parts[0]):
-            digests[parts[1].lstrip("*")] = parts[0]
+    lines = out.stdout.splitlines()
+    if out.exit_status == 0 and len(lines) == len(names):
+        for name, line in zip(names, lines, strict=True):
+            digest = line.split(None, 1)[0] if line.strip() else ""
+            if re.fullmatch(r"[0-9a-f]{32}", digest):
+                digests[name] = digest
     return digests, out
 
 
@@ -289,7 +319,7 @@ def read_md5_table(path: Path) -> dict[str, str]:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         parts = line.split("  ", 1)
         if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{32}", parts[0]):
-            table[parts[1].strip()] = parts[0]
+            table[parts[1]] = parts[0]  # the name as written, spaces included
     return table
 
 
@@ -308,16 +338,15 @@ def product_files(level_dir: Path, koaid: str) -> dict[str, str]:
     if not md5_path.is_file():
         raise TransferProblem("TRANSFER_FILE_MISSING", f"{md5_path.name} is missing in {level_dir}")
     table = read_md5_table(md5_path)
+    # the md5sum table is the commit marker of a product set and lists every product
+    # but the log: only what it lists is shipped, so every file sent is verified and
+    # no other KOAID's products (one KOAID can prefix another) are ever taken along
+    unsafe = sorted(name for name in table if os.path.basename(name) != name or name in (".", ".."))
+    if unsafe:
+        raise TransferProblem(
+            "TRANSFER_ERROR", f"{md5_path.name} lists a name that is not a file here: {unsafe[0]!r}"
+        )
     names = set(table) | {md5_path.name}
-    for path in level_dir.iterdir():
-        name = path.name
-        if not path.is_file() or not name.startswith(koaid):
-            continue
-        if name.endswith((".log", ".xfr.table")):
-            continue
-        if "_unp" in name and "_unp" not in koaid:
-            continue
-        names.add(name)
     files: dict[str, str] = {}
     for name in sorted(names):
         path = level_dir / name
@@ -354,25 +383,65 @@ def processing_status_code(store: Store, record: Record, exclude_steps: Sequence
 
 
 # ------------------------------------------------------------------ the record
-#: A record TRANSFERRING for longer than this was left by a process that died; it may be retried.
-#: It exceeds the longest a live transfer can take (one rsync may run an hour, with retries).
-STALE_TRANSFER_SECONDS = 6 * 3600
+#: Share of ``stale_transfer_seconds`` a live transfer may use (its rsync runs, waits and md5 checks), so
+#: that a record TRANSFERRING for longer was certainly left by a process that died.
+LIVE_SHARE = 0.9
 
 
-def _stale(record: Record, now: datetime.datetime | None = None) -> bool:
-    if record.status != State.TRANSFERRING or not record.xfr_start_time:
+def _transfer_started(record: Record) -> datetime.datetime | None:
+    stamp = record.xfr_start_time or record.last_mod
+    if not stamp:
+        return None
+    try:
+        return datetime.datetime.strptime(str(stamp)[:19], "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _stale(record: Record, stale_seconds: float, now: datetime.datetime | None = None) -> bool:
+    if record.status != State.TRANSFERRING:
         return False
-    started = datetime.datetime.strptime(str(record.xfr_start_time), "%Y-%m-%d %H:%M:%S")
+    started = _transfer_started(record)
+    if started is None:  # no time kept: nothing can be running for it
+        return True
     now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-    return (now - started).total_seconds() > STALE_TRANSFER_SECONDS
+    return (now - started).total_seconds() > stale_seconds
 
 
-def transferable(record: Record) -> bool:
-    """True for a record waiting for (PROCESSED) or retrying (ERROR after a transfer) a
-    transfer, or one left TRANSFERRING by a process that died (stale for an hour)."""
-    if record.status == State.PROCESSED or _stale(record):
+def transferable(record: Record, stale_seconds: float | None = None) -> bool:
+    """True for a record waiting for (PROCESSED) or retrying (ERROR after a transfer) a transfer,
+    or one left TRANSFERRING by a process that died: its transfer started more than
+    ``stale_seconds`` ago (default: the ``stale_transfer_seconds`` setting's default, one hour)."""
+    if stale_seconds is None:
+        stale_seconds = Config().stale_transfer_seconds
+    if record.status == State.PROCESSED or _stale(record, stale_seconds):
         return True
     return record.status == State.ERROR and record.status_code in TRANSFER_CODES
+
+
+def why_not_transferable(record: Record, stale_seconds: float) -> str:
+    """Why :func:`transferable` is false for this record, in one sentence for the operator."""
+    what = f"record {record.id} is {record.status} {record.status_code or ''}".strip()
+    if record.status != State.TRANSFERRING:
+        return f"{what}; only PROCESSED records (or ERROR after a failed transfer) are transferred"
+    started = _transfer_started(record)
+    assert started is not None  # else it would be stale
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    age = max(0, round((now - started).total_seconds()))
+    retry_at = started + datetime.timedelta(seconds=stale_seconds)
+    return (
+        f"record {record.id} is TRANSFERRING since {started:%Y-%m-%d %H:%M:%S} UTC ({age} s ago): "
+        "another transfer may still be running, so nothing was shipped; if its process died, "
+        "the record is retried once it is "
+        f"older than stale_transfer_seconds ({stale_seconds:g} s), from {retry_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+def _out_of_time(stale_seconds: float, attempts: int) -> str:
+    return (
+        f"the transfer did not finish within {LIVE_SHARE:.0%} of stale_transfer_seconds "
+        f"({LIVE_SHARE * stale_seconds:g} of {stale_seconds:g} s; {attempts} attempt(s))"
+    )
 
 
 def transfer_record(
@@ -388,7 +457,11 @@ def transfer_record(
 
     A TRANSFERRED or COMPLETE record is skipped (its products are already at the
     destination); a record in any other state but PROCESSED or ERROR after a
-    failed transfer is left alone and reported.
+    failed transfer is left alone and reported, with the reason in the result's
+    message. A TRANSFERRING record is taken over only once it is stale (its
+    transfer started more than ``stale_transfer_seconds`` ago, the process that
+    started it having died); a live transfer, retries and md5 check included,
+    ends within :data:`LIVE_SHARE` of that time, or fails ``TRANSFER_ERROR``.
 
     Raises
     ------
@@ -402,28 +475,36 @@ def transfer_record(
     if record.status in (State.TRANSFERRED, State.COMPLETE):
         return TransferResult(record_id, record.status, record.status_code or "", "already transferred",
                               skipped=True)  # fmt: skip
-    if not transferable(record) or not record.koaid:
-        return TransferResult(
-            record_id,
-            record.status,
-            record.status_code or "",
-            f"record {record_id} is {record.status} {record.status_code or ''}".strip()
-            + "; only PROCESSED records (or ERROR after a failed transfer) are transferred",
-            skipped=True,
-        )
+    stale_seconds = config.stale_transfer_seconds
+    if not transferable(record, stale_seconds) or not record.koaid:
+        message = why_not_transferable(record, stale_seconds)
+        if not record.koaid and transferable(record, stale_seconds):
+            message = f"record {record_id} has no KOAID; nothing to transfer"
+        return TransferResult(record_id, record.status, record.status_code or "", message, skipped=True)
+    # a live transfer ends (or fails) well before the record would look stale to another process
+    deadline = started + LIVE_SHARE * stale_seconds
     destination = parse_destination(config.transfer_destination)
     koaid, level = str(record.koaid), int(record.level or 0)
     target = destination.join(str(record.instrument), koaid.split(".")[1], f"lev{level}")
-    if record.status == State.TRANSFERRING:  # stale: its process died; start again
-        store.transition(
-            record_id,
-            State.PROCESSED,
-            expected=State.TRANSFERRING,
-            xfr_start_time=None,
-            process_end_time=record.process_end_time,
-        )
-        record = store.get(record_id) or record
-    store.transition(record_id, State.TRANSFERRING, expected=record.status)
+    try:
+        if record.status == State.TRANSFERRING:  # stale: its process died; start again
+            store.transition(
+                record_id,
+                State.PROCESSED,
+                expected=State.TRANSFERRING,
+                xfr_start_time=None,
+                process_end_time=record.process_end_time,
+            )
+            record = store.get(record_id) or record
+        store.transition(record_id, State.TRANSFERRING, expected=record.status)
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:  # another process claimed it first: it is that one's to ship
+        now = store.get(record_id) or record
+        if now.status == record.status:
+            raise
+        message = f"another process took record {record_id} first ({exc})"
+        return TransferResult(record_id, now.status, now.status_code or "", message, skipped=True)
 
     def fail(code: str, message: str, attempts: int, names: tuple[str, ...] = ()) -> TransferResult:
         store.add_issues(record_id, [Issue.error(code, message, STEP)])
@@ -439,7 +520,7 @@ def transfer_record(
         try:
             files = product_files(level_dir, koaid)
             xfr_table = level_dir / f"{koaid}.xfr.table"
-            xfr_table.write_text("".join(f"{name}\n" for name in files), encoding="utf-8")
+            xfr_table.write_text("".join(f"{name}\n" for name in files), encoding="utf-8")  # legacy §5.2
         except TransferProblem as exc:
             return fail(exc.code, str(exc), 0)
         except OSError as exc:
@@ -449,10 +530,18 @@ def transfer_record(
         attempts, wait = 0, config.transfer_backoff
         while True:
             attempts += 1
-            out = run_rsync(level_dir, xfr_table, target, config, io_timeout=io_timeout, timeout=timeout)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return fail("TRANSFER_ERROR", _out_of_time(stale_seconds, attempts - 1), attempts - 1, names)
+            out = run_rsync(
+                level_dir, names, target, config, io_timeout=io_timeout, timeout=min(timeout, left)
+            )
             what = "rsync"
             if out.exit_status == 0:
-                digests, read = remote_md5(target, names, config)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return fail("TRANSFER_ERROR", _out_of_time(stale_seconds, attempts), attempts, names)
+                digests, read = remote_md5(target, names, config, timeout=min(600, left))
                 wrong = [n for n in names if digests.get(n) != files[n]]
                 if not wrong:
                     break
@@ -470,6 +559,9 @@ def transfer_record(
             if not is_transient(out.exit_status) or attempts > config.transfer_retries:
                 tries = f" (after {attempts} attempts)" if attempts > 1 else ""
                 return fail("TRANSFER_ERROR", described + tries, attempts, names)
+            if time.monotonic() + wait >= deadline:
+                return fail("TRANSFER_ERROR", f"{described}; {_out_of_time(stale_seconds, attempts)}",
+                            attempts, names)  # fmt: skip
             log.info("transfer of %s: transient failure (%s); retry in %.3g s", koaid, described, wait)
             sleep(wait)
             wait *= 2

@@ -6,10 +6,12 @@ through the command line, at the real time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email
 import email.policy
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -65,6 +67,13 @@ def smtp() -> Iterator[tuple[int, Inbox]]:
         yield port, inbox
     finally:
         controller.stop()
+
+
+def mail_env(monkeypatch: pytest.MonkeyPatch, port: int, **more: str) -> None:
+    """The command line's mail settings (``KOADEP_*``): the server on 127.0.0.1 at ``port``, and ``more``."""
+    values = {"smtp_host": "127.0.0.1", "smtp_port": str(port), "alert_to": "ops@koa.test", **more}
+    for key, value in values.items():
+        monkeypatch.setenv(f"KOADEP_{key.upper()}", value)
 
 
 def mail_config(port: int, **changes: object) -> Config:
@@ -200,9 +209,7 @@ def test_smtp_down_is_reported_and_nothing_is_lost(
     assert "cannot send mail through 127.0.0.1:" in outcomes[0].detail
     assert "ConnectionRefusedError" in outcomes[0].detail
     assert last_sent(store, "NIRC2") is None  # the throttle was not started
-    monkeypatch.setenv("KOADEP_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("KOADEP_SMTP_PORT", str(down.smtp_port))
-    monkeypatch.setenv("KOADEP_ALERT_TO", "ops@koa.test")
+    mail_env(monkeypatch, down.smtp_port)
     assert main(["alerts", "--db", db_url]) == 1
     err = capsys.readouterr().err
     assert "nothing was recorded, the next run sends it" in err and "cannot send mail" in err
@@ -243,9 +250,7 @@ def test_a_run_ending_in_error_sends_the_alert(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     port, inbox = smtp
-    monkeypatch.setenv("KOADEP_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("KOADEP_SMTP_PORT", str(port))
-    monkeypatch.setenv("KOADEP_ALERT_TO", "ops@koa.test")
+    mail_env(monkeypatch, port)
     missing = tmp_path / "raw" / "n0404.fits"
     args = ["--db", db_url, "--outdir", str(tmp_path / "out")]
     assert main(["archive", "NIRC2", "--filepath", str(missing), *args]) == 1
@@ -278,3 +283,127 @@ def test_alert_after_run_never_raises(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "error alert not sent: StoreError" in capsys.readouterr().err
     assert alert_after_run(None, Config(), [Broken()]) == []
     assert ArchiveResult  # the outcomes the archive commands pass
+
+
+# ------------------------------------------------------------------ secrets and hostile names (issue 8)
+class AuthInbox(Inbox):
+    """An inbox whose server asks for a login: every AUTH attempt is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logins: list[tuple[str, str, str]] = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        from aiosmtpd.smtp import AuthResult
+
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        with self.lock:
+            self.logins.append((mechanism, login, password))
+        return AuthResult(success=(login, password) == ("koa", "s3cret-pw"))
+
+
+@contextlib.contextmanager
+def auth_smtp(**options: object) -> Iterator[tuple[int, AuthInbox]]:
+    """A real aiosmtpd that requires AUTH (over plain text unless the options say otherwise)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = AuthInbox()
+    port = free_port()
+    settings = {"auth_required": True, "auth_require_tls": False, **options}
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        ready_timeout=10,
+        authenticator=inbox.authenticate,
+        server_hostname="127.0.0.1",
+        **settings,
+    )
+    controller.start()
+    try:
+        yield port, inbox
+    finally:
+        controller.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_login_in_plain_text_is_refused_unless_allowed(
+    db_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with auth_smtp() as (port, inbox):
+        config = mail_config(port, smtp_user="koa", smtp_password="s3cret-pw")
+        with pytest.raises(MailError, match="without encryption") as info:
+            send_mail(config, "s", "t", timeout=5)
+        assert "smtp_starttls" in str(info.value) and "s3cret-pw" not in str(info.value)
+        # through the command line: one clear line, exit 1, the password never reaches the server
+        seeded(db_url)
+        mail_env(monkeypatch, port, smtp_user="koa", smtp_password="s3cret-pw")
+        assert main(["alerts", "--db", db_url]) == 1
+        err = capsys.readouterr().err
+        assert "refusing to log in" in err and "s3cret-pw" not in err
+        assert inbox.logins == [] and inbox.messages == []
+        # explicitly allowed (a trusted local relay): the login and the mail go through
+        monkeypatch.setenv("KOADEP_SMTP_ALLOW_PLAINTEXT_AUTH", "true")
+        assert main(["alerts", "--db", db_url]) == 0
+        assert [login[1:] for login in inbox.logins] == [("koa", "s3cret-pw")] * 2
+        assert len(inbox.messages) == 2
+
+
+def server_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A TLS context for a server on 127.0.0.1, with a certificate the client (only) trusts."""
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr[-300:]!r}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this certificate only
+    return context
+
+
+def test_a_login_after_starttls_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = server_tls(tmp_path, monkeypatch)
+    with auth_smtp(tls_context=context, require_starttls=True, auth_require_tls=True) as (port, inbox):
+        config = mail_config(port, smtp_user="koa", smtp_password="s3cret-pw", smtp_starttls=True)
+        send_mail(config, "over TLS", "t", timeout=10)
+        assert [login[1:] for login in inbox.logins] == [("koa", "s3cret-pw")]
+        assert [str(m["Subject"]) for m in inbox.messages] == ["over TLS"]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_login_over_smtps_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMTPS (TLS from the first byte, port 465) is encrypted: its login is not refused."""
+    context = server_tls(tmp_path, monkeypatch)
+    with auth_smtp(ssl_context=context) as (port, inbox):  # it speaks TLS only, from the first byte
+        config = mail_config(port, smtp_user="koa", smtp_password="s3cret-pw", smtp_ssl=True)
+        send_mail(config, "over SMTPS", "t", timeout=10)
+        assert [login[1:] for login in inbox.logins] == [("koa", "s3cret-pw")]
+        assert [str(m["Subject"]) for m in inbox.messages] == ["over SMTPS"]
+
+
+def test_a_newline_in_an_instrument_name_never_breaks_the_alerts(
+    db_url: str,  # noqa: F811
+    smtp: tuple[int, Inbox],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port, inbox = smtp
+    store, _ = seeded(db_url)
+    error_record(store, "EV\r\nBcc: x@e.to", "x.fits", "TRANSFER_ERROR", "boom")  # 16 characters
+    mail_env(monkeypatch, port)
+    assert main(["alerts", "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    assert "\r" not in out and "EV^M^JBCC: X@E.TO sent" in out
+    assert len(inbox.messages) == 3  # every instrument, the hostile one too
+    assert all(rcpts == ["ops@koa.test"] for _, rcpts in inbox.envelopes)
+    assert all(m["Bcc"] is None for m in inbox.messages)
+    subjects = sorted(str(m["Subject"]).strip() for m in inbox.messages)
+    assert subjects[0].startswith("koadep ERROR alert [EV^M^JBCC: X@E.TO]: 1 outstanding")

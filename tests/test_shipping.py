@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import datetime
 import getpass
 import hashlib
 import json
@@ -38,7 +41,7 @@ from koadep.config import Config
 from koadep.ingest import IngestResponseError, apply_ingest_response, ingest_query, notify_ingest
 from koadep.ingest_server import MAX_BODY, make_server
 from koadep.status import State, open_store
-from koadep.transfer import parse_destination, remote_md5, transfer_record
+from koadep.transfer import TIMEOUT_EXIT, parse_destination, remote_md5, run_rsync, transfer_record
 
 from . import test_status
 from .test_status import nirc2_file, utc_of
@@ -159,6 +162,35 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 
 # ------------------------------------------------------------------ a fake ingest API
+class LocalHttp:
+    """A threaded HTTP server on ``host`` and a free port, serving ``handler`` in a thread until closed."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> None:
+        self.server = ThreadingHTTPServer((host, 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running(server: Any) -> Iterator[Any]:
+    """``server`` (a socketserver) serving in a thread of its own until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
 class FakeIngestApi:
     """The archive operator's ingest API: ``mode`` says how it answers."""
 
@@ -189,16 +221,11 @@ class FakeIngestApi:
                 with contextlib.suppress(OSError):
                     self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ingest?"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.start()
+        self.http = LocalHttp(Handler)
+        self.url = f"{self.http.url}/ingest?"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.http.close()
 
 
 @pytest.fixture
@@ -321,6 +348,35 @@ def test_a_damaged_or_missing_product_is_never_sent(db_url: str, tmp_path: Path)
     assert transfer_record(store, rid, config).state == "TRANSFERRED"
 
 
+def test_only_the_files_the_md5sum_table_lists_are_shipped(db_url: str, tmp_path: Path) -> None:
+    """A KOAID can prefix another (``N2.x.12345`` and ``N2.x.12345.57``): nothing unlisted is sent."""
+    store = open_store(db_url)
+    config = base_config(tmp_path)
+    rid = processed(store, config, tmp_path, 0)
+    record = store.get(rid)
+    lev0 = Path(record.process_dir)
+    stray = lev0 / f"{record.koaid}.57.fits"
+    stray.write_bytes(b"another KOAID's product")
+    (lev0 / f"{record.koaid}.notes.txt").write_text("not in the table")
+    assert transfer_record(store, rid, config).state == "TRANSFERRED"
+    sent = sorted(p.name for p in (tmp_path / "dest").rglob("*") if p.is_file())
+    listed = (lev0 / f"{record.koaid}.md5sum.table").read_text().split()[1::2]
+    assert sent == sorted([*listed, f"{record.koaid}.md5sum.table"])
+
+
+def test_an_md5sum_table_naming_a_path_elsewhere_is_never_shipped(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    config = base_config(tmp_path)
+    rid = processed(store, config, tmp_path, 0)
+    record = store.get(rid)
+    table = Path(record.process_dir) / f"{record.koaid}.md5sum.table"
+    table.write_text(table.read_text() + f"{'0' * 32}  ../../../etc/passwd\n")
+    result = transfer_record(store, rid, config)
+    assert (result.state, result.status_code) == ("ERROR", "TRANSFER_ERROR")
+    assert "not a file here" in result.message
+    assert not (tmp_path / "dest").exists()
+
+
 # ------------------------------------------------------------------ notification
 def transferred(store: Any, config: Config, tmp_path: Path, i: int = 0) -> int:
     rid = processed(store, config, tmp_path, i)
@@ -409,6 +465,7 @@ def write_config(tmp_path: Path, ingest_url: str, destination: str | None = None
         f'ingest_url = "{ingest_url}"\ningest_token = "{INGEST_TOKEN}"\ningest_timeout = 0.5\n'
         f'ingest_api_token = "{TOKEN}"\n'
     )
+    path.chmod(0o600)  # it holds tokens: the owner's only (else a ConfigWarning)
     return str(path)
 
 
@@ -468,15 +525,39 @@ def test_apply_ingest_response_rules(db_url: str, tmp_path: Path) -> None:
 
 @contextlib.contextmanager
 def endpoint(db_url: str) -> Iterator[str]:
-    server = make_server(lambda: open_store(db_url, upgrade=False), TOKEN)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with running(make_server(lambda: open_store(db_url, upgrade=False), TOKEN)) as server:
         yield server.url
+
+
+class ServedProcess:
+    """``koadep serve-ingest-api`` run by :func:`ingest_api_process`: its URL, then its exit and stderr."""
+
+    url = ""
+    returncode: int | None = None
+    err = ""
+
+
+@contextlib.contextmanager
+def ingest_api_process(*args: str) -> Iterator[ServedProcess]:
+    """``koadep serve-ingest-api --port 0 <args>`` as a real process, stopped when the block ends."""
+    env = {**os.environ, "KOADEP_INGEST_API_TOKEN": TOKEN}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "koadep.cli", "serve-ingest-api", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    served = ServedProcess()
+    try:
+        line = server.stdout.readline() if server.stdout else ""
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        served.url = line.split()[-1]
+        yield served
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        server.terminate()
+        _, served.err = server.communicate(timeout=20)
+        served.returncode = server.returncode
 
 
 def call(
@@ -544,24 +625,11 @@ def test_acceptance_end_to_end_from_the_command_line(
     assert record.status == "TRANSFERRED" and record.ipac_notify_time is not None
     assert_identical(Path(record.process_dir), tmp_path / "dest" / "NIRC2" / "20240315" / "lev0")
     # the operator answers through `koadep serve-ingest-api`, a real process
-    env = {**os.environ, "KOADEP_INGEST_API_TOKEN": TOKEN}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "koadep.cli", "serve-ingest-api", "--port", "0", *common],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        line = server.stdout.readline() if server.stdout else ""
-        assert line.startswith("listening on http://127.0.0.1:"), line
-        url = line.split()[-1]
-        status, body = call(url, json.dumps(response(record.koaid, "DONE")).encode())
+    with ingest_api_process(*common) as server:
+        status, body = call(server.url, json.dumps(response(record.koaid, "DONE")).encode())
         assert (status, body["status"]) == (200, "COMPLETE")
-    finally:
-        server.terminate()
-        _, err = server.communicate(timeout=20)
-    assert server.returncode == 0 and TOKEN not in err and f"koaid={record.koaid}.fits -> 200" in err
+    assert server.returncode == 0 and TOKEN not in server.err
+    assert f"koaid={record.koaid}.fits -> 200" in server.err
     record = store.get(record.id)
     assert record.status == "COMPLETE" and record.ingest_end_time == "2024-03-15 10:00:09"
     times = [
@@ -624,3 +692,346 @@ def test_a_transfer_left_by_a_dead_process_is_retried_once_stale(db_url: str, tm
     result = transfer_record(store, rid, config)
     assert result.ok and store.get(rid).status == "TRANSFERRED"
     assert_identical(Path(store.get(rid).process_dir), tmp_path / "dest" / "NIRC2" / "20240315" / "lev0")
+
+
+# ------------------------------------------------------------------ issue 8: odd names, stale transfers
+ODD_NAMES = ("back\\slash", "it's \"quoted\"", "two  spaces ", "$(touch pwned)`touch pwned2`", "new\nline",
+             "-dash")  # fmt: skip
+
+
+def add_odd_products(store: Any, rid: int) -> tuple[Path, list[str]]:
+    """Extra products named after the KOAID whose names hold characters a shell would interpret,
+    listed in the md5sum table (all but the one with a newline, which a table line cannot hold)."""
+    record = store.get(rid)
+    lev0 = Path(record.process_dir)
+    names = [f"{record.koaid}_{odd}.txt" for odd in ODD_NAMES]
+    with (lev0 / f"{record.koaid}.md5sum.table").open("a", encoding="utf-8") as table:
+        for i, name in enumerate(names):
+            (lev0 / name).write_bytes(f"product {i}\n".encode() * (i + 1))
+            if "\n" not in name:
+                table.write(f"{md5(lev0 / name)}  {name}\n")
+    return lev0, names
+
+
+def test_file_names_with_shell_characters_are_sent_and_verified(
+    db_url: str, tmp_path: Path, sshd: Sshd
+) -> None:
+    store = open_store(db_url)
+    remote = tmp_path / "remote"
+    local = base_config(tmp_path)
+    over_ssh = local.replace(
+        transfer_destination=f"{sshd.user}@127.0.0.1:{remote}", transfer_ssh_options=sshd.options
+    )
+    for i, config in enumerate((local, over_ssh)):
+        rid = processed(store, config, tmp_path, i)
+        lev0, names = add_odd_products(store, rid)
+        result = transfer_record(store, rid, config)
+        assert result.state == "TRANSFERRED", result.message
+        root = tmp_path / "dest" if config is local else remote
+        dest = root / "NIRC2" / "20240315" / "lev0"
+        listed = {name for name in names if "\n" not in name}
+        assert listed <= set(result.files) and not set(names) - listed & set(result.files)
+        for name in result.files:
+            assert md5(dest / name) == md5(lev0 / name), name
+    assert not [p for p in tmp_path.rglob("pwned*")] and not list(Path.home().glob("pwned*"))
+    # the md5 check reads each odd name back over ssh, and sees a damaged one
+    target = parse_destination(over_ssh.transfer_destination).join("NIRC2", "20240315", "lev0")
+    dest = remote / "NIRC2" / "20240315" / "lev0"
+    names = sorted(p.name for p in dest.iterdir() if "_" in p.name and p.suffix == ".txt")
+    digests, out = remote_md5(target, [*names, "missing\\file"], over_ssh)
+    assert out.exit_status == 0 and digests == {n: md5(dest / n) for n in names}
+    (dest / names[0]).write_bytes(b"damaged")
+    assert remote_md5(target, names, over_ssh)[0][names[0]] == hashlib.md5(b"damaged").hexdigest()
+
+
+def test_a_transfer_never_outlives_the_stale_setting(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    closed = free_port()  # nothing listens: ssh fails (exit 255), a transient failure
+    config = base_config(
+        tmp_path,
+        transfer_destination=f"koa@127.0.0.1:{tmp_path / 'r'}",
+        transfer_ssh_options=f"-p {closed} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        transfer_retries=20,
+        transfer_backoff=1.0,
+        stale_transfer_seconds=3,
+    )
+    rid = processed(store, config, tmp_path)
+    started = time.monotonic()
+    result = transfer_record(store, rid, config)
+    elapsed = time.monotonic() - started
+    assert (result.state, result.status_code) == ("ERROR", "TRANSFER_ERROR")
+    assert elapsed < 2.7 and "did not finish within 90% of stale_transfer_seconds" in result.message
+    assert store.get(rid).status == "ERROR"
+
+
+def test_transfer_dbid_on_a_live_transfer_explains_and_a_stale_one_is_retried_after_the_setting(
+    db_url: str, tmp_path: Path, ingest_api: FakeIngestApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(db_url)
+    config = base_config(tmp_path)
+    rid = processed(store, config, tmp_path)
+    store.transition(rid, State.TRANSFERRING)  # a transfer started just now (or its process died)
+    common = ["--dbid", str(rid), "--db", db_url, "--config", write_config(tmp_path, ingest_api.url)]
+    capsys.readouterr()
+    assert main(["transfer", *common]) == 1
+    out = capsys.readouterr().out
+    assert "skipped: record" in out and "is TRANSFERRING since" in out
+    assert "another transfer may still be running, so nothing was shipped" in out
+    assert "stale_transfer_seconds (3600 s)" in out and "1 records, 1 not shipped" in out
+    assert store.get(rid).status == "TRANSFERRING"
+    # 61 minutes later (the documented hour, not six): the transfer is taken over
+    started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=61)
+    store.update(rid, xfr_start_time=started.strftime("%Y-%m-%d %H:%M:%S"))
+    assert main(["transfer", *common]) == 0
+    assert store.get(rid).status == "TRANSFERRED"
+    # the setting is the one used: 30 s from the environment
+    rid2 = processed(store, config, tmp_path, 1)
+    store.transition(rid2, State.TRANSFERRING)
+    started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=45)
+    store.update(rid2, xfr_start_time=started.strftime("%Y-%m-%d %H:%M:%S"))
+    common[1] = str(rid2)
+    assert main(["transfer", *common]) == 1
+    os.environ["KOADEP_STALE_TRANSFER_SECONDS"] = "30"
+    try:
+        assert main(["transfer", *common]) == 0
+    finally:
+        del os.environ["KOADEP_STALE_TRANSFER_SECONDS"]
+    assert store.get(rid2).status == "TRANSFERRED"
+    # one --dbid in a state that is never transferred says so, and exits non-zero
+    assert main(["transfer", "--dbid", "999999", *common[2:]]) == 1
+    assert "no record 999999" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 8: the ingest client
+class Recorder:
+    """An HTTP server on ``host`` that records each call's path and headers, and answers with ``answer``."""
+
+    def __init__(self, host: str, answer: Any = None) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        self.answer = answer or (lambda path: (200, {}, b'{"APIStatus": "COMPLETE"}'))
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                recorder.calls.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                status, headers, body = recorder.answer(self.path)
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = LocalHttp(Handler, host)
+        self.url = self.http.url
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@contextlib.contextmanager
+def recorders(*hosts: str) -> Iterator[list[Recorder]]:
+    servers = [Recorder(host) for host in hosts]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_the_ingest_token_never_follows_a_redirect_to_another_origin(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(db_url)
+    rid = transferred(store, base_config(tmp_path), tmp_path)
+    with recorders("127.0.0.1", "127.0.0.2", "127.0.0.1") as (home, other_host, other_port):
+        for target, token_expected in (
+            (other_host, False),  # another host
+            (other_port, False),  # the same host, another port
+            (home, True),  # the same origin, another path
+        ):
+            home.answer = lambda path, t=target: (
+                (302, {"Location": f"{t.url}/moved{path[path.index('?') :]}"}, b"")
+                if path.startswith("/ingest")
+                else (200, {}, b'{"APIStatus": "COMPLETE"}')
+            )
+            home.calls.clear()
+            target.calls.clear()
+            store.update(rid, ipac_notify_time=None)
+            cfg = write_config(tmp_path, f"{home.url}/ingest?")
+            assert main(["notify", "--dbid", str(rid), "--db", db_url, "--config", cfg]) == 0
+            assert "1 records, 0 not notified" in capsys.readouterr().out
+            first, (moved_path, moved_headers) = home.calls[0], target.calls[-1]
+            assert first[1]["authorization"] == f"Bearer {INGEST_TOKEN}"
+            assert moved_path.startswith("/moved?instrument=NIRC2&ingesttype=lev0&koaid=")
+            assert ("authorization" in moved_headers) == token_expected, (target.url, moved_headers)
+    # a redirect loop ends after a few hops, with a clear message
+    with recorders("127.0.0.1") as (loop,):
+        loop.answer = lambda path: (302, {"Location": path}, b"")
+        result = notify_ingest(store, rid, base_config(tmp_path, ingest_url=f"{loop.url}/ingest?"))
+        assert not result.ok and "redirected more than 5 times" in result.message
+        assert len(loop.calls) == 6
+
+
+@contextlib.contextmanager
+def dripping_server(answer: bytes, drip_from: int, interval: float) -> Iterator[str]:
+    """A server that sends ``answer[:drip_from]`` at once, then one byte every ``interval`` seconds."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    conn.sendall(answer[:drip_from])
+                    for i in range(drip_from, len(answer)):
+                        if stop.wait(interval):
+                            return
+                        conn.sendall(answer[i : i + 1])
+                except OSError:  # the client gave up
+                    continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/ingest?"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_a_server_that_drips_its_answer_is_abandoned_at_the_total_timeout(
+    db_url: str, tmp_path: Path, where: str
+) -> None:
+    store = open_store(db_url)
+    rid = transferred(store, base_config(tmp_path), tmp_path)
+    body = b" " * 40 + b'{"APIStatus": "COMPLETE"}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    answer += body
+    drip_from = 2 if where == "headers" else answer.index(b"\r\n\r\n") + 4
+    # each byte comes well within the timeout, the whole answer would take 3 s and more
+    with dripping_server(answer, drip_from, 0.05) as url:
+        config = base_config(tmp_path, ingest_url=url, ingest_timeout=1)
+        started = time.monotonic()
+        result = notify_ingest(store, rid, config)
+        elapsed = time.monotonic() - started
+    assert not result.ok and "did not answer within 1 s" in result.message
+    assert 0.9 < elapsed < 2.0, elapsed  # the whole answer would take 3 s and more
+    assert store.get(rid).status_code == "IPAC_NOTIFY_ERROR"
+
+
+def test_notify_works_inside_a_running_event_loop_and_from_worker_threads(
+    db_url: str, tmp_path: Path, ingest_api: FakeIngestApi
+) -> None:
+    """A notebook or an async application calls the (blocking) API from inside its event loop."""
+    store = open_store(db_url)
+    config = base_config(tmp_path, ingest_url=ingest_api.url)
+    rids = [transferred(store, config, tmp_path, i) for i in range(3)]
+
+    async def from_a_coroutine() -> Any:
+        return notify_ingest(store, rids[0], config)
+
+    result = asyncio.run(from_a_coroutine())
+    assert result.ok, result.message
+    stores = [open_store(db_url) for _ in rids[1:]]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda a: notify_ingest(a[0], a[1], config), zip(stores, rids[1:], strict=True))
+        )
+    assert all(r.ok for r in results), [r.message for r in results]
+    assert all(store.get(rid).ipac_notify_time is not None for rid in rids)
+    # a child forked after the calls above (a worker pool) notifies on a session of its own
+    rid = transferred(store, config, tmp_path, 3)
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's exit status is the result)
+        os._exit(0 if notify_ingest(open_store(db_url), rid, config).ok else 1)
+    assert os.waitpid(child, 0)[1] == 0 and store.get(rid).ipac_notify_time is not None
+
+
+def test_notifications_share_one_connection_and_never_keep_cookies(db_url: str, tmp_path: Path) -> None:
+    """One keep-alive connection serves the calls of a run; a cookie the API sets is never sent back."""
+    seen: list[tuple[int, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append((self.client_address[1], self.headers.get("Cookie")))
+            body = b'{"APIStatus": "COMPLETE"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Set-Cookie", "session=abc; Path=/")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = LocalHttp(Handler)
+    try:
+        store = open_store(db_url)
+        config = base_config(tmp_path, ingest_url=f"{server.url}/ingest?")
+        rids = [transferred(store, config, tmp_path, i) for i in range(3)]
+        assert all(notify_ingest(store, rid, config).ok for rid in rids)
+    finally:
+        server.close()
+    assert len(seen) == 3 and len({port for port, _ in seen}) == 1, seen
+    assert [cookie for _, cookie in seen] == [None, None, None]
+
+
+def test_importing_the_command_line_does_not_import_the_http_client() -> None:
+    """``koadep`` commands that never notify do not pay for importing httpx and asyncio."""
+    code = "import sys, koadep.cli; print(sorted({'httpx', 'asyncio'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_an_rsync_without_mkpath_keeps_one_timeout_for_the_mkdir_and_the_copy(
+    tmp_path: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An rsync older than 3.2.3 (none is installed here) needs ``mkdir -p`` over ssh first; the two
+    share the call's timeout (each ssh connection here takes two seconds to open)."""
+    if not shutil.which("socat"):
+        pytest.skip("socat is not installed (it delays the ssh connections)")
+    monkeypatch.setattr("koadep.transfer.rsync_has_mkpath", lambda: False)
+    slow = f"{sshd.options} -o 'ProxyCommand=sh -c \"sleep 2; exec socat - TCP:%h:%p\"'"
+    config = base_config(
+        tmp_path, transfer_destination=f"{sshd.user}@127.0.0.1:{tmp_path / 'r'}", transfer_ssh_options=slow
+    )
+    (tmp_path / "x").write_text("x")
+    target = parse_destination(config.transfer_destination)
+    started = time.monotonic()
+    out = run_rsync(tmp_path, ["x"], target, config, timeout=3.5)
+    elapsed = time.monotonic() - started
+    assert (tmp_path / "r").is_dir()  # the mkdir went through, within the timeout
+    assert out.exit_status == TIMEOUT_EXIT and elapsed < 4.3, (out, elapsed)
+    assert run_rsync(tmp_path, ["x"], target, config, timeout=10).exit_status == 0
+
+
+def test_a_record_another_process_claims_first_is_skipped_not_an_error(db_url: str, tmp_path: Path) -> None:
+    """Two transfers (``koadep transfer --confirm`` beside a worker) reach the same record at once."""
+    store = open_store(db_url)
+    config = base_config(tmp_path)
+    rid = processed(store, config, tmp_path)
+    other = open_store(db_url)  # the other process, a moment faster
+    claim = store.transition
+
+    def after_the_other(record_id: int, new: Any, **kwargs: Any) -> None:
+        if new == State.TRANSFERRING and other.get(record_id).status == "PROCESSED":
+            other.transition(record_id, State.TRANSFERRING, expected=State.PROCESSED)
+        claim(record_id, new, **kwargs)
+
+    store.transition = after_the_other  # type: ignore[method-assign]
+    result = transfer_record(store, rid, config)
+    assert result.skipped and "another process took record" in result.message, result
+    assert open_store(db_url).get(rid).status == "TRANSFERRING"  # the other one's, untouched
+    assert not (tmp_path / "dest").exists()
