@@ -231,6 +231,30 @@ _BUSY = (
 )
 
 
+#: Refused connections given a moment to read their 503 (see :func:`_refuse`); more are cut short.
+REFUSING_AT_ONCE = 16
+
+
+def _refuse(request: socket.socket, linger: float) -> None:
+    """Answer 503 and close, after reading what the client sends for up to ``linger`` seconds.
+
+    Closing a socket whose client is still sending makes the system reset the
+    connection, and the client then sees a broken pipe instead of the answer; a
+    short drain after the answer avoids that.
+    """
+    try:
+        request.settimeout(max(linger, 0.05))
+        request.sendall(_BUSY)
+        request.shutdown(socket.SHUT_WR)
+        until, left = time.monotonic() + linger, MAX_BODY + 16 * 1024
+        while left > 0 and time.monotonic() < until and (chunk := request.recv(min(left, 16 * 1024))):
+            left -= len(chunk)
+    except OSError:
+        pass
+    finally:
+        request.close()
+
+
 class IngestServer(ThreadingHTTPServer):
     """The bounded threaded server (see the module docstring); ``open_store`` makes one store per request."""
 
@@ -255,24 +279,29 @@ class IngestServer(ThreadingHTTPServer):
         self.max_connections = max_connections
         self.request_deadline = request_deadline
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._refusing = threading.BoundedSemaphore(REFUSING_AT_ONCE)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the connection in a thread of its own, or answer 503 at once when all are taken."""
         if not self._slots.acquire(blocking=False):
             log.warning("%s refused: %d connections are being served -> 503", client_address[0],
                         self.max_connections)  # fmt: skip
-            try:
-                request.settimeout(1.0)
-                request.sendall(_BUSY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+            if self._refusing.acquire(blocking=False):
+                threading.Thread(target=self._refuse, args=(request,), daemon=True).start()
+            else:  # a flood: no thread more, the answer is sent if the socket takes it at once
+                _refuse(request, linger=0.0)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
             raise
+
+    def _refuse(self, request: socket.socket) -> None:
+        try:
+            _refuse(request, linger=1.0)
+        finally:
+            self._refusing.release()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

@@ -43,8 +43,11 @@ resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from koadep.cli import main
 started = time.perf_counter()
 rc = main(sys.argv[1:])
+# VmHWM is this program's own peak: ru_maxrss would also count the forking parent's pages
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 sys.stderr.write(json.dumps({{"rc": rc, "seconds": time.perf_counter() - started,
-    "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}) + "\\n")
+    "maxrss_kib": peak}}) + "\\n")
 """
 
 
