@@ -493,10 +493,26 @@ class FitsFile:
         """Decode the image data of HDU ``index`` (None when it has no image data).
 
         BSCALE and BZERO are applied as FITS readers do. The array is decoded once
-        and shared; it is read-only.
+        and shared, so it is read-only, scaled or not: writing to it raises
+        ``ValueError``.
+
+        Examples
+        --------
+        >>> import io, numpy as np
+        >>> from astropy.io import fits
+        >>> buf = io.BytesIO()
+        >>> fits.PrimaryHDU(np.arange(4, dtype=np.uint16).reshape(2, 2)).writeto(buf)
+        >>> data = FitsFile.from_bytes(buf.getvalue()).data()
+        >>> data.dtype, data.flags.writeable
+        (dtype('uint16'), False)
+        >>> data[0, 0] = 7
+        Traceback (most recent call last):
+            ...
+        ValueError: assignment destination is read-only
         """
         if index not in self._decoded:
-            self._decoded[index] = self._decode(index)
+            arr = self._decode(index)
+            self._decoded[index] = None if arr is None else _read_only(arr)
         return self._decoded[index]
 
     def _decode(self, index: int) -> np.ndarray[Any, Any] | None:
@@ -519,6 +535,19 @@ class FitsFile:
         if bscale == 1 and dtype in (">i2", ">i4", ">i8") and bzero == 2 ** (arr.itemsize * 8 - 1):
             return arr.view(unsigned) ^ np.array(bzero, dtype=unsigned)
         return arr * np.float64(bscale) + np.float64(bzero)
+
+
+def _read_only(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``arr`` as a view through a read-only buffer: its WRITEABLE flag cannot be set again.
+
+    A decoded array that owns its memory (BSCALE/BZERO applied) could otherwise be
+    made writeable by anyone holding it.
+    """
+    arr.flags.writeable = False
+    if arr.base is not None:
+        return arr  # a view of the file's read-only bytes already
+    frozen = np.frombuffer(memoryview(arr.reshape(-1)).toreadonly(), dtype=arr.dtype)
+    return frozen.reshape(arr.shape)
 
 
 def read_header(path: str | Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Header:

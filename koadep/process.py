@@ -12,7 +12,6 @@ can be retried).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 import traceback
@@ -23,18 +22,25 @@ from typing import Any
 import attrs
 
 from koadep.config import Config
-from koadep.context import Context
-from koadep.fitsfile import FitsFile, FitsFormatError
+from koadep.context import Context, FileRejected
 from koadep.header import Change, Header, diff
 from koadep.issues import Issue, Severity, worst
 from koadep.koaid import is_archived_koaid
 from koadep.pipeline import Outcome, PipelineStep, StepResult, critical, run
-from koadep.plugins import AmbiguousInstrument, Registry, UnknownInstrument
+from koadep.plugins import Registry
 from koadep.products.level0 import write_products
 from koadep.services import Services
 from koadep.steps.identity import set_dateobs, set_koaid, set_utc
 
-__all__ = ["ProcessResult", "identity_steps", "process_file"]
+__all__ = [
+    "ProcessResult",
+    "find_step",
+    "identity_steps",
+    "process_file",
+    "processing_steps",
+    "run_steps_before",
+    "steps_before",
+]
 
 PROCESSED, INVALID, ERROR = "PROCESSED", "INVALID", "ERROR"
 
@@ -143,6 +149,64 @@ def identity_steps() -> tuple[PipelineStep, ...]:
         critical(set_dateobs),
         critical(set_koaid),
     )
+
+
+def processing_steps(ctx: Context) -> tuple[PipelineStep, ...]:
+    """Every step processing runs for the context's file, in order: the identity
+    steps, then the instrument's DQA steps for the context's level."""
+    own = tuple(ctx.hooks.dqa_steps(ctx.level)) if ctx.hooks is not None else ()
+    return identity_steps() + own
+
+
+def steps_before(ctx: Context, step: str) -> tuple[PipelineStep, ...]:
+    """The steps processing runs before the step named ``step`` (see :func:`run_steps_before`).
+
+    Raises
+    ------
+    LookupError
+        If processing runs no step of that name for the context's instrument.
+
+    Examples
+    --------
+    >>> [s.name for s in steps_before(Context(), "set_koaid")]
+    ['fix_header', 'set_utc', 'set_dateobs']
+    """
+    steps = processing_steps(ctx)
+    names = [s.name for s in steps]
+    if step not in names:
+        raise LookupError(
+            f"{ctx.instrument or 'processing'} runs no step {step!r}; it runs {' '.join(names)}"
+        )
+    return steps[: names.index(step)]
+
+
+def find_step(ctx: Context, step: str) -> PipelineStep:
+    """The step named ``step`` among those processing runs (LookupError if there is none)."""
+    return processing_steps(ctx)[len(steps_before(ctx, step))]
+
+
+def run_steps_before(ctx: Context, step: str, header: Header | None = None) -> Outcome:
+    """Run what processing runs before ``step``: its outcome holds the header and
+    extras the step is given (with ``ctx.with_extras(outcome.extras)``).
+
+    ``header`` defaults to the primary header of the context's file.
+
+    Examples
+    --------
+    >>> from koadep.pipeline import run_step
+    >>> raw = Header.from_mapping({"DATE-OBS": "2025-12-08", "UTC": "9:06:38.08"})
+    >>> before = run_steps_before(Context(), "set_dateobs", raw)
+    >>> before.header["UTC"]
+    '09:06:38.08'
+    >>> step = find_step(Context(), "set_dateobs")
+    >>> run_step(step, before.header, Context().with_extras(before.extras)).ok
+    True
+    """
+    if header is None:
+        if ctx.fits is None:
+            raise ValueError("give the header: the context has no file")
+        header = ctx.fits.header
+    return run(steps_before(ctx, step), header, ctx)
 
 
 def _ofname_issues(
@@ -276,13 +340,7 @@ class _Run:
 
 
 def _process(path: Path, opts: _Run) -> ProcessResult:
-    config, services, registry, progid, write = (
-        opts.config,
-        opts.services,
-        opts.registry,
-        opts.progid,
-        opts.write,
-    )
+    config, write = opts.config, opts.write
     logger, handler, started = opts.logger, opts.handler, opts.started
 
     def fail(issue: Issue, **fields: Any) -> ProcessResult:
@@ -290,55 +348,18 @@ def _process(path: Path, opts: _Run) -> ProcessResult:
         return _finish(path, [issue], started, handler, **fields)
 
     try:
-        stat = path.stat()
-        if not path.is_file():
-            return fail(Issue.error("FITS_NOT_FOUND", f"{path} is not a regular file", "load_fits"))
-    except FileNotFoundError:
-        return fail(Issue.error("FITS_NOT_FOUND", f"{path} does not exist", "load_fits"))
-    except OSError as exc:
-        return fail(Issue.error("FITS_FILE_TYPE_ERROR", str(exc), "load_fits"))
-    if stat.st_size == 0:
-        return fail(Issue.invalid("EMPTY_FILE", "the file is empty", "load_fits"))
-    mtime = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.UTC)
-    try:
-        fits = FitsFile.open(
-            path, max_header_bytes=config.max_header_bytes, max_data_bytes=config.max_data_bytes
+        ctx = Context.for_file(
+            path,
+            config=config,
+            services=opts.services,
+            registry=opts.registry,
+            progid=opts.progid,
+            log=logger,
         )
-    except FitsFormatError as exc:
-        severity = Severity.INVALID if exc.code != "FITS_FILE_TYPE_ERROR" else Severity.ERROR
-        return fail(Issue(severity, exc.code, exc.message, "load_fits"))
-    except OSError as exc:
-        return fail(Issue.error("FITS_FILE_TYPE_ERROR", str(exc), "load_fits"))
-    raw_header = fits.header
-    rejected = [s for s in config.reject_path_substrings if s in str(path)]
-    if rejected:
-        return fail(
-            Issue.invalid("FILEPATH_REJECT", f"path contains {rejected[0]!r}", "validate_fits"),
-            raw_header=raw_header,
-        )
-
-    registry = registry or Registry.default()
-    try:
-        instrument = registry.claim(raw_header)
-    except UnknownInstrument as exc:
-        return fail(Issue.invalid("UNKNOWN_INSTRUMENT", str(exc), "claim"), raw_header=raw_header)
-    except AmbiguousInstrument as exc:
-        return fail(Issue.error("AMBIGUOUS_INSTRUMENT", str(exc), "claim"), raw_header=raw_header)
-    logger.info("instrument %s", instrument)
-    hooks = registry.hooks(instrument)
-    services = services or Services.offline(config.schedule_file)
-    ctx = Context(
-        instrument=instrument,
-        config=config,
-        services=services,
-        hooks=hooks,
-        keymap=hooks.keyword_map(),
-        fits=fits,
-        path=path,
-        mtime=mtime,
-        progid=progid,
-        log=logger,
-    )
+    except FileRejected as exc:
+        return fail(exc.issue, raw_header=exc.raw_header)
+    assert ctx.fits is not None and ctx.hooks is not None
+    fits, hooks, instrument, raw_header = ctx.fits, ctx.hooks, ctx.instrument, ctx.fits.header
 
     outcome = run(identity_steps(), raw_header, ctx)
     issues = list(outcome.issues)
