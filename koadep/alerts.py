@@ -37,9 +37,7 @@ True
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import socket
 import sys
 from collections.abc import Iterable, Sequence
@@ -51,12 +49,10 @@ from koadep.config import Config
 from koadep.issues import Severity
 from koadep.mail import MailError, header_text, send_mail
 from koadep.status import Record, Store, StoreError
-from koadep.status.store import _record
 
 __all__ = [
     "Alert",
     "AlertOutcome",
-    "add_commands",
     "alert_after_run",
     "build_alert",
     "last_sent",
@@ -117,9 +113,6 @@ def _now(now: datetime.datetime | None) -> datetime.datetime:
     return now.replace(tzinfo=datetime.UTC) if now.tzinfo is None else now.astimezone(datetime.UTC)
 
 
-_OUTSTANDING = "status = 'ERROR' AND (reviewed = 0 OR reviewed IS NULL)"
-
-
 def worst_issue(store: Store, record: Record) -> dict[str, Any] | None:
     """The most severe issue of the record's last run (among equals the newest), or None."""
     issues = store.issues(record.id, run=int(record.run or 0)) or store.issues(record.id)
@@ -136,26 +129,13 @@ def worst_issue(store: Store, record: Record) -> dict[str, Any] | None:
 def build_alert(store: Store, instrument: str, *, examples: int = EXAMPLES) -> Alert | None:
     """The alert for the outstanding ERROR records of ``instrument``; None if there are none."""
     instrument = instrument.upper()
-    rows = store.query(
-        f"SELECT status_code, status_code_ipac, COUNT(*) AS n FROM koa_status WHERE {_OUTSTANDING} "
-        "AND instrument = %s GROUP BY status_code, status_code_ipac",
-        (instrument,),
-    )
-    if not rows:
+    counts = store.outstanding_error_counts(instrument)
+    if not counts:
         return None
-    by_code = sorted(
-        ((r["status_code"] or "", r["status_code_ipac"] or "", int(r["n"])) for r in rows),
-        key=lambda t: (-t[2], t[0], t[1]),
-    )
+    by_code = sorted(counts, key=lambda t: (-t[2], t[0], t[1]))
     count = sum(n for _, _, n in by_code)
-    newest = store.query(
-        f"SELECT * FROM koa_status WHERE {_OUTSTANDING} AND instrument = %s "
-        f"ORDER BY error_time DESC, id DESC LIMIT {int(examples)}",
-        (instrument,),
-    )
     listed = []
-    for row in newest:
-        record = _record(row)
+    for record in store.outstanding_errors(instrument, examples):
         issue = worst_issue(store, record)
         listed.append(
             {
@@ -205,23 +185,7 @@ def _text(
 
 def last_sent(store: Store, instrument: str) -> datetime.datetime | None:
     """When the last alert of ``instrument`` was sent (UTC), or None."""
-    rows = store.query("SELECT last_sent FROM koadep_alerts WHERE instrument = %s", (instrument.upper(),))
-    return _utc(rows[0]["last_sent"]) if rows else None
-
-
-def _set_sent(store: Store, instrument: str, when: datetime.datetime) -> None:
-    stamp = when.strftime(TIME_FORMAT)
-    if not store.execute(
-        "UPDATE koadep_alerts SET last_sent = %s WHERE instrument = %s", (stamp, instrument.upper())
-    ):
-        store.execute(
-            "INSERT INTO koadep_alerts (instrument, last_sent) VALUES (%s, %s)", (instrument.upper(), stamp)
-        )
-
-
-def _instruments_with_errors(store: Store) -> list[str]:
-    rows = store.query(f"SELECT DISTINCT instrument FROM koa_status WHERE {_OUTSTANDING}")
-    return sorted(str(r["instrument"]) for r in rows if r["instrument"])
+    return _utc(store.last_alert(instrument))
 
 
 def send_alerts(
@@ -256,7 +220,9 @@ def send_alerts(
     now = _now(now)
     interval = datetime.timedelta(minutes=config.alert_interval_minutes)
     names = (
-        _instruments_with_errors(store) if instruments is None else sorted({i.upper() for i in instruments})
+        store.instruments_with_outstanding_errors()
+        if instruments is None
+        else sorted({i.upper() for i in instruments})
     )
     outcomes = []
     for instrument in names:
@@ -302,7 +268,7 @@ def _send_one(
         send_mail(config, alert.subject, alert.text, timeout=timeout)
     except MailError as exc:
         return AlertOutcome(instrument, "failed", alert, str(exc))
-    _set_sent(store, instrument, now)
+    store.set_last_alert(instrument, now.strftime(TIME_FORMAT))
     return AlertOutcome(instrument, "sent", alert, config.alert_to)
 
 
@@ -310,13 +276,15 @@ def alert_after_run(store: Store | None, config: Config, outcomes: Iterable[Any]
     """Send the alerts of the instruments whose records this run left in ERROR.
 
     ``outcomes`` are :class:`koadep.archive.ArchiveResult` (anything with
-    ``record_id``). Never raises: a failure is reported on stderr, and the next
-    run (or cron) sends the alert.
+    ``record_id``); the ones that are ``ok`` are passed over, so a run without a
+    failure costs nothing. Never raises: a failure is reported on stderr, and
+    the next run (or cron) sends the alert.
     """
     if store is None:
         return []
     try:
-        ids = [o.record_id for o in outcomes if getattr(o, "record_id", None) is not None]
+        failed = [o for o in outcomes if not getattr(o, "ok", False)]
+        ids = [o.record_id for o in failed if getattr(o, "record_id", None) is not None]
         instruments = set()
         for rid in ids:
             record = store.get(int(rid))
@@ -339,67 +307,4 @@ def alert_after_run(store: Store | None, config: Config, outcomes: Iterable[Any]
 
 def mark_reviewed(store: Store, record_ids: Sequence[int]) -> list[int]:
     """Set ``reviewed = 1`` on these records; return the ids that exist."""
-    done = []
-    for rid in record_ids:
-        if store.execute("UPDATE koa_status SET reviewed = 1 WHERE id = %s", (int(rid),)):
-            done.append(int(rid))
-    return done
-
-
-# command line ------------------------------------------------------------------------------
-def add_commands(sub: Any) -> None:
-    """Add ``koadep alerts`` to the ``koadep`` sub-command parser."""
-    from koadep.admin import _common
-
-    p = sub.add_parser(
-        "alerts",
-        help="e-mail the outstanding ERROR records, per instrument, throttled",
-        description="E-mail a summary of the ERROR records not yet reviewed, one message per "
-        "instrument, at most once per alert_interval_minutes (cron runs it; the archive "
-        "commands call it when a run ends in ERROR).",
-    )
-    p.add_argument("--instrument", metavar="INSTR", help="only this instrument")
-    p.add_argument("--dry-run", action="store_true", help="print what would be sent; send and write nothing")
-    p.add_argument(
-        "--mark-reviewed", nargs="+", type=int, metavar="ID", help="set reviewed = 1 on these records"
-    )
-    _common(p)
-    p.set_defaults(handler=_alerts)
-
-
-def _alerts(args: argparse.Namespace) -> int:
-    from koadep.admin import _config, _guarded, _store
-
-    @_guarded
-    def run(args: argparse.Namespace) -> int:
-        store = _store(_config(args))
-        config = _config(args)
-        if args.mark_reviewed:
-            done = mark_reviewed(store, args.mark_reviewed)
-            missing = sorted(set(args.mark_reviewed) - set(done))
-            print(f"{len(done)} records marked reviewed" + (f"; no record {missing}" if missing else ""))
-            return 1 if missing else 0
-        outcomes = send_alerts(
-            store,
-            config,
-            [args.instrument] if args.instrument else None,
-            dry_run=args.dry_run,
-        )
-        if args.json:
-            print(json.dumps([o.to_dict() for o in outcomes], indent=1))
-        elif not args.dry_run:
-            for o in outcomes:
-                count = o.alert.count if o.alert else 0
-                print(f"{header_text(o.instrument):<8} {o.status:<9} {count} errors  {o.detail}".rstrip())
-        if not outcomes:
-            print("No outstanding ERROR records.")
-        failed = [o for o in outcomes if o.status == "failed"]
-        for o in failed:
-            print(
-                f"koadep alerts: {header_text(o.instrument)}: {o.detail}; nothing was recorded, "
-                "the next run sends it",
-                file=sys.stderr,
-            )
-        return 1 if failed else 0
-
-    return int(run(args))
+    return [int(rid) for rid in record_ids if store.mark_reviewed(int(rid))]

@@ -315,12 +315,7 @@ def notify_ingest(store: Store, record_id: int, config: Config) -> NotifyResult:
 
 def pending_records(store: Store) -> list[Record]:
     """TRANSFERRED records never notified, or whose last notification failed."""
-    rows = store.query(
-        "SELECT id FROM koa_status WHERE status = %s AND (ipac_notify_time IS NULL OR status_code = %s) "
-        "ORDER BY id",
-        (str(State.TRANSFERRED), "IPAC_NOTIFY_ERROR"),
-    )
-    return [r for r in (store.get(int(row["id"])) for row in rows) if r is not None]
+    return store.awaiting_notification()
 
 
 def notify_pending(store: Store, config: Config) -> list[NotifyResult]:

@@ -37,21 +37,18 @@ Examples
 ({'PROCESSED': 1}, 30.0, 4.2, 'INFO')
 >>> save_summary(store, build_report(store, "2024-03-15"))
 1
->>> store.query("SELECT files, n_processed FROM koa_summary")
-[{'files': 1, 'n_processed': 1}]
+>>> [(row["files"], row["n_processed"]) for row in store.night_summaries("2024-03-15")]
+[(1, 1)]
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import html
 import io
-import json
 import socket
 import statistics
-import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -60,15 +57,14 @@ from typing import Any
 import attrs
 
 from koadep.config import Config
-from koadep.mail import MailError, send_mail
+from koadep.mail import send_mail
 from koadep.status import State, Store
-from koadep.status.store import SUMMARY_COLUMNS, _record, utc_now
+from koadep.status.store import utc_now
 
 __all__ = [
     "InstrumentNight",
     "NightlyReport",
     "Timing",
-    "add_commands",
     "build_report",
     "email_report",
     "format_html",
@@ -203,15 +199,7 @@ def _day(utdate: str) -> tuple[str, str]:
 
 def _rows(store: Store, utdate: str, instrument: str | None) -> list[dict[str, Any]]:
     start, end = _day(utdate)
-    sql = (
-        "SELECT * FROM koa_status WHERE ((utdatetime >= %s AND utdatetime < %s) OR "
-        "(utdatetime IS NULL AND creation_time >= %s AND creation_time < %s))"
-    )
-    params: list[Any] = [start, end, start, end]
-    if instrument:
-        sql += " AND instrument = %s"
-        params.append(instrument.upper())
-    return [_record(r).to_dict() for r in store.query(sql + " ORDER BY id", params)]
+    return [r.to_dict() for r in store.records_of_night(start, end, instrument)]
 
 
 def _listing(r: dict[str, Any]) -> dict[str, Any]:
@@ -529,22 +517,8 @@ def format_html(report: NightlyReport, *, plot: bool = True) -> str:
 # store and mail -------------------------------------------------------------------------------
 def save_summary(store: Store, report: NightlyReport) -> int:
     """Upsert one ``koa_summary`` row per instrument of the report; return how many."""
-    names = [c for c, _ in SUMMARY_COLUMNS]
     for night in report.instruments:
-        row = {**night.summary_row(), "updated": utc_now()}
-        values = {c: row.get(c) for c in names}
-        keys = (values["utdate"], values["instrument"])
-        others = [c for c in names if c not in ("utdate", "instrument")]
-        assign = ", ".join(f"{c} = %s" for c in others)
-        updated = store.execute(
-            f"UPDATE koa_summary SET {assign} WHERE utdate = %s AND instrument = %s",
-            (*(values[c] for c in others), *keys),
-        )
-        if not updated:
-            marks = ", ".join(["%s"] * len(names))
-            store.execute(
-                f"INSERT INTO koa_summary ({', '.join(names)}) VALUES ({marks})", [values[c] for c in names]
-            )
+        store.upsert_night_summary({**night.summary_row(), "updated": utc_now()})
     return len(report.instruments)
 
 
@@ -559,66 +533,3 @@ def email_report(config: Config, report: NightlyReport, *, timeout: float = 30.0
     names = ", ".join(n.instrument for n in report.instruments) or "no files"
     subject = f"koadep nightly report {report.utdate} [{names}]: {report.level}"
     send_mail(config, subject, format_text(report), format_html(report), timeout=timeout)
-
-
-# command line ------------------------------------------------------------------------------
-def _utdate(text: str) -> str:
-    try:
-        return datetime.date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def add_commands(sub: Any) -> None:
-    """Add ``koadep report`` to the ``koadep`` sub-command parser."""
-    from koadep.admin import _common
-
-    p = sub.add_parser(
-        "report",
-        help="the nightly report of one UT date",
-        description="Counts by state and KOAIMTYP, exposure times, processing, transfer and "
-        "ingest times, data volume, INVALID and ERROR files of one UT date, per instrument. "
-        "Prints text; writes the koa_summary rows; optionally an HTML page and an e-mail.",
-    )
-    yesterday = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)).date().isoformat()
-    p.add_argument(
-        "--date",
-        type=_utdate,
-        default=yesterday,
-        metavar="YYYY-MM-DD",
-        help="UT date (default: yesterday, UTC)",
-    )
-    p.add_argument("--instrument", metavar="INSTR", help="only this instrument")
-    p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
-    p.add_argument("--email", action="store_true", help="also e-mail it (alert_to, smtp_* settings)")
-    _common(p)
-    p.set_defaults(handler=_report)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from koadep.admin import _config, _guarded, _store
-
-    @_guarded
-    def run(args: argparse.Namespace) -> int:
-        config = _config(args)
-        store = _store(config)
-        report = build_report(store, args.date, [args.instrument] if args.instrument else None)
-        save_summary(store, report)
-        if args.json:
-            print(json.dumps([n.summary_row() for n in report.instruments], indent=1))
-        else:
-            print(format_text(report), end="")
-        if args.html:
-            args.html.parent.mkdir(parents=True, exist_ok=True)
-            args.html.write_text(format_html(report), encoding="utf-8")
-            print(f"HTML report written to {args.html}", file=sys.stderr)
-        if args.email:
-            try:
-                email_report(config, report)
-            except MailError as exc:
-                print(f"koadep report: not e-mailed: {exc}", file=sys.stderr)
-                return 1
-            print(f"e-mailed to {config.alert_to}", file=sys.stderr)
-        return 0
-
-    return int(run(args))

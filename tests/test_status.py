@@ -29,7 +29,7 @@ from koadep.cli import main
 from koadep.config import Config
 from koadep.services import FixedClock, Services
 from koadep.status import IllegalTransition, State, StoreError, StoreUnavailable, open_store
-from koadep.status.store import SCHEMA_VERSION
+from koadep.status.migrations import SCHEMA_VERSION
 from koadep.testing import write_raw_fits
 
 from .conftest import NOW
@@ -520,7 +520,7 @@ def test_one_store_shared_by_threads_gives_each_thread_its_own_connection(db_url
             store.finish(record.id, State.PROCESSED)
             with lock:
                 claimed.append(record.id)
-                connections.add(id(store._connection()))
+                connections.add(store.connection_id())
 
     threads = [threading.Thread(target=worker, args=(f"t{n}",)) for n in range(8)]
     for t in threads:

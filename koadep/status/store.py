@@ -1,18 +1,20 @@
-"""The status store: one interface, SQLite and MySQL/MariaDB back ends.
+"""The status store's interface: :class:`Store`, :class:`Record` and the store's errors.
 
 Every query is parameterised. Each thread (and each process) gets its own
 connection; a connection is never shared. Changes of state go through the
 transition table (:mod:`koadep.status.states`) and are conditional on the state
 the caller read, so two workers can never both win the same record.
 
-URLs: ``sqlite:///relative/path.sqlite``, ``sqlite:////absolute/path.sqlite``
-(``sqlite://`` alone is in memory) and
-``mysql://user@host:port/database``; the MySQL password comes from the
-``KOADEP_DB_PASSWORD`` environment variable or the ``db_password`` setting, never
-from the URL or the log.
+Every SQL statement of koadep is in :mod:`koadep.status`: the rest of the package
+calls the store's named methods (records of a night, outstanding errors, mark
+reviewed, ...). The tables are declared by :mod:`koadep.status.migrations`, the
+column lists by :mod:`koadep.status.schema`, and each back end is one module
+(:mod:`koadep.status.sqlite`, :mod:`koadep.status.mysql`); open a store with
+:func:`koadep.status.open_store`.
 
 Examples
 --------
+>>> from koadep.status import open_store
 >>> store = open_store("sqlite://")
 >>> rid = store.queue("NIRC2", "/s/sdata907/nirc4/n0101.fits")
 >>> store.claim("worker-1", lease_seconds=60).id == rid
@@ -24,81 +26,53 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import math
 import numbers
 import os
-import sqlite3
 import threading
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import attrs
 
 from koadep.issues import Issue
-from koadep.koaid import KOAID_MAX_LENGTH
+from koadep.status.migrations import BOOKKEEPING, MIGRATIONS, SCHEMA_VERSION
+from koadep.status.schema import (
+    COLUMN_KINDS,
+    COLUMN_NAMES,
+    COLUMNS,
+    RESET_COLUMNS,
+    SUMMARY_COLUMNS,
+    Dialect,
+)
 from koadep.status.states import TIMESTAMP_COLUMN, IllegalTransition, State, check_transition
 
 __all__ = [
     "COLUMNS",
+    "COUNT_TAKEOVER",
+    "SCHEMA_VERSION",
+    "SUMMARY_COLUMNS",
     "TEXT_MAX_CHARS",
+    "IllegalTransition",
     "LeaseLost",
     "Record",
+    "State",
     "Store",
     "StoreError",
     "StoreUnavailable",
-    "open_store",
+    "fit_column",
+    "fit_text",
     "utc_later",
     "utc_now",
 ]
 
 log = logging.getLogger("koadep.status")
 
-SCHEMA_VERSION = 4
-
-#: The record columns: the legacy ``koa_status`` columns, then koadep's own.
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("level", "int"), ("koaid", f"str:{KOAID_MAX_LENGTH}"), ("instrument", "str:16"), ("service", "str:32"),
-    ("utdatetime", "time"), ("status", "str:16"), ("status_code", "str:64"),
-    ("status_code_ipac", "str:64"), ("ofname", "text"), ("stage_file", "text"),
-    ("process_dir", "text"), ("archive_dir", "text"), ("creation_time", "time"),
-    ("process_start_time", "time"), ("process_end_time", "time"), ("xfr_start_time", "time"),
-    ("xfr_end_time", "time"), ("ipac_notify_time", "time"), ("ingest_start_time", "time"),
-    ("ingest_copy_start_time", "time"), ("ingest_copy_end_time", "time"),
-    ("ingest_end_time", "time"), ("ipac_response_time", "time"), ("stage_time", "time"),
-    ("filesize_mb", "float"), ("archsize_mb", "float"), ("koaimtyp", "str:32"),
-    ("semid", "str:32"), ("propint", "int"), ("source_deleted", "int"), ("last_mod", "time"),
-    ("reviewed", "int"),
-    ("error_time", "time"), ("lease_owner", "str:64"), ("lease_expires", "time"),
-    ("file_md5", "str:32"), ("version", "int"), ("run", "int"),
-)  # fmt: skip
-#: Columns added to ``koa_status`` (and its history) by later schema versions.
-ADDED_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {
-    3: (("elaptime", "float"),),
-    # 4: the retry cap: failed processing attempts and the earliest time of the next one
-    4: (("attempts", "int"), ("not_before", "time")),
-}
-_V1_COLUMNS = COLUMNS
-COLUMNS = COLUMNS + tuple(c for _, added in sorted(ADDED_COLUMNS.items()) for c in added)
-COLUMN_NAMES = tuple(c for c, _ in COLUMNS)
-
-#: Columns cleared when a record is reprocessed (its row is copied to history first).
-RESET_COLUMNS = (
-    "status_code", "status_code_ipac", "process_dir", "archive_dir", "process_start_time",
-    "process_end_time", "xfr_start_time", "xfr_end_time", "ipac_notify_time",
-    "ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time",
-    "ipac_response_time", "stage_time", "filesize_mb", "archsize_mb", "koaimtyp", "semid",
-    "propint", "error_time", "lease_owner", "lease_expires", "elaptime", "attempts", "not_before",
-)  # fmt: skip
-
 #: The longest text kept in a TEXT column (a MariaDB TEXT holds 65,535 bytes of utf8mb4).
 TEXT_MAX_CHARS = 16000
-_KINDS = dict(COLUMNS)
 #: Columns whose value is an identity: never cut to fit (too long is an error).
 _EXACT_COLUMNS = frozenset({"koaid", "lease_owner", "status", "file_md5"})
 #: Columns holding local paths: stored absolute and normalised.
@@ -143,7 +117,7 @@ def fit_column(column: str, value: Any) -> Any:
     """
     if value is None:
         return None
-    kind = _KINDS[column]
+    kind = COLUMN_KINDS[column]
     if kind == "int":
         if isinstance(value, numbers.Integral) and _INT_MIN <= value <= _INT_MAX:
             return int(value)
@@ -175,7 +149,7 @@ def _is_time(value: str) -> bool:
 
 
 def _fit(columns: Mapping[str, Any]) -> dict[str, Any]:
-    return {c: fit_column(c, v) if c in _KINDS else v for c, v in columns.items()}
+    return {c: fit_column(c, v) if c in COLUMN_KINDS else v for c, v in columns.items()}
 
 
 def utc_now() -> str:
@@ -230,100 +204,23 @@ class Record:
         return {"id": self.id, **{k: self.values.get(k) for k in COLUMN_NAMES}}
 
 
-class Dialect:
-    """What differs between the SQL back ends."""
-
-    name = "generic"
-    placeholder = "%s"
-
-    def type_of(self, kind: str) -> str:
-        raise NotImplementedError
-
-    def sql(self, text: str) -> str:
-        return text if self.placeholder == "%s" else text.replace("%s", self.placeholder)
+#: A claim of a record still PROCESSING (its worker died or hung past its lease) counts
+#: that run as a failed attempt, so a file that kills its worker reaches the retry cap.
+#: First in the SET list: MariaDB evaluates the assignments left to right.
+COUNT_TAKEOVER = "attempts = COALESCE(attempts, 0) + (CASE WHEN status = 'PROCESSING' THEN 1 ELSE 0 END)"
 
 
-class SqliteDialect(Dialect):
-    name = "sqlite"
-    placeholder = "?"
-    autoincrement = "INTEGER PRIMARY KEY AUTOINCREMENT"
-
-    def type_of(self, kind: str) -> str:
-        return {"int": "INTEGER", "float": "REAL"}.get(kind, "TEXT")
-
-
-class MysqlDialect(Dialect):
-    name = "mysql"
-    autoincrement = "INT AUTO_INCREMENT PRIMARY KEY"
-
-    def type_of(self, kind: str) -> str:
-        if kind.startswith("str:"):
-            return f"VARCHAR({kind[4:]})"
-        return {"int": "INT", "float": "DOUBLE", "time": "DATETIME", "text": "TEXT"}[kind]
-
-
-def _table_ddl(d: Dialect, name: str, extra: str = "") -> str:
-    cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in _V1_COLUMNS)
-    return f"CREATE TABLE IF NOT EXISTS {name} (id {d.autoincrement}, {cols}{extra})"
-
-
-def _migrations(d: Dialect) -> list[list[str]]:
-    """Schema versions 1..N as lists of statements (applied in order, once)."""
-    history_cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in _V1_COLUMNS)
-    text = d.type_of("text")
-    return [
-        [
-            _table_ddl(d, "koa_status"),
-            "CREATE UNIQUE INDEX koa_status_level_koaid ON koa_status (level, koaid)",
-            "CREATE INDEX koa_status_status ON koa_status (status, level)",
-            f"CREATE TABLE IF NOT EXISTS koa_status_history (history_id {d.autoincrement}, "
-            f"id INT, history_time {d.type_of('time')}, {history_cols})",
-            f"CREATE TABLE IF NOT EXISTS koa_status_issues (issue_id {d.autoincrement}, "
-            f"status_id INT, run INT, severity {d.type_of('str:16')}, code {d.type_of('str:64')}, "
-            f"message {text}, step {d.type_of('str:64')}, created {d.type_of('time')})",
-            "CREATE INDEX koa_status_issues_status ON koa_status_issues (status_id, run)",
-        ],
-        [
-            f"CREATE TABLE IF NOT EXISTS koadep_alerts (instrument {d.type_of('str:16')} "
-            f"PRIMARY KEY, last_sent {d.type_of('time')})",
-        ],
-        [  # 3: ELAPTIME per record, and the nightly summary (koadep.report)
-            *(
-                f"ALTER TABLE {table} ADD COLUMN {c} {d.type_of(k)}"
-                for table in ("koa_status", "koa_status_history")
-                for c, k in ADDED_COLUMNS[3]
-            ),
-            _summary_ddl(d),
-        ],
-        [  # 4: the retry cap (attempts, not_before)
-            f"ALTER TABLE {table} ADD COLUMN {c} {d.type_of(k)}"
-            for table in ("koa_status", "koa_status_history")
-            for c, k in ADDED_COLUMNS[4]
-        ],
-    ]
-
-
-#: The nightly summary table (one row per UT date and instrument), see :mod:`koadep.report`.
-SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("utdate", "str:10"), ("instrument", "str:16"), ("files", "int"),
-    ("n_queued", "int"), ("n_processing", "int"), ("n_processed", "int"),
-    ("n_transferring", "int"), ("n_transferred", "int"), ("n_complete", "int"),
-    ("n_invalid", "int"), ("n_error", "int"), ("n_science", "int"), ("n_calibration", "int"),
-    ("science_exptime_s", "float"), ("calibration_exptime_s", "float"),
-    ("process_s_min", "float"), ("process_s_median", "float"), ("process_s_max", "float"),
-    ("transfer_s_min", "float"), ("transfer_s_median", "float"), ("transfer_s_max", "float"),
-    ("ingest_s_min", "float"), ("ingest_s_median", "float"), ("ingest_s_max", "float"),
-    ("archsize_mb", "float"), ("level", "str:16"), ("updated", "time"),
-)  # fmt: skip
-
-
-def _summary_ddl(d: Dialect) -> str:
-    cols = ", ".join(f"{c} {d.type_of(k)}" for c, k in SUMMARY_COLUMNS)
-    return f"CREATE TABLE IF NOT EXISTS koa_summary ({cols}, PRIMARY KEY (utdate, instrument))"
+def _record(row: Mapping[str, Any]) -> Record:
+    values = {
+        k: (v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime.datetime) else v)
+        for k, v in row.items()
+        if k != "id"
+    }
+    return Record(int(row["id"]), values)
 
 
 class Store:
-    """The status store (use :func:`open_store`)."""
+    """The status store (open one with :func:`koadep.status.open_store`)."""
 
     dialect: Dialect
 
@@ -341,6 +238,10 @@ class Store:
             conn = self._connect()
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+    def connection_id(self) -> int:
+        """An identity of this thread's connection (threads and processes never share one)."""
+        return id(self._connection())
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -413,30 +314,45 @@ class Store:
 
     # schema ------------------------------------------------------------------------
     def schema_version(self) -> int:
-        """The applied schema version (0 for an empty database)."""
-        self.execute("CREATE TABLE IF NOT EXISTS koadep_schema (version INT)")
+        """The applied integer schema version (0 for an empty database)."""
+        self.execute(BOOKKEEPING["version"])
         rows = self.query("SELECT MAX(version) AS v FROM koadep_schema")
         return int(rows[0]["v"] or 0) if rows else 0
 
-    def upgrade(self) -> list[int]:
-        """Apply the missing schema versions; return the versions applied.
+    def applied_migrations(self) -> list[str]:
+        """The names of the applied migrations (:mod:`koadep.status.migrations`), in order."""
+        self.execute(BOOKKEEPING["names"])
+        rows = self.query("SELECT name FROM koadep_migrations")
+        order = {m.name: i for i, m in enumerate(MIGRATIONS)}
+        return sorted((str(r["name"]) for r in rows), key=lambda n: (order.get(n, len(order)), n))
 
-        Several processes opening a new database at once apply each version once:
-        the upgrade runs under a database-wide lock.
+    def upgrade(self) -> list[int]:
+        """Apply the missing migrations; return the schema versions completed.
+
+        A database of a release before named migrations is recognised by its
+        integer version: the steps of that version and earlier are recorded as
+        applied, not run again. Several processes opening a new database at once
+        apply each step once: the upgrade runs under a database-wide lock.
         """
-        applied: list[int] = []
-        if self.schema_version() >= len(_migrations(self.dialect)):
-            return applied
+        if self.schema_version() >= SCHEMA_VERSION and {m.name for m in MIGRATIONS} <= set(
+            self.applied_migrations()
+        ):
+            return []
+        completed: list[int] = []
         with self._schema_lock():
             current = self.schema_version()
-            for version, statements in enumerate(_migrations(self.dialect), start=1):
-                if version <= current:
-                    continue
-                for statement in statements:
-                    self._apply(statement)
-                self.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
-                applied.append(version)
-        return applied
+            done = set(self.applied_migrations())
+            for version in sorted({m.version for m in MIGRATIONS}):
+                for migration in (m for m in MIGRATIONS if m.version == version and m.name not in done):
+                    if version > current:
+                        for statement in migration.build(self.dialect):
+                            self._apply(statement)
+                    row = (migration.name, version)
+                    self.execute("INSERT INTO koadep_migrations (name, version) VALUES (%s, %s)", row)
+                if version > current:
+                    self.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
+                    completed.append(version)
+        return completed
 
     @contextmanager
     def _schema_lock(self) -> Iterator[None]:
@@ -817,245 +733,95 @@ class Store:
             params.append(run)
         return self.query(sql + " ORDER BY issue_id", params)
 
-
-#: A claim of a record still PROCESSING (its worker died or hung past its lease) counts
-#: that run as a failed attempt, so a file that kills its worker reaches the retry cap.
-#: First in the SET list: MariaDB evaluates the assignments left to right.
-_COUNT_TAKEOVER = "attempts = COALESCE(attempts, 0) + (CASE WHEN status = 'PROCESSING' THEN 1 ELSE 0 END)"
-
-
-def _record(row: Mapping[str, Any]) -> Record:
-    values = {
-        k: (v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime.datetime) else v)
-        for k, v in row.items()
-        if k != "id"
-    }
-    return Record(int(row["id"]), values)
-
-
-class SqliteStore(Store):
-    """SQLite (stdlib): the embedded default, in WAL mode."""
-
-    dialect = SqliteDialect()
-    _begin = "BEGIN IMMEDIATE"
-
-    def __init__(self, path: str | Path | None) -> None:
-        super().__init__()
-        self.path = str(path) if path else ":memory:"
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._shared_memory: sqlite3.Connection | None = None
-        self._memory_lock = threading.RLock()
-
-    @contextmanager
-    def _cursor(self, transaction: bool = False) -> Iterator[Any]:
-        """As :meth:`Store._cursor`; an in-memory store serialises its one connection."""
-        if self.path != ":memory:":
-            with super()._cursor(transaction) as cur:
-                yield cur
-            return
-        with self._memory_lock, super()._cursor(transaction) as cur:
-            yield cur
-
-    @contextmanager
-    def _schema_lock(self) -> Iterator[None]:
-        with self._memory_lock if self.path == ":memory:" else contextlib.nullcontext():
-            self.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.execute("ROLLBACK")
-                raise
-            self.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close this thread's connection (an in-memory store keeps its one connection)."""
-        if self.path != ":memory:":
-            super().close()
-        else:
-            self._local.conn = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path == ":memory:":
-            if self._shared_memory is None:
-                self._shared_memory = sqlite3.connect(
-                    ":memory:", isolation_level=None, check_same_thread=False
-                )
-            return self._shared_memory
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=60000")
-        return conn
-
-    def _is_outage(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc)
-
-    def _already_there(self, exc: BaseException | None) -> bool:
-        text = str(exc)
-        return isinstance(exc, sqlite3.OperationalError) and (
-            text.startswith("duplicate column name") or text.endswith("already exists")
+    # ingest ------------------------------------------------------------------------------
+    def awaiting_notification(self) -> list[Record]:
+        """TRANSFERRED records never notified to the ingest API, or whose last notification failed."""
+        rows = self.query(
+            "SELECT * FROM koa_status WHERE status = %s AND (ipac_notify_time IS NULL OR status_code = %s) "
+            "ORDER BY id",
+            (str(State.TRANSFERRED), "IPAC_NOTIFY_ERROR"),
         )
+        return [_record(r) for r in rows]
 
-    def claim(
-        self,
-        worker: str,
-        *,
-        lease_seconds: float = 600,
-        instrument: str | None = None,
-        level: int = 0,
-        retry_errors: bool = False,
-    ) -> Record | None:
-        where, params = self._claim_filter(instrument, level, retry_errors)
-        now = utc_now()
-        with self._cursor(transaction=True) as cur:
-            cur.execute(
-                self.dialect.sql(
-                    f"UPDATE koa_status SET {_COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
-                    f"lease_expires = %s, process_start_time = %s, last_mod = %s, "
-                    f"run = COALESCE(run, 0) + 1 WHERE id = (SELECT id FROM koa_status WHERE {where} "
-                    f"ORDER BY id LIMIT 1) RETURNING id"
-                ),
-                (worker, utc_later(lease_seconds), now, now, *params),
+    # error alerts (koadep.alerts) ----------------------------------------------------------
+    def outstanding_error_counts(self, instrument: str) -> list[tuple[str, str, int]]:
+        """``(status_code, status_code_ipac, count)`` of the ERROR records of ``instrument`` not reviewed."""
+        rows = self.query(
+            f"SELECT status_code, status_code_ipac, COUNT(*) AS n FROM koa_status WHERE {_OUTSTANDING} "
+            "AND instrument = %s GROUP BY status_code, status_code_ipac",
+            (instrument.upper(),),
+        )
+        return [(r["status_code"] or "", r["status_code_ipac"] or "", int(r["n"])) for r in rows]
+
+    def outstanding_errors(self, instrument: str, limit: int) -> list[Record]:
+        """The newest ``limit`` ERROR records of ``instrument`` not reviewed, newest error first."""
+        rows = self.query(
+            f"SELECT * FROM koa_status WHERE {_OUTSTANDING} AND instrument = %s "
+            f"ORDER BY error_time DESC, id DESC LIMIT {int(limit)}",
+            (instrument.upper(),),
+        )
+        return [_record(r) for r in rows]
+
+    def instruments_with_outstanding_errors(self) -> list[str]:
+        """The instruments with ERROR records not reviewed, sorted."""
+        rows = self.query(f"SELECT DISTINCT instrument FROM koa_status WHERE {_OUTSTANDING}")
+        return sorted(str(r["instrument"]) for r in rows if r["instrument"])
+
+    def mark_reviewed(self, record_id: int) -> bool:
+        """Set ``reviewed = 1`` on a record; False if there is no such record."""
+        return bool(self.execute("UPDATE koa_status SET reviewed = 1 WHERE id = %s", (int(record_id),)))
+
+    def last_alert(self, instrument: str) -> Any:
+        """When the last error alert of ``instrument`` was sent (as the database holds it), or None."""
+        rows = self.query("SELECT last_sent FROM koadep_alerts WHERE instrument = %s", (instrument.upper(),))
+        return rows[0]["last_sent"] if rows else None
+
+    def set_last_alert(self, instrument: str, when: str) -> None:
+        """Record that an error alert of ``instrument`` was sent at ``when`` (UTC, the store's format)."""
+        if not self.execute(
+            "UPDATE koadep_alerts SET last_sent = %s WHERE instrument = %s", (when, instrument.upper())
+        ):
+            self.execute(
+                "INSERT INTO koadep_alerts (instrument, last_sent) VALUES (%s, %s)",
+                (instrument.upper(), when),
             )
-            row = cur.fetchone()
-        return self.get(int(row[0])) if row else None
 
-
-class MysqlStore(Store):
-    """MySQL or MariaDB through PyMySQL (production)."""
-
-    dialect = MysqlDialect()
-    _begin = "START TRANSACTION"
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        user: str,
-        database: str,
-        password: str = "",
-        unix_socket: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.host, self.port, self.user, self.database = host, port, user, database
-        self._password = password
-        self.unix_socket = unix_socket
-
-    def __repr__(self) -> str:
-        return f"MysqlStore({self.user}@{self.host}:{self.port}/{self.database})"
-
-    def _connect(self) -> Any:
-        import pymysql
-        from pymysql.constants import CLIENT
-
-        return pymysql.connect(
-            client_flag=CLIENT.FOUND_ROWS,
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self._password,
-            database=self.database,
-            unix_socket=self.unix_socket,
-            autocommit=True,
-            connect_timeout=10,
-            read_timeout=60,
-            write_timeout=60,
-            charset="utf8mb4",
+    # the nightly report (koadep.report) -----------------------------------------------------
+    def records_of_night(self, start: str, end: str, instrument: str | None = None) -> list[Record]:
+        """Records observed in ``[start, end)`` (or, without an observing time, created then), by id."""
+        sql = (
+            "SELECT * FROM koa_status WHERE ((utdatetime >= %s AND utdatetime < %s) OR "
+            "(utdatetime IS NULL AND creation_time >= %s AND creation_time < %s))"
         )
+        params: list[Any] = [start, end, start, end]
+        if instrument:
+            sql += " AND instrument = %s"
+            params.append(instrument.upper())
+        return [_record(r) for r in self.query(sql + " ORDER BY id", params)]
 
-    def _ping(self, conn: Any) -> None:
-        conn.ping(False)
-
-    @contextmanager
-    def _schema_lock(self) -> Iterator[None]:
-        rows = self.query("SELECT GET_LOCK('koadep_schema', 120) AS got")
-        if not rows or rows[0]["got"] != 1:
-            raise StoreError("could not take the schema lock within 120 s")
-        try:
-            yield
-        finally:
-            self.query("SELECT RELEASE_LOCK('koadep_schema') AS released")
-
-    def _is_outage(self, exc: BaseException) -> bool:
-        import pymysql
-
-        if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError):
-            code = exc.args[0] if exc.args else 0
-            return code in (0, 2003, 2006, 2013, 2055) or isinstance(exc, pymysql.err.InterfaceError)
-        return isinstance(exc, ConnectionError | OSError)
-
-    def _already_there(self, exc: BaseException | None) -> bool:
-        import pymysql
-
-        # 1050 table exists, 1060 duplicate column name, 1061 duplicate key name
-        return (
-            isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1050, 1060, 1061)
+    def upsert_night_summary(self, row: Mapping[str, Any]) -> None:
+        """Write one ``koa_summary`` row (keyed by ``utdate`` and ``instrument``), replacing an older one."""
+        names = [c for c, _ in SUMMARY_COLUMNS]
+        values = {c: row.get(c) for c in names}
+        keys = (values["utdate"], values["instrument"])
+        others = [c for c in names if c not in ("utdate", "instrument")]
+        assign = ", ".join(f"{c} = %s" for c in others)
+        updated = self.execute(
+            f"UPDATE koa_summary SET {assign} WHERE utdate = %s AND instrument = %s",
+            (*(values[c] for c in others), *keys),
         )
+        if not updated:
+            marks = ", ".join(["%s"] * len(names))
+            columns = ", ".join(names)
+            self.execute(f"INSERT INTO koa_summary ({columns}) VALUES ({marks})", [values[c] for c in names])
 
-    def claim(
-        self,
-        worker: str,
-        *,
-        lease_seconds: float = 600,
-        instrument: str | None = None,
-        level: int = 0,
-        retry_errors: bool = False,
-    ) -> Record | None:
-        where, params = self._claim_filter(instrument, level, retry_errors)
-        now = utc_now()
-        with self._cursor(transaction=True) as cur:
-            cur.execute(
-                f"SELECT id FROM koa_status WHERE {where} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                tuple(params),
-            )
-            row = cur.fetchone()
-            if row is None:
-                return None
-            cur.execute(
-                f"UPDATE koa_status SET {_COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
-                "lease_expires = %s, process_start_time = %s, last_mod = %s, "
-                "run = COALESCE(run, 0) + 1 WHERE id = %s",
-                (worker, utc_later(lease_seconds), now, now, row[0]),
-            )
-        return self.get(int(row[0]))
+    def night_summaries(self, utdate: str | None = None) -> list[dict[str, Any]]:
+        """The ``koa_summary`` rows (of one UT date, or all), by date and instrument."""
+        sql, params = "SELECT * FROM koa_summary", []
+        if utdate:
+            sql, params = sql + " WHERE utdate = %s", [utdate]
+        return self.query(sql + " ORDER BY utdate, instrument", params)
 
 
-def open_store(
-    url: str | None = None,
-    *,
-    default_dir: str | Path | None = None,
-    password: str | None = None,
-    upgrade: bool = True,
-) -> Store:
-    """Open a status store by URL (see the module docstring).
-
-    With no URL, an SQLite file ``koadep.sqlite`` in ``default_dir`` (the output
-    directory) is used. The schema is created or upgraded unless ``upgrade`` is
-    False.
-    """
-    parts = urllib.parse.urlsplit(url or "sqlite://")
-    if not url:
-        store: Store = SqliteStore(Path(default_dir or ".") / "koadep.sqlite")
-    elif parts.scheme == "sqlite":
-        path = f"{parts.netloc}{parts.path}"
-        store = SqliteStore(path[1:] if path.startswith("/") else path or None)
-    elif parts.scheme in ("mysql", "mariadb"):
-        if parts.password:
-            raise StoreError("put the database password in KOADEP_DB_PASSWORD, not in the URL")
-        query = urllib.parse.parse_qs(parts.query)
-        store = MysqlStore(
-            host=parts.hostname or "localhost",
-            port=parts.port or 3306,
-            user=urllib.parse.unquote(parts.username or "koadep"),
-            database=parts.path.lstrip("/") or "koa",
-            password=password if password is not None else os.environ.get("KOADEP_DB_PASSWORD", ""),
-            unix_socket=query.get("unix_socket", [None])[0],
-        )
-    else:
-        raise StoreError(f"unknown database URL scheme {parts.scheme!r} (sqlite:// or mysql://)")
-    if upgrade:
-        store.upgrade()
-    return store
-
-
-__all__ += ["IllegalTransition", "State"]
+#: The ERROR records an alert is about: not yet reviewed by a person.
+_OUTSTANDING = "status = 'ERROR' AND (reviewed = 0 OR reviewed IS NULL)"

@@ -1,0 +1,65 @@
+"""Opening a status store by URL: the back end is chosen by the URL's scheme.
+
+URLs: ``sqlite:///relative/path.sqlite``, ``sqlite:////absolute/path.sqlite``
+(``sqlite://`` alone is in memory) and
+``mysql://user@host:port/database``; the MySQL password comes from the
+``KOADEP_DB_PASSWORD`` environment variable or the ``db_password`` setting, never
+from the URL or the log.
+
+Examples
+--------
+>>> open_store("sqlite://").schema_version()
+4
+>>> open_store("mysql://koadep@db.example.org:3306/koa", password="", upgrade=False)
+MysqlStore(koadep@db.example.org:3306/koa)
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+from koadep.status.mysql import MysqlStore
+from koadep.status.sqlite import SqliteStore
+from koadep.status.store import Store, StoreError
+
+__all__ = ["open_store"]
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    default_dir: str | Path | None = None,
+    password: str | None = None,
+    upgrade: bool = True,
+) -> Store:
+    """Open a status store by URL (see :mod:`koadep.status.backends`).
+
+    With no URL, an SQLite file ``koadep.sqlite`` in ``default_dir`` (the output
+    directory) is used. The schema is created or upgraded unless ``upgrade`` is
+    False.
+    """
+    parts = urllib.parse.urlsplit(url or "sqlite://")
+    if not url:
+        store: Store = SqliteStore(Path(default_dir or ".") / "koadep.sqlite")
+    elif parts.scheme == "sqlite":
+        path = f"{parts.netloc}{parts.path}"
+        store = SqliteStore(path[1:] if path.startswith("/") else path or None)
+    elif parts.scheme in ("mysql", "mariadb"):
+        if parts.password:
+            raise StoreError("put the database password in KOADEP_DB_PASSWORD, not in the URL")
+        query = urllib.parse.parse_qs(parts.query)
+        store = MysqlStore(
+            host=parts.hostname or "localhost",
+            port=parts.port or 3306,
+            user=urllib.parse.unquote(parts.username or "koadep"),
+            database=parts.path.lstrip("/") or "koa",
+            password=password if password is not None else os.environ.get("KOADEP_DB_PASSWORD", ""),
+            unix_socket=query.get("unix_socket", [None])[0],
+        )
+    else:
+        raise StoreError(f"unknown database URL scheme {parts.scheme!r} (sqlite:// or mysql://)")
+    if upgrade:
+        store.upgrade()
+    return store

@@ -1,0 +1,125 @@
+"""The SQLite back end of the status store (stdlib ``sqlite3``, WAL mode): the embedded default.
+
+Examples
+--------
+>>> store = SqliteStore(None)  # in memory
+>>> store.upgrade()
+[1, 2, 3, 4]
+>>> store.queue("NIRC2", "/s/sdata907/nirc4/n0101.fits")
+1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from koadep.status.schema import Dialect
+from koadep.status.store import COUNT_TAKEOVER, Record, Store, utc_later, utc_now
+
+__all__ = ["SqliteDialect", "SqliteStore"]
+
+
+class SqliteDialect(Dialect):
+    """SQLite's column types and ``?`` placeholders."""
+
+    name = "sqlite"
+    placeholder = "?"
+    autoincrement = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def type_of(self, kind: str) -> str:
+        """The SQLite type of a column kind (times and text are TEXT)."""
+        return {"int": "INTEGER", "float": "REAL"}.get(kind, "TEXT")
+
+
+class SqliteStore(Store):
+    """SQLite (stdlib): the embedded default, in WAL mode."""
+
+    dialect = SqliteDialect()
+    _begin = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: str | Path | None) -> None:
+        super().__init__()
+        self.path = str(path) if path else ":memory:"
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._shared_memory: sqlite3.Connection | None = None
+        self._memory_lock = threading.RLock()
+
+    @contextmanager
+    def _cursor(self, transaction: bool = False) -> Iterator[Any]:
+        """As :meth:`Store._cursor`; an in-memory store serialises its one connection."""
+        if self.path != ":memory:":
+            with super()._cursor(transaction) as cur:
+                yield cur
+            return
+        with self._memory_lock, super()._cursor(transaction) as cur:
+            yield cur
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        with self._memory_lock if self.path == ":memory:" else contextlib.nullcontext():
+            self.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.execute("ROLLBACK")
+                raise
+            self.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (an in-memory store keeps its one connection)."""
+        if self.path != ":memory:":
+            super().close()
+        else:
+            self._local.conn = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path == ":memory:":
+            if self._shared_memory is None:
+                self._shared_memory = sqlite3.connect(
+                    ":memory:", isolation_level=None, check_same_thread=False
+                )
+            return self._shared_memory
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def _is_outage(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc)
+
+    def _already_there(self, exc: BaseException | None) -> bool:
+        text = str(exc)
+        return isinstance(exc, sqlite3.OperationalError) and (
+            text.startswith("duplicate column name") or text.endswith("already exists")
+        )
+
+    def claim(
+        self,
+        worker: str,
+        *,
+        lease_seconds: float = 600,
+        instrument: str | None = None,
+        level: int = 0,
+        retry_errors: bool = False,
+    ) -> Record | None:
+        where, params = self._claim_filter(instrument, level, retry_errors)
+        now = utc_now()
+        with self._cursor(transaction=True) as cur:
+            cur.execute(
+                self.dialect.sql(
+                    f"UPDATE koa_status SET {COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
+                    f"lease_expires = %s, process_start_time = %s, last_mod = %s, "
+                    f"run = COALESCE(run, 0) + 1 WHERE id = (SELECT id FROM koa_status WHERE {where} "
+                    f"ORDER BY id LIMIT 1) RETURNING id"
+                ),
+                (worker, utc_later(lease_seconds), now, now, *params),
+            )
+            row = cur.fetchone()
+        return self.get(int(row[0])) if row else None
