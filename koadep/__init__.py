@@ -11,8 +11,6 @@ Examples
 True
 """
 
-__version__ = "0.1.0"
-
 import logging
 
 from koadep.config import Config, load_config
@@ -21,6 +19,7 @@ from koadep.header import Card, Header, diff
 from koadep.issues import Issue, Severity
 from koadep.pipeline import StepResult
 from koadep.process import ProcessResult, process_file
+from koadep.version import __version__
 
 logging.getLogger("koadep").addHandler(logging.NullHandler())
 

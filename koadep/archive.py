@@ -68,6 +68,8 @@ __all__ = [
     "archive_file",
     "lease_is_live",
     "link_to_free_name",
+    "record_file",
+    "reprocess_record",
     "run_worker",
     "worker_name",
 ]
@@ -562,6 +564,67 @@ def archive_file(
     except Exception as exc:  # the record must never stay PROCESSING: it ends ERROR and says why
         log.exception("record %s failed outside processing", claimed.id)
         return _record_failure(store, claimed, run.worker, exc, config)
+
+
+def record_file(store: Store, record_id: int) -> Path:
+    """The raw file of status record ``record_id`` (what ``koadep archive --dbid`` processes).
+
+    Raises
+    ------
+    koadep.status.StoreError
+        When there is no such record.
+
+    Examples
+    --------
+    >>> from koadep.status import open_store
+    >>> store = open_store("sqlite:///:memory:")
+    >>> record_file(store, store.queue("NIRC2", "/data/n0001.fits"))
+    PosixPath('/data/n0001.fits')
+    """
+    record = store.get(record_id)
+    if record is None:
+        raise StoreError(f"no status record {record_id}")
+    return Path(record.ofname)
+
+
+def reprocess_record(
+    record: Record,
+    *,
+    store: Store | None,
+    config: Config | None = None,
+    progid: str | None = None,
+    dry_run: bool = False,
+    remove_output: bool = False,
+    ship: bool = False,
+) -> ArchiveResult:
+    """Process the file of a selected status record again (``koadep reprocess``).
+
+    A QUEUED record was never processed: its file is processed for the first
+    time. Any other record is reprocessed: copied to history and reset, and its
+    KOAID may be given again. A dry run computes everything and writes nothing,
+    to the store or the archive.
+
+    Parameters
+    ----------
+    record
+        The record, as :meth:`koadep.status.Store.find` selected it.
+    store
+        The status store (ignored for a dry run).
+
+    Other parameters are those of :func:`archive_file`.
+    """
+    return archive_file(
+        record.ofname,
+        store=None if dry_run else store,
+        config=config,
+        instrument=record.instrument,
+        record_id=record.id,
+        reprocess=record.status != State.QUEUED,
+        progid=progid,
+        dry_run=dry_run,
+        remove_output=remove_output,
+        ship=ship,
+    )
 
 
 def _claim_record(run: _Run, record_id: int | None, path_md5: str | None) -> Record | ArchiveResult:

@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from koadep import __version__
+from koadep.version import __version__
 
 __all__ = ["Config", "ConfigError", "ConfigWarning", "load_config"]
 

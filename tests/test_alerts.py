@@ -285,6 +285,24 @@ def test_alert_after_run_never_raises(capsys: pytest.CaptureFixture[str], tmp_pa
     assert ArchiveResult  # the outcomes the archive commands pass
 
 
+def test_alert_after_run_alerts_only_for_the_outcomes_that_failed(
+    smtp: tuple[int, Inbox], tmp_path: Path
+) -> None:
+    port, inbox = smtp
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    rid = error_record(store, "NIRC2", "n1.fits", "TRANSFER_ERROR", "x")
+
+    class Outcome:
+        record_id = rid
+        ok = True
+
+    assert alert_after_run(store, mail_config(port), [Outcome()]) == []  # a run without a failure
+    assert inbox.messages == []
+    Outcome.ok = False
+    assert [o.status for o in alert_after_run(store, mail_config(port), [Outcome()])] == ["sent"]
+    assert len(inbox.messages) == 1
+
+
 # ------------------------------------------------------------------ secrets and hostile names (issue 8)
 class AuthInbox(Inbox):
     """An inbox whose server asks for a login: every AUTH attempt is recorded."""

@@ -207,7 +207,7 @@ def test_the_running_monitor_goes_on_after_bad_entries_and_vanished_files(tmp_pa
 NOBODY = """
 import os, sys
 import _strptime, hashlib, sqlite3, zlib
-import koadep.admin, koadep.archive, koadep.cli, koadep.monitor, koadep.status
+import koadep.archive, koadep.cli, koadep.cli.archive, koadep.monitor, koadep.status
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)

@@ -21,13 +21,14 @@ import pytest
 
 import koadep.archive
 import koadep.status.store
-from koadep.archive import archive_file, run_worker, worker_name
+from koadep.archive import archive_file, record_file, reprocess_record, run_worker, worker_name
 from koadep.cli import main
 from koadep.config import Config
 from koadep.koaid import KOAID_MAX_LENGTH
 from koadep.services import Services
 from koadep.status import State, StoreError, open_store
-from koadep.status.store import _KINDS, SCHEMA_VERSION, _migrations
+from koadep.status.migrations import SCHEMA_VERSION, legacy_schema, statements
+from koadep.status.schema import COLUMN_KINDS
 
 from . import test_status
 from .test_robustness import SlowWeather
@@ -125,7 +126,7 @@ def test_a_queued_path_too_long_for_the_system_ends_error_not_a_dead_worker(
 def test_a_header_koaid_longer_than_the_column_is_invalid_and_the_record_finishes(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _KINDS["koaid"] == f"str:{KOAID_MAX_LENGTH}"  # one constant for the schema and the check
+    assert COLUMN_KINDS["koaid"] == f"str:{KOAID_MAX_LENGTH}"  # one constant for the schema and the check
     koaid = "N2.20240315.29730.25_" + "x" * 80
     path = nirc2_file(tmp_path / "n0101.fits", KOAID=f"{koaid}.fits")
     before = path.read_bytes()
@@ -254,11 +255,7 @@ def test_work_retries_errors_through_the_cli_and_reprocess_starts_the_count_agai
 def _version_3_store(url: str):  # type: ignore[no-untyped-def]
     """A store at schema version 3 (before the retry cap), not upgraded."""
     store = open_store(url, upgrade=False)
-    store.execute("CREATE TABLE IF NOT EXISTS koadep_schema (version INT)")
-    for version, statements in enumerate(_migrations(store.dialect)[:3], start=1):
-        for statement in statements:
-            store.execute(statement)
-        store.execute("INSERT INTO koadep_schema (version) VALUES (%s)", (version,))
+    legacy_schema(store, 3)
     return store
 
 
@@ -370,6 +367,32 @@ def test_archive_dbid_retries_an_error_record_without_reprocess(db_url: str, tmp
     nirc2_file(path)
     assert main(["archive", "NIRC2", "--dbid", str(rid), "--no-transfer", *_common(tmp_path, db_url)]) == 0
     assert store.get(rid).status == "PROCESSED"
+
+
+def test_record_file_is_the_raw_file_a_dbid_names(db_url: str) -> None:
+    store = open_store(db_url)
+    rid = store.queue("NIRC2", "/sdata/n0101.fits")
+    assert record_file(store, rid) == Path("/sdata/n0101.fits")
+    with pytest.raises(StoreError, match=f"no status record {rid + 1}"):
+        record_file(store, rid + 1)
+
+
+def test_reprocess_record_processes_a_queued_record_and_reprocesses_any_other(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(db_url)
+    queued = store.get(store.queue("NIRC2", "/sdata/n0101.fits"))
+    error = store.get(store.start("NIRC2", "/sdata/n0102.fits"))
+    store.finish(error.id, State.ERROR, status_code="TRANSFER_ERROR")
+    calls: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(koadep.archive, "archive_file", lambda path, **kw: calls.append((path, kw)))
+    reprocess_record(queued, store=store, config=Config())
+    reprocess_record(store.get(error.id), store=store, config=Config(), dry_run=True, progid="U294")
+    (first, one), (second, other) = calls
+    assert (first, one["record_id"], one["instrument"]) == ("/sdata/n0101.fits", queued.id, "NIRC2")
+    assert (one["reprocess"], one["store"], one["dry_run"]) == (False, store, False)
+    assert (second, other["record_id"], other["progid"]) == ("/sdata/n0102.fits", error.id, "U294")
+    assert (other["reprocess"], other["store"], other["dry_run"]) == (True, None, True)
 
 
 # ------------------------------------------------------------------ defect 14: paths, --limit, mariadb.sh
@@ -514,7 +537,7 @@ def test_a_worker_of_another_host_with_a_similar_long_name_is_never_judged_dead(
     store.claim(other, lease_seconds=600)
     monkeypatch.setattr(socket, "gethostname", lambda: prefix + ".local.example")
     assert worker_name().rpartition(":")[0] != other.rpartition(":")[0]
-    assert len(worker_name()) <= int(_KINDS["lease_owner"][4:])
+    assert len(worker_name()) <= int(COLUMN_KINDS["lease_owner"][4:])
     with pytest.raises(koadep.archive.RecordBusy):
         archive_file(path, store=store, config=Config(output_root=tmp_path / "out"), record_id=rid)
     assert store.get(rid).lease_owner == other
@@ -536,7 +559,7 @@ def test_a_retry_far_in_the_count_waits_at_most_a_day_and_never_kills_the_worker
 def test_an_upgrade_killed_halfway_and_concurrent_upgrades_finish_the_schema(db_url: str) -> None:
     store = _version_3_store(db_url)
     # a MariaDB upgrade killed after its first ALTER TABLE (each one commits at once)
-    store.execute(_migrations(store.dialect)[3][0])
+    store.execute(statements(store.dialect, 4)[0])
     errors: list[BaseException] = []
 
     def upgrade() -> None:

@@ -1,0 +1,68 @@
+"""The ``koadep`` command: a thin layer over the library.
+
+Every command only parses its arguments, builds the configuration and calls
+library functions; everything it does can be done from Python with one import.
+One module per group of commands adds its sub-commands (``add_commands``) and
+sets ``args.handler``, which :func:`main` calls:
+
+* :mod:`koadep.cli.process`: ``process``;
+* :mod:`koadep.cli.plugins`: ``plugins``;
+* :mod:`koadep.cli.archive`: ``archive``, ``reprocess``, ``status``, ``queue``, ``work``, ``db``;
+* :mod:`koadep.cli.monitor`: ``monitor``;
+* :mod:`koadep.cli.alerts`: ``alerts``;
+* :mod:`koadep.cli.report`: ``report``;
+* :mod:`koadep.cli.transfer`: ``transfer``, ``notify``, ``serve-ingest-api``;
+* :mod:`koadep.cli.compare`: ``compare-metadata``.
+
+The options several commands share are in :mod:`koadep.cli.options`, what
+they print in :mod:`koadep.cli.output`. No library module imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from koadep.cli import alerts, archive, compare, monitor, plugins, process, report, transfer
+from koadep.config import ConfigError
+from koadep.version import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``koadep`` command (also used to generate the docs)."""
+    parser = argparse.ArgumentParser(
+        prog="koadep",
+        description="Keck Observatory Archive data evaluation and processing.",
+    )
+    parser.add_argument("--version", action="version", version=f"koadep {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    process.add_commands(sub)
+    plugins.add_commands(sub)
+    archive.add_commands(sub)
+    monitor.add_commands(sub)
+    archive.add_db_command(sub)
+    alerts.add_commands(sub)
+    report.add_commands(sub)
+    transfer.add_commands(sub)
+    compare.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``koadep`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if not hasattr(args, "handler"):
+            parser.print_help()
+            return 2
+        return int(args.handler(args))
+    except BrokenPipeError:  # the reader went away (``koadep ... | head``): stop quietly
+        sys.stderr.close()
+        return 0
+    except ConfigError as exc:  # an unusable or unsafe configuration: one line, exit 2
+        print(f"koadep: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,283 @@
+"""The archive commands of ``koadep``: archive, reprocess, status, queue, work and db.
+
+A superset of the legacy ``archive.py`` command line. The commands only parse
+arguments, open the store and call :mod:`koadep.archive`; each sets
+``args.handler`` so :func:`koadep.cli.main` can dispatch to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from koadep.alerts import alert_after_run
+from koadep.archive import ArchiveResult, RecordBusy, archive_file, record_file, reprocess_record, run_worker
+from koadep.cli.options import (
+    add_common,
+    add_filters,
+    add_processing,
+    config_of,
+    count,
+    guarded,
+    positive,
+    seconds,
+    selected,
+    store_of,
+)
+from koadep.cli.output import Progress, list_records, shown
+from koadep.config import Config
+from koadep.shipping import describe
+from koadep.status import IllegalTransition, Record, Store
+from koadep.status.store import LeaseLost
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: Any) -> None:
+    """Add the archive commands (except ``monitor``) to the ``koadep`` sub-command parser."""
+    p = sub.add_parser(
+        "archive",
+        help="process files and record them in the status store",
+        description="Process raw files (lev0) and keep each file's life in the "
+        "status store. Exactly one of --filepath, --files or --dbid.",
+    )
+    p.add_argument("instrument", metavar="INSTR", help="instrument (case-insensitive)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--filepath", type=Path, help="one raw file")
+    which.add_argument("--files", metavar="GLOB", help="a glob of raw files (needs --confirm)")
+    which.add_argument("--dbid", type=int, help="an existing status record")
+    p.add_argument(
+        "--reprocess",
+        action="store_true",
+        help="reprocess: history copy, reset, the KOAID may be given again",
+    )
+    add_processing(p)
+    add_common(p)
+    p.set_defaults(handler=_archive)
+
+    p = sub.add_parser(
+        "reprocess",
+        help="reprocess records chosen by a query",
+        description="Select records by a query and reprocess them (needs --confirm "
+        "to process; without it the selection is listed).",
+    )
+    p.add_argument("instrument", metavar="INSTR", help="instrument (case-insensitive)")
+    add_filters(p)
+    add_processing(p)
+    add_common(p)
+    p.set_defaults(handler=_reprocess)
+
+    p = sub.add_parser(
+        "status", help="list status records", description="List status records matching the filters."
+    )
+    p.add_argument("instrument", nargs="?", metavar="INSTR", help="instrument")
+    add_filters(p)
+    p.add_argument("--level", type=int, help="data level")
+    p.add_argument("--limit", type=count, default=200, help="at most this many (default 200; 0 for no limit)")
+    p.add_argument("--issues", action="store_true", help="also list each record's issues")
+    add_common(p)
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser(
+        "queue",
+        help="queue raw files for the workers",
+        description="Insert QUEUED records for raw files (what the monitor does).",
+    )
+    p.add_argument("instrument", metavar="INSTR", help="instrument")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="raw files")
+    add_common(p)
+    p.set_defaults(handler=_queue)
+
+    p = sub.add_parser(
+        "work",
+        help="claim and process queued records until none is left",
+        description="A worker: claims QUEUED records (or records whose lease "
+        "expired) one at a time and archives them. Several can run at once.",
+    )
+    p.add_argument("instrument", nargs="?", metavar="INSTR", help="only this instrument")
+    p.add_argument(
+        "--lease",
+        type=seconds,
+        default=600,
+        metavar="SECONDS",
+        help="lease of a claimed record (default 600)",
+    )
+    p.add_argument("--max-files", type=positive, help="stop after this many files")
+    p.add_argument("--no-transfer", action="store_true", help="do not transfer (records end PROCESSED)")
+    add_common(p)
+    p.set_defaults(handler=_work)
+
+
+def add_db_command(sub: Any) -> None:
+    """Add ``koadep db`` to the ``koadep`` sub-command parser."""
+    p = sub.add_parser(
+        "db", help="manage the status store schema", description="Manage the status store schema."
+    )
+    p.add_argument("action", choices=("upgrade", "version"), help="upgrade: apply migrations")
+    add_common(p)
+    p.set_defaults(handler=_db)
+
+
+def _print_outcome(outcome: ArchiveResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(outcome.to_dict()), flush=True)
+        return
+    r = outcome.result
+    rid = outcome.record_id if outcome.record_id is not None else "-"
+    code = f" {outcome.code}" if outcome.state != "PROCESSED" and outcome.code else ""
+    print(f"{rid!s:>6} {outcome.state:<9} {shown(r.koaid or '-'):<26} {shown(r.path)}{code}", flush=True)
+    if outcome.already_archived:
+        print(f"    already archived in record {rid}; use --reprocess to process it again", flush=True)
+    if outcome.problem:
+        print(f"koadep: {outcome.problem}", file=sys.stderr, flush=True)
+    if outcome.shipping is not None:  # transfer and notification (koadep.shipping)
+        print(describe(outcome.shipping), flush=True)
+
+
+def _run_many(
+    items: Sequence[Any],
+    run: Callable[[Any], ArchiveResult],
+    as_json: bool,
+    store: Store | None,
+    config: Config,
+) -> int:
+    progress = Progress(len(items))
+    failures = 0
+    outcomes = []
+    for item in items:
+        try:
+            outcome = run(item)
+        except (IllegalTransition, LeaseLost, RecordBusy) as exc:  # one record in the wrong state: go on
+            print(
+                f"koadep: {item if not hasattr(item, 'id') else f'record {item.id}'}: {exc}", file=sys.stderr
+            )
+            failures += 1
+            continue
+        outcomes.append(outcome)
+        progress.step(str(outcome.result.path.name))
+        _print_outcome(outcome, as_json)
+        failures += not outcome.ok
+    alert_after_run(store, config, outcomes)  # e-mail new ERRORs; never raises
+    return 1 if failures else 0
+
+
+@guarded
+def _archive(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    store = None if args.dry_run else store_of(config)
+
+    def one(path: Path | None = None, record_id: int | None = None) -> ArchiveResult:
+        if record_id is not None and store is not None:
+            path = record_file(store, record_id)  # a record another live worker holds raises RecordBusy
+        return archive_file(
+            path,  # type: ignore[arg-type]
+            store=store,
+            config=config,
+            instrument=args.instrument,
+            record_id=record_id,
+            reprocess=args.reprocess,
+            progid=args.progid,
+            dry_run=args.dry_run,
+            remove_output=args.remove_output,
+            ship=not args.no_transfer,
+        )
+
+    if args.filepath:
+        return _run_many([args.filepath], one, args.json, store, config)
+    if args.dbid is not None:
+        return _run_many([args.dbid], lambda i: one(record_id=i), args.json, store, config)
+    pattern = args.files + "*" if args.files.endswith("/") else args.files
+    paths = sorted(Path(p) for p in glob.glob(pattern))
+    if not args.confirm:
+        for p in paths:
+            print(shown(p))
+        print(f"{len(paths)} files found. Use --confirm to process them.")
+        return 0
+    return _run_many(paths, one, args.json, store, config)
+
+
+@guarded
+def _reprocess(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    store = store_of(config)
+    records = selected(store, args)
+    if not args.confirm:
+        list_records(records, args.json)
+        print("Use --confirm to reprocess them.")
+        return 0
+
+    def one(record: Record) -> ArchiveResult:
+        return reprocess_record(
+            record,
+            store=store,
+            config=config,
+            progid=args.progid,
+            dry_run=args.dry_run,
+            remove_output=args.remove_output,
+            ship=not args.no_transfer,
+        )
+
+    return _run_many(records, one, args.json, None if args.dry_run else store, config)
+
+
+@guarded
+def _status(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    store = store_of(config)
+    records = selected(store, args, limit=args.limit)
+    list_records(records, args.json, store, args.issues)
+    return 0
+
+
+@guarded
+def _queue(args: argparse.Namespace) -> int:
+    store = store_of(config_of(args))
+    for path in args.files:
+        name = os.path.abspath(path)
+        rid = store.queue(args.instrument, name)
+        print(f"{rid} QUEUED {shown(name)}")
+    return 0
+
+
+@guarded
+def _work(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    store = store_of(config)
+    last: dict[Any, ArchiveResult] = {}  # record id -> its last outcome (a retried record counts once)
+
+    def report(outcome: ArchiveResult) -> None:
+        _print_outcome(outcome, args.json)
+        last[outcome.record_id] = outcome
+
+    done = run_worker(
+        store,
+        config=config,
+        instrument=args.instrument,
+        lease_seconds=args.lease,
+        max_files=args.max_files,
+        on_result=report,
+        ship=not args.no_transfer,
+    )
+    failures = [o for o in last.values() if not o.ok]
+    if not args.json:
+        attempts = f" ({done} attempts)" if done != len(last) else ""
+        print(f"{len(last)} files processed{attempts}, {len(failures)} not PROCESSED")
+    alert_after_run(store, config, failures)  # e-mail new ERRORs; never raises
+    return 1 if failures else 0
+
+
+@guarded
+def _db(args: argparse.Namespace) -> int:
+    store = store_of(config_of(args), upgrade=False)
+    if args.action == "upgrade":
+        applied = store.upgrade()
+        print(f"schema at version {store.schema_version()} (applied: {applied or 'none'})")
+    else:
+        print(f"schema version {store.schema_version()}")
+    return 0

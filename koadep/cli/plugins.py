@@ -1,0 +1,58 @@
+"""``koadep plugins``: the installed instrument plugins, or one instrument's page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from koadep.describe import describe
+from koadep.plugins import Registry, UnknownInstrument
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``koadep plugins`` to the ``koadep`` sub-command parser."""
+    p = sub.add_parser(
+        "plugins",
+        help="list the installed instrument plugins",
+        description="List the installed instrument plugins with their package and version; "
+        "plugins that failed to load are listed with the error.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--describe",
+        metavar="NAME",
+        help="print the Markdown page of instrument NAME (prefixes, KOAIMTYP rules, DQA steps, keyword map)",
+    )
+    p.set_defaults(handler=_plugins)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    registry = Registry.default()
+    if args.describe:
+        try:
+            print(describe(args.describe, registry), end="")
+        except UnknownInstrument as exc:
+            print(f"koadep plugins: {exc} (installed: {', '.join(registry.names())})", file=sys.stderr)
+            return 1
+        return 0
+    rows = [
+        {
+            "name": i.name,
+            "instruments": list(i.instruments),
+            "package": i.package,
+            "version": i.version,
+            "error": i.error,
+        }
+        for i in [*registry.infos, *registry.failures]
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        status = f"FAILED: {row['error']}" if row["error"] else ", ".join(row["instruments"])
+        print(f"{row['name']:<12} {row['package']:<20} {row['version']:<10} {status}")
+    return 0

@@ -1,0 +1,79 @@
+"""``koadep process``: raw FITS files into level-0 products, without the status store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from koadep.config import Config, load_config
+from koadep.process import ProcessResult, process_file
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``koadep process`` to the ``koadep`` sub-command parser."""
+    p = sub.add_parser(
+        "process",
+        help="process raw FITS files into level-0 archive products",
+        description="Process raw FITS files into level-0 archive products in "
+        "OUTDIR/<INSTR>/<YYYYMMDD>/lev0/. Exits 0 only if every file was processed.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="raw FITS files (plain or .gz)")
+    p.add_argument("--outdir", type=Path, help="output root (default: config output_root)")
+    p.add_argument(
+        "--keyword-tables",
+        type=Path,
+        metavar="DIR",
+        help="directory of KOA_<INSTR>_Keyword_Table.txt files",
+    )
+    p.add_argument("--schedule", type=Path, metavar="FILE", help="local telescope schedule (JSON or CSV)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    p.add_argument("--progid", help="force the program (U294 or 2025B_U294)")
+    p.add_argument(
+        "--koaid-fraction",
+        choices=("archive", "exact"),
+        help="hundredths rule of the KOAID (default: archive)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="compute everything, write nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON result object per file")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every issue")
+    p.set_defaults(handler=_process)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    return config.replace(
+        output_root=args.outdir,
+        keyword_tables=args.keyword_tables,
+        schedule_file=args.schedule,
+        koaid_fraction=args.koaid_fraction,
+    )
+
+
+def _print_result(result: ProcessResult, verbose: bool) -> None:
+    warnings = sum(1 for i in result.issues if i.severity.name == "WARN")
+    label = result.koaid or "-"
+    code = f" {result.status_code}" if result.state != "PROCESSED" else ""
+    plural = "" if warnings == 1 else "s"
+    print(f"{result.state:<9} {label:<26} {result.path}{code} ({warnings} warning{plural})")
+    if verbose or result.state != "PROCESSED":
+        for issue in result.issues:
+            first = issue.message.splitlines()[0] if issue.message else ""
+            print(f"    {issue.severity.name:<7} {issue.code:<24} {issue.step}: {first}")
+
+
+def _process(args: argparse.Namespace) -> int:
+    config = _config(args)
+    failures = 0
+    for name in args.files:
+        result = process_file(name, config=config, progid=args.progid, write=not args.dry_run)
+        if result.state != "PROCESSED":
+            failures += 1
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+        else:
+            _print_result(result, args.verbose)
+    return 1 if failures else 0
