@@ -21,7 +21,15 @@ import re
 
 import attrs
 
-__all__ = ["UtcTime", "parse_date_obs", "parse_utc", "semester", "ut_datetime"]
+__all__ = [
+    "UtcTime",
+    "night_of",
+    "parse_date_obs",
+    "parse_utc",
+    "semester",
+    "semester_of_night",
+    "ut_datetime",
+]
 
 _UTC = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d*))?\s*$")
 _DATE = re.compile(r"^\s*(\d{4})-(\d\d)-(\d\d)")
@@ -111,7 +119,32 @@ def semester(date: datetime.date, utc: str | UtcTime) -> str | None:
     t = parse_utc(utc) if isinstance(utc, str) else utc
     if t is None:
         return None
-    shifted = ut_datetime(date, t) - datetime.timedelta(hours=20)
-    letter = "A" if 2 <= shifted.month <= 7 else "B"
-    year = shifted.year - 1 if shifted.month == 1 else shifted.year
-    return f"{year}{letter}"
+    return semester_of_night(night_of(date, t))
+
+
+def night_of(date: datetime.date, utc: UtcTime) -> datetime.date:
+    """The HST date of the observing night an observation belongs to.
+
+    The night's day starts at 10:00 HST, which is 20:00 UT the day before.
+
+    Examples
+    --------
+    >>> night_of(datetime.date(2018, 2, 1), parse_utc("19:59:59.99"))
+    datetime.date(2018, 1, 31)
+    >>> night_of(datetime.date(2018, 2, 1), parse_utc("20:00:00"))
+    datetime.date(2018, 2, 1)
+    """
+    return (ut_datetime(date, utc) - datetime.timedelta(hours=20)).date()
+
+
+def semester_of_night(night: datetime.date) -> str:
+    """The Keck semester of an observing night (its HST date): A is Feb 1 - Jul 31.
+
+    Examples
+    --------
+    >>> semester_of_night(datetime.date(2025, 12, 7)), semester_of_night(datetime.date(2026, 1, 5))
+    ('2025B', '2025B')
+    """
+    if 2 <= night.month <= 7:
+        return f"{night.year}A"
+    return f"{night.year - (night.month == 1)}B"

@@ -26,25 +26,11 @@ from typing import Any
 import attrs
 
 from koadep.header import Header
+from koadep.values import number, text
 
 __all__ = ["Rule", "always", "first_match", "mapped", "number", "text"]
 
 Predicate = Callable[[Header, Any], bool]
-
-
-def text(header: Header, keyword: str) -> str:
-    """The keyword's value as stripped lower-case text ('' when absent)."""
-    value = header.present(keyword, "")
-    return str(value).strip().lower()
-
-
-def number(header: Header, keyword: str, default: float = 0.0) -> float:
-    """The keyword's value as a float (``default`` when absent or not a number)."""
-    value = header.present(keyword, default)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def always(header: Header, ctx: Any) -> bool:

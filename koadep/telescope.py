@@ -12,19 +12,12 @@ False
 from __future__ import annotations
 
 from koadep.header import Header
+from koadep.values import number
 
 __all__ = ["DOMEFLAT_ELEVATION", "is_at_domeflat"]
 
 #: The elevation window (exclusive) of the dome-flat position, by telescope.
 DOMEFLAT_ELEVATION: dict[int, tuple[float, float]] = {1: (66.99, 67.03), 2: (44.99, 45.03)}
-
-
-def _number(header: Header, keyword: str) -> float:
-    value = header.present(keyword, 0)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def is_at_domeflat(header: Header, telnr: int | None) -> bool:
@@ -34,7 +27,7 @@ def is_at_domeflat(header: Header, telnr: int | None) -> bool:
     83 to 93 degrees away from the azimuth (missing values count as 0).
     """
     low, high = DOMEFLAT_ELEVATION.get(telnr or 0, (0.0, -1.0))
-    if not low < _number(header, "EL") < high:
+    if not low < number(header, "EL") < high:
         return False
-    offset = abs(_number(header, "DOMEPOSN") - _number(header, "AZ") % 360)
+    offset = abs(number(header, "DOMEPOSN") - number(header, "AZ") % 360)
     return 83 < offset < 93

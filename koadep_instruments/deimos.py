@@ -52,6 +52,7 @@ from koadep.steps.imaging import npixsat
 from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import value
 
 SATURATION = 65535.0
 #: Spatial plate scale (arcsec/pixel).
@@ -77,11 +78,6 @@ GRATINGS = {
 }  # fmt: skip
 
 
-def _value(header: Header, keyword: str) -> str:
-    """The keyword's value as stripped text, case kept ('' when absent)."""
-    return str(header.present(keyword, "")).strip()
-
-
 def _round10(value: float) -> int:
     return int(round(value, -1))
 
@@ -94,7 +90,7 @@ def is_fcs(header: Header) -> bool:
 def grating_slot(header: Header) -> int | None:
     """GRATEPOS as an integer when it is a grating slot (3 or 4), else None."""
     try:
-        slot = int(str(header.present("GRATEPOS", "")).strip())
+        slot = int(value(header, "GRATEPOS"))
     except ValueError:
         return None
     return slot if slot in GRATING_SLOTS else None
@@ -102,7 +98,7 @@ def grating_slot(header: Header) -> int | None:
 
 def fcs_image_path(header: Header) -> str | None:
     """The FCS image a science frame names (FCSIMGFI), ``/s`` added before ``/sdata``."""
-    path = _value(header, "FCSIMGFI")
+    path = value(header, "FCSIMGFI")
     if not path:
         return None
     return "/s" + path if path.startswith("/sdata") else path
@@ -145,7 +141,7 @@ def set_fcs_date_time(header: Header, ctx: Context) -> StepResult:
     Only for an FCS file whose DATE holds a ``T``. A time that already has a
     fraction keeps it.
     """
-    date = _value(header, "DATE")
+    date = value(header, "DATE")
     if not is_fcs(header) or "T" not in date:
         return StepResult.done()
     day, _, time = date.partition("T")
@@ -191,7 +187,7 @@ def set_filter(header: Header, ctx: Context) -> StepResult:
     """FILTER = DWFILNAM when present."""
     if header.present("DWFILNAM") is None:
         return StepResult.done()
-    return StepResult.done(card("FILTER", _value(header, "DWFILNAM"), KOA_COMMENTS["FILTER"]))
+    return StepResult.done(card("FILTER", value(header, "DWFILNAM"), KOA_COMMENTS["FILTER"]))
 
 
 @writes("MJD")
@@ -219,7 +215,7 @@ def observing_mode(header: Header) -> str | None:
         return None
     if text(header, f"G{slot}TLTNAM") == "zeroth_order":
         return IMAGE
-    if _value(header, "SLMSKNAM").startswith(("LVM", "Long")):
+    if value(header, "SLMSKNAM").startswith(("LVM", "Long")):
         return LONGSLIT
     return MOS
 
@@ -233,7 +229,7 @@ def set_obsmode(header: Header, ctx: Context) -> StepResult:
 
 
 def _grating(header: Header) -> tuple[float, float, float] | None:
-    return GRATINGS.get(_value(header, "GRATENAM"))
+    return GRATINGS.get(value(header, "GRATENAM"))
 
 
 @writes("WAVEBLUE", "WAVECNTR", "WAVERED")
@@ -241,10 +237,10 @@ def set_wavelengths(header: Header, ctx: Context) -> StepResult:
     """WAVEBLUE, WAVECNTR, WAVERED (Angstrom): by FILTER for ``image``; for ``longslit`` and
     ``mos`` with a known grating, the tilt wavelength G{GRATEPOS}TLTWAV ± half the spectrum
     length (rounded to tens); ``null`` otherwise."""
-    mode = _value(header, "OBSMODE")
+    mode = value(header, "OBSMODE")
     values: tuple[Any, Any, Any] = (None, None, None)
     if mode == IMAGE:
-        values = FILTERS.get(_value(header, "FILTER"), values)
+        values = FILTERS.get(value(header, "FILTER"), values)
     elif mode in (LONGSLIT, MOS) and _grating(header) is not None:
         slot = grating_slot(header)
         tilt = header.present(f"G{slot}TLTWAV") if slot is not None else None
@@ -266,7 +262,7 @@ def set_spatscal(header: Header, ctx: Context) -> StepResult:
 def set_dispscal(header: Header, ctx: Context) -> StepResult:
     """DISPSCAL: SPATSCAL for ``image``; the grating's dispersion (Å/pixel) for ``longslit``
     and ``mos``; ``null`` otherwise."""
-    mode, grating = _value(header, "OBSMODE"), _grating(header)
+    mode, grating = value(header, "OBSMODE"), _grating(header)
     if mode == IMAGE:
         return StepResult.done(card("DISPSCAL", PIXEL_SCALE, "KOA: CCD pixel scale, dispersion (arcsec/pix)"))
     if mode in (LONGSLIT, MOS) and grating is not None:

@@ -38,6 +38,7 @@ from koadep.steps.identity import FILE_NAME, frameno_from, set_ut
 from koadep.steps.observatory import set_oa, set_weather
 from koadep.steps.program import prog_info_with, progid_from_schedule, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import value
 
 #: Header keywords that only the MAGIQ guider cameras write (no other KOA keyword
 #: table has them); with CAMNAME they mark a guider frame.
@@ -114,7 +115,7 @@ def schedule_instrument(header: Header) -> str | None:
     >>> schedule_instrument(Header.from_mapping({"CURRINST": "PCS"})) is None
     True
     """
-    current = str(header.present("CURRINST", "")).strip().upper()
+    current = value(header, "CURRINST").upper()
     if not current or current in UNSCHEDULED:
         return None
     return SCHEDULE_ALIASES.get(current, current)
@@ -173,7 +174,7 @@ def set_filter(header: Header, ctx: Context) -> StepResult:
     """FILTER, when absent: the non-empty FILTER0 and FILTER1 joined with ``+`` (``blank`` if none)."""
     if header.present("FILTER") is not None:
         return StepResult.done()
-    parts = [str(header.present(k, "")).strip() for k in ("FILTER0", "FILTER1")]
+    parts = [value(header, k) for k in ("FILTER0", "FILTER1")]
     joined = "+".join(p for p in parts if p) or "blank"
     return StepResult.done(card("FILTER", joined, KOA_COMMENTS["FILTER"]))
 
@@ -193,7 +194,7 @@ def wavelength_key(header: Header) -> str | None:
     >>> wavelength_key(Header.from_mapping({"CAMNAME": "k2acama", "FILTER": "clear"}))
     'ACAM'
     """
-    camname = str(header.present("CAMNAME", "")).strip().upper()
+    camname = value(header, "CAMNAME").upper()
     candidate = camname if camname in WAVELENGTHS else None
     for token in str(header.present("FILTER", "")).upper().split("+"):
         if token.strip() in WAVELENGTHS:

@@ -44,6 +44,7 @@ from koadep.steps.imaging import band_sig2nois, npixsat
 from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import flag, text, value
 
 #: The most amplifier extensions a HIRES file has (3 CCDs, 2 amplifiers each).
 MAX_EXTENSIONS = 6
@@ -56,27 +57,12 @@ SATURATION = 65535.0
 # reading the header
 
 
-def flag(header: Header, keyword: str) -> int | None:
-    """A HIRES status flag as 1 or 0 (T/F, numbers, ``'T'``/``'1'``...); None when absent or unreadable.
-
-    Examples
-    --------
-    >>> [flag(Header.from_mapping({"K": v}), "K") for v in (True, False, 0, "0", "T", "open")]
-    [1, 0, 0, 0, 1, None]
-    """
-    value = header.present(keyword)
-    if isinstance(value, bool | int | float):
-        return int(value != 0)
-    text = str(value).strip().upper() if value is not None else ""
-    return {"T": 1, "TRUE": 1, "1": 1, "F": 0, "FALSE": 0, "0": 0}.get(text)
-
-
 def lamp(header: Header) -> str:
     """The lamp in use: LAMPNAME, with the quartz fallback (row 0a).
 
     LAMPNAME ``undefined`` while LAMPQTZ1 or LAMPQTZ2 is on reads as ``quartz``.
     """
-    name = str(header.present("LAMPNAME", "")).strip()
+    name = value(header, "LAMPNAME")
     if name == "undefined" and 1 in (flag(header, "LAMPQTZ1"), flag(header, "LAMPQTZ2")):
         return "quartz"
     return name
@@ -115,7 +101,7 @@ def _thar(header: Header) -> bool:
 
 
 def _d5(header: Header) -> bool:
-    return str(header.present("DECKNAME", "")).strip() == "D5"
+    return value(header, "DECKNAME") == "D5"
 
 
 def _cathode_current(header: Header) -> float:
@@ -365,7 +351,7 @@ def _tempdet_abnormal(header: Header) -> bool:
 
 
 def _collimator(header: Header) -> str:
-    return COLLIMATOR_COVERS.get(str(header.present("XDISPERS", "")).strip().upper(), "BCCV")
+    return COLLIMATOR_COVERS.get(value(header, "XDISPERS").upper(), "BCCV")
 
 
 #: INSTSTAT, first match wins: -1 when keywords are missing, 0 when abnormal, else 1.
@@ -447,8 +433,8 @@ def set_image_stats(header: Header, ctx: Context) -> StepResult:
     for index in _extensions(ctx):
         stats = amp_statistics(ctx.data(index), precol=precol, postpix=postpix, xbin=xbin)  # type: ignore[arg-type]
         for prefix, box in (("IM01", stats.image), ("PT01", stats.postscan)):
-            for name, value in zip(("MN", "SD", "MD"), box or (None, None, None), strict=True):
-                values[f"{prefix}{name}{index:02d}"] = value
+            for name, stat in zip(("MN", "SD", "MD"), box or (None, None, None), strict=True):
+                values[f"{prefix}{name}{index:02d}"] = stat
     return StepResult.done(*(card(k, v, STAT_KEYWORDS[k[:-2]]) for k, v in values.items()))
 
 
@@ -508,7 +494,7 @@ def set_slit_values(header: Header, ctx: Context) -> StepResult:
     spatscal, dispscal = SPATIAL_SCALE * xbin, DISPERSION_SCALE * ybin
     length, width, specres = None, None, None
     issues = []
-    decker = DECKERS.get(str(header.present("DECKNAME", "")).strip())
+    decker = DECKERS.get(value(header, "DECKNAME"))
     if decker is not None:
         length, width = decker
         slitwid = header.present("SLITWID")
@@ -557,7 +543,7 @@ def set_gain_and_rn(header: Header, ctx: Context) -> StepResult:
     Extensions the file lacks (or without a known AMPLOC) get ``null``; an
     unknown CCDGAIN gives ``null`` everywhere and a warning.
     """
-    mode = str(header.present("CCDGAIN", "")).strip().lower()
+    mode = text(header, "CCDGAIN")
     issues = []
     if mode not in GAIN:
         issues.append(Issue.warn("SET_GAIN_RN_ERROR", f"CCDGAIN={mode!r} is not low or high"))

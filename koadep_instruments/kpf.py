@@ -40,6 +40,7 @@ from koadep.steps.derived import KOA_COMMENTS, elapsed_between, elapsed_from, el
 from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import is_daytime, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import value
 
 PREFIX = "KP"
 
@@ -81,7 +82,7 @@ def koaid_from_ofname(header: Header) -> tuple[str | None, str]:
         return None, ""
     koaid = f"{PREFIX}." + strip_fits(str(ofname).strip().rsplit(f"{PREFIX}.", 1)[-1])
     parts = koaid.split(".")
-    date_obs = str(header.present("DATE-OBS", "")).strip()
+    date_obs = value(header, "DATE-OBS")
     if len(parts) != 4:
         return koaid, "it does not have four dot-separated parts"
     if parts[1] != date_obs.replace("-", ""):

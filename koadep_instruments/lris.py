@@ -67,6 +67,7 @@ from koadep.steps.imaging import set_image_stats as primary_image_stats
 from koadep.steps.observatory import set_oa, set_skypa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import flag, numeric, text, value
 
 RED_NAMES = ("LRIS", "LRISp", "LRISpRED")
 BLUE_NAMES = ("LRISBLUE", "LRISpBLUE")
@@ -162,26 +163,14 @@ BOXES = {"IM": "image", "PT": "postscan"}
 EQUALIZED_SINCE = datetime.date(2021, 4, 16)
 
 
-def _value(header: Header, keyword: str) -> str:
-    """The keyword's value as stripped text, case kept ('' when absent)."""
-    return str(header.present(keyword, "")).strip()
-
-
-def _number(header: Header, keyword: str) -> float | None:
-    value = header.present(keyword)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def is_red(header: Header) -> bool:
     """INSTRUME names the red side: LRIS, LRISp or LRISpRED (exact)."""
-    return _value(header, "INSTRUME") in RED_NAMES
+    return value(header, "INSTRUME") in RED_NAMES
 
 
 def is_blue(header: Header) -> bool:
     """INSTRUME names the blue side: LRISBLUE or LRISpBLUE (exact)."""
-    return _value(header, "INSTRUME") in BLUE_NAMES
+    return value(header, "INSTRUME") in BLUE_NAMES
 
 
 def _round10(value: float) -> int:
@@ -190,17 +179,17 @@ def _round10(value: float) -> int:
 
 # KOAIMTYP predicates ------------------------------------------------------------------------
 def _open(header: Header) -> bool:
-    return _value(header, "TRAPDOOR") == "open"
+    return value(header, "TRAPDOOR") == "open"
 
 
 def _closed(header: Header) -> bool:
-    return _value(header, "TRAPDOOR") == "closed"
+    return value(header, "TRAPDOOR") == "closed"
 
 
 def _lamps(header: Header) -> str | None:
     """LAMPS when present and not ``0`` (the lamp pattern), else None."""
-    value = _value(header, "LAMPS")
-    return value if value and value != "0" else None
+    lamps = value(header, "LAMPS")
+    return lamps if lamps and lamps != "0" else None
 
 
 def _lamp_pattern_on(header: Header) -> bool:
@@ -215,50 +204,47 @@ def _lamp_pattern_off(header: Header) -> bool:
 
 def _autoshut(header: Header) -> bool:
     """AUTOSHUT is true: a FITS T, a non-zero number, or the text T/TRUE/YES/1."""
-    value = header.present("AUTOSHUT")
-    if isinstance(value, str):
-        return value.strip().lower() in ("t", "true", "yes", "1")
-    return bool(value)
+    return flag(header, "AUTOSHUT") == 1 or text(header, "AUTOSHUT") == "yes"
 
 
 def _axestat(header: Header) -> str:
-    return _value(header, "AXESTAT").lower()
+    return value(header, "AXESTAT").lower()
 
 
 def normalised_object(header: Header) -> str:
     """OBJECT without spaces, ``-`` and ``_``, in lower case, ``flats`` read as ``flat``."""
-    name = _value(header, "OBJECT")
+    name = value(header, "OBJECT")
     for char in " -_":
         name = name.replace(char, "")
     return name.lower().replace("flats", "flat")
 
 
 def _red_disperser(header: Header) -> bool:
-    return is_red(header) and _value(header, "GRANAME") != "mirror"
+    return is_red(header) and value(header, "GRANAME") != "mirror"
 
 
 def _blue_disperser(header: Header) -> bool:
-    return is_blue(header) and _value(header, "GRISNAME") != "clear"
+    return is_blue(header) and value(header, "GRISNAME") != "clear"
 
 
 def _any_on(header: Header, keywords: Sequence[str]) -> bool:
-    return any(_value(header, k) == "on" for k in keywords)
+    return any(value(header, k) == "on" for k in keywords)
 
 
 def _elaptime_zero(header: Header) -> bool:
-    value = _number(header, "ELAPTIME")
-    return value is not None and value == 0
+    elaptime = numeric(header, "ELAPTIME")
+    return elaptime is not None and elaptime == 0
 
 
 #: KOAIMTYP, first match wins (values compared case-sensitively unless said otherwise).
 KOAIMTYP_RULES = (
     Rule(1, "SLITNAME is GOH_LRIS, or OUTFILE is rfoc or bfoc",
-         lambda h, c: _value(h, "SLITNAME") == "GOH_LRIS" or _value(h, "OUTFILE") in FOCUS_OUTFILES, "focus"),
+         lambda h, c: value(h, "SLITNAME") == "GOH_LRIS" or value(h, "OUTFILE") in FOCUS_OUTFILES, "focus"),
     Rule(2, "ELAPTIME is 0", lambda h, c: _elaptime_zero(h), "bias"),
     Rule(3, "TRAPDOOR open and FLIMAGIN, FLSPECTR, FLAMP1 or FLAMP2 is on",
          lambda h, c: _open(h) and _any_on(h, FLAT_LAMPS), "flatlamp"),
     Rule(4, "TRAPDOOR open, AUTOSHUT true, CALNAME ir, hnpb or uv",
-         lambda h, c: _open(h) and _autoshut(h) and _value(h, "CALNAME") in POLCAL_NAMES, "polcal"),
+         lambda h, c: _open(h) and _autoshut(h) and value(h, "CALNAME") in POLCAL_NAMES, "polcal"),
     Rule(5, "TRAPDOOR open, AUTOSHUT true", lambda h, c: _open(h) and _autoshut(h), "object"),
     Rule(6, "TRAPDOOR open, AXESTAT (any case) tracking or slewing",
          lambda h, c: _open(h) and _axestat(h) in ("tracking", "slewing"), "object"),
@@ -277,7 +263,7 @@ KOAIMTYP_RULES = (
     Rule(12, "TRAPDOOR closed, LAMPS holds no 1 and is the dark pattern 0,0,0,0,0,0",
          lambda h, c: _closed(h) and _lamp_pattern_off(h) and _lamps(h) == DARK_PATTERN, "dark"),
     Rule(13, "TRAPDOOR closed, no LAMPS (or 0), HALOGEN on",
-         lambda h, c: _closed(h) and _lamps(h) is None and _value(h, "HALOGEN") == "on", "flatlamp"),
+         lambda h, c: _closed(h) and _lamps(h) is None and value(h, "HALOGEN") == "on", "flatlamp"),
     Rule("14r", "TRAPDOOR closed, no LAMPS, an arc lamp on (NEON, ARGON, CADMIUM, ZINC, KRYPTON, "
                 "XENON, FEARGON, DEUTERI), red side, GRANAME not mirror",
          lambda h, c: _closed(h) and _lamps(h) is None and _any_on(h, ARC_LAMPS) and _red_disperser(h),
@@ -286,7 +272,7 @@ KOAIMTYP_RULES = (
          lambda h, c: _closed(h) and _lamps(h) is None and _any_on(h, ARC_LAMPS) and _blue_disperser(h),
          "arclamp"),
     Rule(15, "TRAPDOOR closed, no LAMPS, every lamp (the arcs and HALOGEN) off",
-         lambda h, c: _closed(h) and _lamps(h) is None and all(_value(h, k) == "off" for k in ALL_LAMPS),
+         lambda h, c: _closed(h) and _lamps(h) is None and all(value(h, k) == "off" for k in ALL_LAMPS),
          "dark"),
     Rule(16, "otherwise", always, "undefined"),
 )  # fmt: skip
@@ -307,43 +293,43 @@ def set_obsmode(header: Header, ctx: Context) -> StepResult:
     """OBSMODE: blue, IMAGING when GRISNAME contains ``cl`` or ``NB``; red, IMAGING when
     GRANAME is ``mirror``; SPEC otherwise."""
     if is_blue(header):
-        grism = _value(header, "GRISNAME")
+        grism = value(header, "GRISNAME")
         mode = IMAGING if "cl" in grism or "NB" in grism else SPEC
     elif is_red(header):
-        mode = IMAGING if _value(header, "GRANAME") == "mirror" else SPEC
+        mode = IMAGING if value(header, "GRANAME") == "mirror" else SPEC
     else:
         return StepResult.failed(Issue.warn("SET_DERIVED_ERROR", "INSTRUME names neither LRIS side"))
     return StepResult.done(card("OBSMODE", mode, "KOA: Observation mode"))
 
 
 def _filter_range(header: Header) -> tuple[float, float] | None:
-    name = _value(header, "REDFILT" if is_red(header) else "BLUFILT")
+    name = value(header, "REDFILT" if is_red(header) else "BLUFILT")
     table = RED_FILTERS if is_red(header) else BLUE_FILTERS
     return table.get("clear" if name == "Clear" else name)
 
 
 def _slit_name(header: Header) -> str:
     """The slit in use: SLITNAME, and SLITMASK when it is text (legacy read only SLITMASK)."""
-    return f"{_value(header, 'SLITNAME')} {_value(header, 'SLITMASK')}"
+    return f"{value(header, 'SLITNAME')} {value(header, 'SLITMASK')}"
 
 
 def _spectrum_range(header: Header) -> tuple[float, float] | None:
     if is_red(header):
-        centre = _number(header, "WAVELEN")
+        centre = numeric(header, "WAVELEN")
         date = parse_date_obs(header.present("DATE-OBS"))
         table = RED_GRATINGS_BEFORE if date is not None and date < RED_GRATINGS_SINCE else RED_GRATINGS
-        width = table.get(_value(header, "GRANAME"))
+        width = table.get(value(header, "GRANAME"))
         if centre is None or width is None:
             return None
         return centre - width / 2, centre + width / 2
     slit = _slit_name(header)
     table = BLUE_GRISMS_LONG_SLIT if "long_" in slit or "pol_" in slit else BLUE_GRISMS
-    return table.get(_value(header, "GRISNAME"))
+    return table.get(value(header, "GRISNAME"))
 
 
 def wavelength_range(header: Header) -> tuple[float, float] | None:
     """(blue, red) before the dichroic cut and rounding, or None when no table entry applies."""
-    mode = _value(header, "OBSMODE")
+    mode = value(header, "OBSMODE")
     if not (is_red(header) or is_blue(header)):
         return None
     if mode == IMAGING:
@@ -366,7 +352,7 @@ def set_wavelengths(header: Header, ctx: Context) -> StepResult:
     if found is None:
         return StepResult.done()
     blue, red = found
-    cut = DICHROIC_CUT.get(_value(header, "DICHNAME"))
+    cut = DICHROIC_CUT.get(value(header, "DICHNAME"))
     if cut is not None:
         if is_red(header):
             blue = max(blue, cut)
@@ -391,15 +377,15 @@ def set_slit_dims(header: Header, ctx: Context) -> StepResult:
     when the disperser's FWHM is known, WAVECNTR / FWHM / slit width rounded to
     hundreds (a slit of unknown width counts as 1 arcsec).
     """
-    if _value(header, "SLITNAME") in NO_SLIT:
+    if value(header, "SLITNAME") in NO_SLIT:
         return StepResult.done()
-    length, width = SLITS.get(_value(header, "SLITNAME"), (None, None))
+    length, width = SLITS.get(value(header, "SLITNAME"), (None, None))
     if is_red(header):
-        dispersion, fwhm = RED_DISPERSION.get(_value(header, "GRANAME"), (0, 0))
+        dispersion, fwhm = RED_DISPERSION.get(value(header, "GRANAME"), (0, 0))
     else:
-        dispersion, fwhm = BLUE_DISPERSION.get(_value(header, "GRISNAME"), (0, 0))
+        dispersion, fwhm = BLUE_DISPERSION.get(value(header, "GRISNAME"), (0, 0))
     slit = width or 1.0
-    centre = _number(header, "WAVECNTR")
+    centre = numeric(header, "WAVECNTR")
     specres = None
     if centre is not None:
         if dispersion:
@@ -433,12 +419,12 @@ def set_wcs(header: Header, ctx: Context) -> StepResult:
     and DEC in degrees. Nothing happens for the red side, spectroscopy or
     without RA and DEC.
     """
-    if not is_blue(header) or _value(header, "OBSMODE") != IMAGING:
+    if not is_blue(header) or value(header, "OBSMODE") != IMAGING:
         return StepResult.done()
     ra, dec = header.present("RA"), header.present("DEC")
     if ra is None or dec is None or ctx.fits is None:
         return StepResult.done()
-    xcen, ycen = detector_centre(_value(header, "PONAME"))
+    xcen, ycen = detector_centre(value(header, "PONAME"))
     crval1, crval2 = to_degrees("RA", ra), to_degrees("DEC", dec)
     rotposn = header.present("ROTPOSN")
     changes: dict[int, list[Card]] = {}
@@ -446,7 +432,7 @@ def set_wcs(header: Header, ctx: Context) -> StepResult:
     for hdu in ctx.fits.hdus[1:]:
         if hdu.kind != "image":
             continue
-        wcs = {k: _number(hdu.header, k) for k in EXTENSION_WCS_KEYWORDS}
+        wcs = {k: numeric(hdu.header, k) for k in EXTENSION_WCS_KEYWORDS}
         if any(v is None for v in wcs.values()) or not wcs["CD1_1"] or not wcs["CD2_2"]:
             issues.append(Issue.warn("SET_WCS_ERROR", f"HDU {hdu.index} lacks {'/'.join(wcs)}"))
             continue
@@ -485,7 +471,7 @@ def set_image_stats(header: Header, ctx: Context) -> StepResult:
     cards: list[Card] = []
     if ctx.data(0) is not None:
         cards.extend(primary_image_stats(header, ctx).cards)
-    precol, postpix = _number(header, "PRECOL"), _number(header, "POSTPIX")
+    precol, postpix = numeric(header, "PRECOL"), numeric(header, "POSTPIX")
     xbin = (binning(header) or (1, 1))[0]
     for hdu in ctx.fits.hdus[1:] if ctx.fits is not None else ():
         ccd, amp = _amp_index(hdu.header.get("CCDLOC")), _amp_index(hdu.header.get("AMPLOC"))
@@ -495,9 +481,9 @@ def set_image_stats(header: Header, ctx: Context) -> StepResult:
         c = ccd + 1 if is_blue(header) else ccd
         stats = amp_statistics(data, precol=precol, postpix=postpix, xbin=xbin)
         for prefix, values in (("IM", stats.image), ("PT", stats.postscan)):
-            for kind, value in zip(STAT_KINDS, values or (None, None, None), strict=True):
+            for kind, stat in zip(STAT_KINDS, values or (None, None, None), strict=True):
                 comment = f"KOA: amp {amp} {BOXES[prefix]} box {STAT_KINDS[kind]}"
-                cards.append(card(f"{prefix}0{c}{kind}0{amp}", value, comment))
+                cards.append(card(f"{prefix}0{c}{kind}0{amp}", stat, comment))
     if not cards:
         return StepResult.failed(Issue.warn("IMAGE_STATS_ERROR", "no primary image and no amplifier image"))
     return StepResult.done(*cards)
@@ -508,12 +494,12 @@ def fix_datebeg(header: Header, ctx: Context) -> StepResult:
     """DATE_BEG and DATE_END extras from DATE-BEG and DATE-END (``YYYY-MM-DDTHH:MM:SS.ffffff``)."""
     extras = {}
     for keyword in ("DATE-BEG", "DATE-END"):
-        value = _value(header, keyword)
+        stamp = value(header, keyword)
         try:
-            datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f")
+            datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
         except ValueError:
             continue
-        extras[keyword.replace("-", "_")] = value
+        extras[keyword.replace("-", "_")] = stamp
     return StepResult.done(extras=extras)
 
 
@@ -579,7 +565,7 @@ class Lris(Instrument):
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """True for a custom slit mask: SLITNAME set and naming no long, pol, GOH or direct slit."""
-        slit = _value(header, "SLITNAME").lower()
+        slit = value(header, "SLITNAME").lower()
         return bool(slit) and not any(s in slit for s in ("long_", "pol_", "goh_", "direct"))
 
     def render_jpeg(self, fits: Any, header: Header, ctx: Context) -> Any:

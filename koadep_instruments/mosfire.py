@@ -34,6 +34,7 @@ from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.telescope import is_at_domeflat
+from koadep.values import value
 
 #: Filter -> (WAVEBLUE, WAVECNTR, WAVERED) in microns: the centre ± FWHM/2, 3 decimals.
 FILTERS = {
@@ -63,10 +64,7 @@ def _power(header: Header) -> bool:
 
 def _dust(header: Header) -> str:
     """The dust cover position (lower case), when its mechanism reports OK; else ''."""
-    if (
-        str(header.present("MDCMECH", "")).strip() == "Dust Cover"
-        and str(header.present("MDCSTAT", "")).strip() == "OK"
-    ):
+    if value(header, "MDCMECH") == "Dust Cover" and value(header, "MDCSTAT") == "OK":
         return text(header, "MDCNAME")
     return ""
 

@@ -24,6 +24,7 @@ from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.telescope import is_at_domeflat
+from koadep.values import value
 
 #: Stage 1 of KOAIMTYP: lower-case IMTYPE -> KOAIMTYP.
 IMTYPE_MAP = {
@@ -266,7 +267,7 @@ class Nirc2(Instrument):
         return fix_instrume(header, self.name)
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
-        return "N2" if str(header.present("INSTRUME", "")).strip() == "NIRC2" else ""
+        return "N2" if value(header, "INSTRUME") == "NIRC2" else ""
 
     def koaid_suffix(self, header: Header, ctx: Context) -> str:
         """``_unp`` for image cubes (LEV0TYPE unprocessed, or several HDUs without LEV0TYPE)."""

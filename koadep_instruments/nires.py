@@ -19,6 +19,7 @@ from koadep.steps.imaging import npixsat, set_image_stats
 from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import text
 
 PREFIXES = {"imag": "NI", "spec": "NR"}
 
@@ -68,7 +69,7 @@ class Nires(Instrument):
     )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
-        return PREFIXES.get(str(header.present("INSTR", "")).strip().lower(), "")
+        return PREFIXES.get(text(header, "INSTR"), "")
 
     def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
         return (

@@ -40,6 +40,7 @@ from koadep.steps.imaging import keyword_value, npixsat, set_image_stats
 from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.values import value
 
 NAMES = ("nirspec", "nirspao")
 
@@ -118,7 +119,7 @@ def camera_from_header(header: Header) -> str:
 
 def camera(header: Header) -> str:
     """The camera of a file given its KOAID: ``spec`` (NS), ``scam`` (NC) or ''."""
-    return {"NS": "spec", "NC": "scam"}.get(str(header.present("KOAID", "")).strip()[:2], "")
+    return {"NS": "spec", "NC": "scam"}.get(value(header, "KOAID")[:2], "")
 
 
 def is_ao(header: Header) -> bool:
@@ -132,7 +133,7 @@ def slit_size(header: Header) -> tuple[float, float] | None:
     The two numbers are compared as numbers (#17). None when SLITNAME is not
     two numbers joined by ``x``.
     """
-    parts = str(header.present("SLITNAME", "")).strip().lower().split("x")
+    parts = text(header, "SLITNAME").split("x")
     try:
         a, b = (float(p) for p in parts)
     except ValueError:
@@ -221,7 +222,7 @@ def set_slit_values(header: Header, ctx: Context) -> StepResult:
 
 
 def _science_filter(header: Header) -> str:
-    parts = (str(header.present(k, "")).strip() for k in ("SCIFILT1", "SCIFILT2"))
+    parts = (value(header, k) for k in ("SCIFILT1", "SCIFILT2"))
     return "".join(p for p in parts if p.lower() not in NOT_FILTERS)
 
 
@@ -310,7 +311,7 @@ class Nirspec(Instrument):
 
     def fix_header(self, header: Header, ctx: Context) -> StepResult:
         """Accept INSTRUME NIRSPEC or NIRSPAO; the header is not changed."""
-        instrume = str(header.present("INSTRUME", "")).strip().upper()
+        instrume = value(header, "INSTRUME").upper()
         if instrume in ("NIRSPEC", "NIRSPAO"):
             return StepResult.done()
         return StepResult.failed(Issue.error("SET_INSTR_ERROR", f"INSTRUME={instrume!r} is not NIRSPEC"))

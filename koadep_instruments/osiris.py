@@ -39,6 +39,7 @@ from koadep.steps.observatory import set_oa, set_telnr, set_weather
 from koadep.steps.program import set_prog_info, set_propint, set_semester
 from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.telescope import is_at_domeflat
+from koadep.values import value
 
 PREFIXES = {"imag": "OI", "spec": "OS"}
 FILTER_SOURCE = {"imag": "IFILTER", "spec": "SFILTER"}
@@ -117,7 +118,7 @@ def _flat_lamp_on(header: Header) -> bool:
 
 def _tracking(header: Header) -> bool:
     """DOMESTAT and AXESTAT both tracking or slewing (case-sensitive, as in the card)."""
-    return all(str(header.present(k, "")).strip() in TRACKING for k in ("DOMESTAT", "AXESTAT"))
+    return all(value(header, k) in TRACKING for k in ("DOMESTAT", "AXESTAT"))
 
 
 def _at_domeflat(header: Header, ctx: Context | None) -> bool:
@@ -273,7 +274,7 @@ class Osiris(Instrument):
 
     def fix_header(self, header: Header, ctx: Context) -> StepResult:
         """INSTRUME is always OSIRIS."""
-        if str(header.present("INSTRUME", "")).strip() == self.name:
+        if value(header, "INSTRUME") == self.name:
             return StepResult.done()
         return StepResult.done(card("INSTRUME", self.name, "KOA: Instrument"))
 

@@ -11,7 +11,8 @@ import datetime
 
 import pytest
 
-from koadep.obstime import UtcTime, parse_date_obs, parse_utc, semester
+from koadep.obstime import UtcTime, night_of, parse_date_obs, parse_utc, semester
+from koadep.services import LocalSchedule
 
 # --------------------------------------------------------------------------------------
 # semester
@@ -49,6 +50,38 @@ def test_semester_boundaries(date_obs: str, utc: str, expected: str) -> None:
     date = parse_date_obs(date_obs)
     assert date is not None
     assert semester(date, utc) == expected
+
+
+@pytest.mark.parametrize(
+    ("date_obs", "utc", "expected"),
+    [
+        pytest.param("2018-02-01", "19:59:59.99", "2017B", id="feb1-before-20UT"),
+        pytest.param("2018-02-01", "20:00:00.00", "2018A", id="feb1-at-20UT"),
+        pytest.param("2018-02-02", "05:00:00", "2018A", id="feb1-night-after-midnight-UT"),
+        pytest.param("2017-08-01", "19:59:59.999999", "2017A", id="aug1-before-20UT"),
+        pytest.param("2017-08-01", "20:00:00", "2017B", id="aug1-at-20UT"),
+        pytest.param("2017-08-02", "09:00:00", "2017B", id="aug1-night-after-midnight-UT"),
+    ],
+)
+def test_schedule_and_observation_agree_on_the_semester(date_obs: str, utc: str, expected: str) -> None:
+    """The SEMESTER keyword of a frame and its night's schedule entry use one rule."""
+    date, t = parse_date_obs(date_obs), parse_utc(utc)
+    assert date is not None and t is not None
+    night = night_of(date, t)
+    schedule = LocalSchedule.from_rows(
+        [
+            {
+                "date": night.isoformat(),
+                "instrument": "NIRC2",
+                "progid": "U001",
+                "pi": "",
+                "institution": "",
+                "title": "",
+            }
+        ]
+    )
+    (entry,) = schedule.entries(night, 2, "NIRC2")
+    assert semester(date, utc) == entry.semester == expected
 
 
 def test_semester_accepts_a_parsed_time() -> None:

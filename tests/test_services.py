@@ -71,3 +71,14 @@ def test_twilight_on_maunakea_is_plausible() -> None:
 def test_telescope_numbers() -> None:
     t = StaticTelescopes()
     assert (t.telnr("nirc2"), t.telnr("HIRES"), t.telnr("XYZ")) == (2, 1, None)
+
+
+def test_every_service_name_imports_from_the_package() -> None:
+    """The split into protocols, local services and clocks keeps ``from koadep.services import X``."""
+    import koadep.services as services
+    from koadep.services import clock, local, protocols
+
+    for module in (clock, local, protocols):
+        for name in module.__all__:
+            assert getattr(services, name) is getattr(module, name), name
+    assert services.semester_of_night(datetime.date(2024, 8, 1)) == "2024B"

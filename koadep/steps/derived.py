@@ -21,6 +21,7 @@ from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import StepResult, card, writes
+from koadep.values import text
 
 __all__ = [
     "KOA_COMMENTS",
@@ -72,7 +73,7 @@ def from_mode(
     """
 
     def step(header: Header, ctx: Context) -> StepResult:
-        mode = str(header.present(mode_keyword, "")).strip().lower()
+        mode = text(header, mode_keyword)
         values = table.get(mode)
         if values is None:
             return StepResult.failed(
