@@ -340,85 +340,164 @@ class _Run:
 
 
 def _process(path: Path, opts: _Run) -> ProcessResult:
-    config, write = opts.config, opts.write
-    logger, handler, started = opts.logger, opts.handler, opts.started
+    """Run the phases of :func:`process_file` on one file.
 
-    def fail(issue: Issue, **fields: Any) -> ProcessResult:
-        logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
-        return _finish(path, [issue], started, handler, **fields)
-
+    The phases, in order: build the context, run the identity steps, run the
+    DQA steps, check OFNAME, find the related files, reserve the KOAID, write
+    the products and finish. A file the context rejects, or whose issues stop
+    it before its products, finishes early.
+    """
     try:
-        ctx = Context.for_file(
-            path,
-            config=config,
-            services=opts.services,
-            registry=opts.registry,
-            progid=opts.progid,
-            log=logger,
-        )
+        ctx = _context(path, opts)
     except FileRejected as exc:
-        return fail(exc.issue, raw_header=exc.raw_header)
-    assert ctx.fits is not None and ctx.hooks is not None
-    fits, hooks, instrument, raw_header = ctx.fits, ctx.hooks, ctx.instrument, ctx.fits.header
-
-    outcome = run(identity_steps(), raw_header, ctx)
+        return _rejected(path, exc, opts)
+    outcome = _run_identity(ctx)
     issues = list(outcome.issues)
     if outcome.ok:
-        dqa: Outcome = run(hooks.dqa_steps(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))
-        issues.extend(dqa.issues)
-        outcome = attrs.evolve(dqa, issues=tuple(issues))
-        if dqa.ok:
-            issues.extend(_ofname_issues(outcome.header, raw_header, path, opts.original_name))
-        elif any(i.code == "SET_OFNAME_ERROR" for i in dqa.issues):
-            issues.append(Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits"))
-    header = outcome.header
-    koaid_value = header.present("KOAID")
-    koaid = str(koaid_value).removesuffix(".fits") if koaid_value else None
-    related: list[str] = []
-    if outcome.ok:
-        try:
-            related = hooks.related_files(header, ctx)
-        except Exception as exc:
-            issues.append(Issue.warn("PLUGIN_ERROR", f"related_files: {exc}", "related_files"))
-    fields: dict[str, Any] = {
+        outcome = _run_dqa(outcome, ctx)
+        issues = [*outcome.issues, *_check_ofname(outcome, ctx, path, opts.original_name)]
+    related, related_issues = _find_related(outcome, ctx)
+    issues.extend(related_issues)
+    fields = _result_fields(outcome, ctx, related)
+    issues.extend(_reserve_koaid(fields["koaid"], issues, opts))
+    if _stops(issues):
+        return _finish(path, issues, opts.started, opts.handler, **fields)
+    products, product_issues = _write(outcome, ctx, fields, issues, opts)
+    fields["products"] = products
+    return _finished(path, [*issues, *product_issues], fields, opts)
+
+
+def _context(path: Path, opts: _Run) -> Context:
+    """Build the context the steps run in (:meth:`Context.for_file`).
+
+    Raises
+    ------
+    FileRejected
+        When the file cannot be read or belongs to no instrument.
+    """
+    return Context.for_file(
+        path,
+        config=opts.config,
+        services=opts.services,
+        registry=opts.registry,
+        progid=opts.progid,
+        log=opts.logger,
+    )
+
+
+def _rejected(path: Path, exc: FileRejected, opts: _Run) -> ProcessResult:
+    """Finish a file the context rejected, logging its issue."""
+    issue = exc.issue
+    opts.logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
+    return _finish(path, [issue], opts.started, opts.handler, raw_header=exc.raw_header)
+
+
+def _run_identity(ctx: Context) -> Outcome:
+    """Run the identity steps (:func:`identity_steps`) on the raw header."""
+    assert ctx.fits is not None
+    return run(identity_steps(), ctx.fits.header, ctx)
+
+
+def _run_dqa(identity: Outcome, ctx: Context) -> Outcome:
+    """Run the instrument's DQA steps after the identity steps; the outcome holds the issues of both."""
+    assert ctx.hooks is not None
+    dqa = run(ctx.hooks.dqa_steps(0), identity.header, attrs.evolve(ctx, extras=identity.extras))
+    return attrs.evolve(dqa, issues=(*identity.issues, *dqa.issues))
+
+
+def _check_ofname(dqa: Outcome, ctx: Context, path: Path, original_name: str | None) -> list[Issue]:
+    """The OFNAME issues of a file whose steps ran: OFNAME must name the file (see :func:`_ofname_issues`)."""
+    assert ctx.fits is not None
+    if dqa.ok:
+        return _ofname_issues(dqa.header, ctx.fits.header, path, original_name)
+    if any(i.code == "SET_OFNAME_ERROR" for i in dqa.issues):
+        return [Issue.invalid("BAD_OFNAME", "no OFNAME could be built", "validate_fits")]
+    return []
+
+
+def _find_related(outcome: Outcome, ctx: Context) -> tuple[list[str], list[Issue]]:
+    """The related files the plugins name for a file whose steps ran, and a warning if a plugin failed."""
+    assert ctx.hooks is not None
+    if not outcome.ok:
+        return [], []
+    try:
+        return ctx.hooks.related_files(outcome.header, ctx), []
+    except Exception as exc:
+        return [], [Issue.warn("PLUGIN_ERROR", f"related_files: {exc}", "related_files")]
+
+
+def _result_fields(outcome: Outcome, ctx: Context, related: Sequence[str]) -> dict[str, Any]:
+    """The :class:`ProcessResult` fields the steps determined (all but the products)."""
+    assert ctx.fits is not None
+    koaid_value = outcome.header.present("KOAID")
+    return {
         "related": tuple(related),
-        "koaid": koaid,
-        "instrument": instrument,
-        "header": header,
-        "raw_header": raw_header,
+        "koaid": str(koaid_value).removesuffix(".fits") if koaid_value else None,
+        "instrument": ctx.instrument,
+        "header": outcome.header,
+        "raw_header": ctx.fits.header,
         "extras": dict(outcome.extras),
     }
-    top = worst(issues)
-    if koaid and opts.koaid_check is not None and (top is None or top.severity == Severity.WARN):
-        extra = opts.koaid_check(koaid)
-        if extra is not None:
-            issues.append(extra)
-    top = worst(issues)
-    if top is not None and top.severity > Severity.WARN:
-        return _finish(path, issues, started, handler, **fields)
-    assert koaid is not None
 
-    finished = "finished: %s %s in %.3f s"
+
+def _stops(issues: Sequence[Issue]) -> bool:
+    """True when an issue worse than a warning stops the file before its products."""
+    top = worst(issues)
+    return top is not None and top.severity > Severity.WARN
+
+
+def _reserve_koaid(koaid: str | None, issues: Sequence[Issue], opts: _Run) -> list[Issue]:
+    """Reserve the KOAID of a file nothing stopped yet (``koaid_check``); the issue it returns, if any."""
+    if not koaid or opts.koaid_check is None or _stops(issues):
+        return []
+    extra = opts.koaid_check(koaid)
+    return [] if extra is None else [extra]
+
+
+#: The closing line of a run's log.
+_FINISHED = "finished: %s %s in %.3f s"
+
+
+def _log_product(issues: Sequence[Issue], opts: _Run) -> Callable[[Sequence[Issue]], bytes]:
+    """The log product's text, written with the set: it ends with the outcome the set commits.
+
+    The closing line goes only into the product: the run's own log gets the
+    outcome once the set is committed, or has failed.
+    """
+    logger, handler = opts.logger, opts.handler
 
     def log_text(product_issues: Sequence[Issue]) -> bytes:
-        """The log product, written with the set: it ends with the outcome the set commits.
-
-        The closing line goes only into the product: the run's own log gets the
-        outcome once the set is committed, or has failed.
-        """
         top = worst([*issues, *product_issues])
-        values = (PROCESSED, top.code if top else "", time.perf_counter() - started)
-        line = logger.makeRecord(logger.name, logging.INFO, __file__, 0, finished, values, None)
+        values = (PROCESSED, top.code if top else "", time.perf_counter() - opts.started)
+        line = logger.makeRecord(logger.name, logging.INFO, __file__, 0, _FINISHED, values, None)
         return "\n".join([*handler.lines, handler.format(line)]).encode("utf-8", "replace") + b"\n"
 
+    return log_text
+
+
+def _write(
+    outcome: Outcome, ctx: Context, fields: Mapping[str, Any], issues: Sequence[Issue], opts: _Run
+) -> tuple[Any, list[Issue]]:
+    """Write the products (nothing on a dry run); the products and their issues, the bad ones logged."""
+    assert ctx.fits is not None
     products, product_issues = write_products(
-        fits, header, fields["extras"], koaid, ctx, write=write, hdu_cards=outcome.hdu_cards, log=log_text
+        ctx.fits,
+        outcome.header,
+        fields["extras"],
+        fields["koaid"],
+        ctx,
+        write=opts.write,
+        hdu_cards=outcome.hdu_cards,
+        log=_log_product(issues, opts),
     )
     for issue in product_issues:
         if issue.severity > Severity.WARN:
-            logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
-    issues.extend(product_issues)
-    fields["products"] = products
-    result = _finish(path, issues, started, handler, **fields)
-    logger.info(finished, result.state, result.status_code, result.seconds)
-    return attrs.evolve(result, log="\n".join(handler.lines))
+            opts.logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
+    return products, list(product_issues)
+
+
+def _finished(path: Path, issues: Sequence[Issue], fields: Mapping[str, Any], opts: _Run) -> ProcessResult:
+    """Finish a file whose products were written: log the outcome and keep the whole log."""
+    result = _finish(path, issues, opts.started, opts.handler, **fields)
+    opts.logger.info(_FINISHED, result.state, result.status_code, result.seconds)
+    return attrs.evolve(result, log="\n".join(opts.handler.lines))

@@ -463,12 +463,42 @@ def transfer_record(
     started it having died); a live transfer, retries and md5 check included,
     ends within :data:`LIVE_SHARE` of that time, or fails ``TRANSFER_ERROR``.
 
+    The phases, in order: resolve the record, claim it, list its products, copy
+    them (rsync) and verify them at the destination, and finish the record.
+
     Raises
     ------
     koadep.status.StoreError
         When the store itself fails, or the record does not exist.
     """
     started = time.monotonic()
+    record = _resolve(store, record_id, config)
+    if isinstance(record, TransferResult):
+        return record
+    target = _target(record, config)
+    claimed = _claim(store, record)
+    if isinstance(claimed, TransferResult):
+        return claimed
+    # a live transfer ends (or fails) well before the record would look stale to another process
+    deadline = started + LIVE_SHARE * config.stale_transfer_seconds
+    job = _Job(store, claimed, config, target, started, deadline, sleep, io_timeout, timeout)
+    try:
+        return _ship(job)
+    except StoreError:
+        raise
+    except Exception as exc:  # a bug or an unexpected OS failure: never leave TRANSFERRING behind
+        log.exception("transfer of %s (record %s) raised", job.koaid, record_id)
+        return _fail(job, TransferProblem("TRANSFER_ERROR", f"unexpected {type(exc).__name__}: {exc}"))
+
+
+def _resolve(store: Store, record_id: int, config: Config) -> Record | TransferResult:
+    """The record to transfer, or the skipped result saying why it is not transferred.
+
+    Raises
+    ------
+    koadep.status.StoreError
+        When the record does not exist.
+    """
     record = store.get(record_id)
     if record is None:
         raise StoreError(f"no status record {record_id}")
@@ -481,11 +511,32 @@ def transfer_record(
         if not record.koaid and transferable(record, stale_seconds):
             message = f"record {record_id} has no KOAID; nothing to transfer"
         return TransferResult(record_id, record.status, record.status_code or "", message, skipped=True)
-    # a live transfer ends (or fails) well before the record would look stale to another process
-    deadline = started + LIVE_SHARE * stale_seconds
+    return record
+
+
+def _target(record: Record, config: Config) -> Destination:
+    """Where the record's products go: ``<destination>/<INSTR>/<YYYYMMDD>/lev<N>``.
+
+    Raises
+    ------
+    ValueError
+        When the configured destination is not usable (before the record is claimed).
+    """
+    koaid = str(record.koaid)
     destination = parse_destination(config.transfer_destination)
-    koaid, level = str(record.koaid), int(record.level or 0)
-    target = destination.join(str(record.instrument), koaid.split(".")[1], f"lev{level}")
+    return destination.join(str(record.instrument), koaid.split(".")[1], f"lev{int(record.level or 0)}")
+
+
+def _claim(store: Store, record: Record) -> Record | TransferResult:
+    """Mark the record TRANSFERRING (a stale one is reset first); the skipped result if another
+    process took it first.
+
+    Raises
+    ------
+    koadep.status.StoreError
+        When the store fails, or the record changed but is still in the same state.
+    """
+    record_id = record.id
     try:
         if record.status == State.TRANSFERRING:  # stale: its process died; start again
             store.transition(
@@ -505,77 +556,168 @@ def transfer_record(
             raise
         message = f"another process took record {record_id} first ({exc})"
         return TransferResult(record_id, now.status, now.status_code or "", message, skipped=True)
+    return record
 
-    def fail(code: str, message: str, attempts: int, names: tuple[str, ...] = ()) -> TransferResult:
-        store.add_issues(record_id, [Issue.error(code, message, STEP)])
-        store.transition(
-            record_id, State.ERROR, expected=State.TRANSFERRING, status_code=code, xfr_start_time=None
-        )
-        log.warning("transfer of %s (record %s) to %s failed: %s %s", koaid, record_id, target, code, message)
-        return TransferResult(record_id, State.ERROR, code, message, str(target), names, attempts,
-                              seconds=time.monotonic() - started)  # fmt: skip
 
-    def send() -> TransferResult:
-        level_dir = level_dir_of(record, config)
-        try:
-            files = product_files(level_dir, koaid)
-            xfr_table = level_dir / f"{koaid}.xfr.table"
-            xfr_table.write_text("".join(f"{name}\n" for name in files), encoding="utf-8")  # legacy §5.2
-        except TransferProblem as exc:
-            return fail(exc.code, str(exc), 0)
-        except OSError as exc:
-            return fail("TRANSFER_ERROR", f"cannot prepare the transfer in {level_dir}: {exc}", 0)
-        names = tuple(files)
+@attrs.frozen
+class _Job:
+    """One claimed transfer: the record, where its products go and its time limits."""
 
-        attempts, wait = 0, config.transfer_backoff
-        while True:
-            attempts += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return fail("TRANSFER_ERROR", _out_of_time(stale_seconds, attempts - 1), attempts - 1, names)
-            out = run_rsync(
-                level_dir, names, target, config, io_timeout=io_timeout, timeout=min(timeout, left)
-            )
-            what = "rsync"
-            if out.exit_status == 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return fail("TRANSFER_ERROR", _out_of_time(stale_seconds, attempts), attempts, names)
-                digests, read = remote_md5(target, names, config, timeout=min(600, left))
-                wrong = [n for n in names if digests.get(n) != files[n]]
-                if not wrong:
-                    break
-                if read.exit_status in (0, 1):  # md5sum ran: a file is missing or differs
-                    return fail(
-                        "TRANSFER_ERROR",
-                        f"md5 differs at the destination for {', '.join(wrong)}",
-                        attempts,
-                        names,
-                    )
-                out, what = read, "md5 check over ssh"
-            described = f"{what} exit {out.exit_status}: {out.message}"
-            if out.exit_status == TIMEOUT_EXIT:
-                described = out.message
-            if not is_transient(out.exit_status) or attempts > config.transfer_retries:
-                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-                return fail("TRANSFER_ERROR", described + tries, attempts, names)
-            if time.monotonic() + wait >= deadline:
-                return fail("TRANSFER_ERROR", f"{described}; {_out_of_time(stale_seconds, attempts)}",
-                            attempts, names)  # fmt: skip
-            log.info("transfer of %s: transient failure (%s); retry in %.3g s", koaid, described, wait)
-            sleep(wait)
-            wait *= 2
+    store: Store
+    record: Record
+    config: Config
+    target: Destination
+    started: float
+    #: The :func:`time.monotonic` time by which the transfer ends.
+    deadline: float
+    sleep: Callable[[float], None]
+    io_timeout: float
+    timeout: float
 
-        code = processing_status_code(store, record, (STEP, "notify_ipac"))
-        store.transition(record_id, State.TRANSFERRED, expected=State.TRANSFERRING, status_code=code)
-        log.info("transferred %s (record %s): %d files to %s", koaid, record_id, len(names), target)
-        return TransferResult(record_id, State.TRANSFERRED, code, "", str(target), names, attempts,
-                              seconds=time.monotonic() - started)  # fmt: skip
+    @property
+    def koaid(self) -> str:
+        """The record's KOAID."""
+        return str(self.record.koaid)
 
+    def left(self) -> float:
+        """Seconds left before the deadline (zero or less when it has passed)."""
+        return self.deadline - time.monotonic()
+
+
+class _Failed(TransferProblem):
+    """A transfer that failed after ``attempts`` copies and sent (or would send) ``names``."""
+
+    def __init__(self, message: str, attempts: int, names: tuple[str, ...]) -> None:
+        super().__init__("TRANSFER_ERROR", message)
+        self.attempts = attempts
+        self.names = names
+
+
+def _ship(job: _Job) -> TransferResult:
+    """List, copy and verify the products, and finish the record either way."""
     try:
-        return send()
-    except StoreError:
-        raise
-    except Exception as exc:  # a bug or an unexpected OS failure: never leave TRANSFERRING behind
-        log.exception("transfer of %s (record %s) raised", koaid, record_id)
-        return fail("TRANSFER_ERROR", f"unexpected {type(exc).__name__}: {exc}", 0)
+        files = _list_products(job)
+        attempts = _copy_and_verify(job, files)
+    except TransferProblem as exc:
+        return _fail(job, exc)
+    return _transferred(job, tuple(files), attempts)
+
+
+def _list_products(job: _Job) -> dict[str, str]:
+    """The products to send (:func:`product_files`), also written as the legacy ``xfr.table`` (§5.2).
+
+    Raises
+    ------
+    TransferProblem
+        When the products are missing or changed, or the table cannot be written.
+    """
+    level_dir = level_dir_of(job.record, job.config)
+    try:
+        files = product_files(level_dir, job.koaid)
+        xfr_table = level_dir / f"{job.koaid}.xfr.table"
+        xfr_table.write_text("".join(f"{name}\n" for name in files), encoding="utf-8")
+    except OSError as exc:
+        raise TransferProblem("TRANSFER_ERROR", f"cannot prepare the transfer in {level_dir}: {exc}") from exc
+    return files
+
+
+def _copy_and_verify(job: _Job, files: dict[str, str]) -> int:
+    """Copy the files (rsync) and verify them at the destination, retrying transient failures.
+
+    Retries back off from ``transfer_backoff`` seconds, doubling, up to
+    ``transfer_retries`` times and never past the job's deadline.
+
+    Returns
+    -------
+    int
+        The number of copies made.
+
+    Raises
+    ------
+    _Failed
+        When a copy or the check fails for good, an md5 differs, or time runs out.
+    """
+    names = tuple(files)
+    attempts, wait = 0, job.config.transfer_backoff
+    stale_seconds = job.config.stale_transfer_seconds
+    while True:
+        attempts += 1
+        left = job.left()
+        if left <= 0:
+            raise _Failed(_out_of_time(stale_seconds, attempts - 1), attempts - 1, names)
+        out = _copy(job, names, min(job.timeout, left))
+        what = "rsync"
+        if out.exit_status == 0:
+            read = _verify(job, files, attempts)
+            if read is None:
+                return attempts
+            out, what = read, "md5 check over ssh"
+        described = f"{what} exit {out.exit_status}: {out.message}"
+        if out.exit_status == TIMEOUT_EXIT:
+            described = out.message
+        if not is_transient(out.exit_status) or attempts > job.config.transfer_retries:
+            tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+            raise _Failed(described + tries, attempts, names)
+        if time.monotonic() + wait >= job.deadline:
+            raise _Failed(f"{described}; {_out_of_time(stale_seconds, attempts)}", attempts, names)
+        log.info("transfer of %s: transient failure (%s); retry in %.3g s", job.koaid, described, wait)
+        job.sleep(wait)
+        wait *= 2
+
+
+def _copy(job: _Job, names: tuple[str, ...], timeout: float) -> CommandResult:
+    """One rsync of the files to the destination, ending within ``timeout`` seconds."""
+    level_dir = level_dir_of(job.record, job.config)
+    return run_rsync(level_dir, names, job.target, job.config, io_timeout=job.io_timeout, timeout=timeout)
+
+
+def _verify(job: _Job, files: dict[str, str], attempts: int) -> CommandResult | None:
+    """Compare the md5 of every file at the destination with its local md5.
+
+    Returns
+    -------
+    CommandResult or None
+        None when every file matches; the failed md5 command when the check could not run.
+
+    Raises
+    ------
+    _Failed
+        When a file is missing or differs at the destination, or no time is left.
+    """
+    names = tuple(files)
+    left = job.left()
+    if left <= 0:
+        raise _Failed(_out_of_time(job.config.stale_transfer_seconds, attempts), attempts, names)
+    digests, read = remote_md5(job.target, names, job.config, timeout=min(600, left))
+    wrong = [n for n in names if digests.get(n) != files[n]]
+    if not wrong:
+        return None
+    if read.exit_status in (0, 1):  # md5sum ran: a file is missing or differs
+        raise _Failed(f"md5 differs at the destination for {', '.join(wrong)}", attempts, names)
+    return read
+
+
+def _transferred(job: _Job, names: tuple[str, ...], attempts: int) -> TransferResult:
+    """Finish a verified transfer: the record ends TRANSFERRED with the status code processing gave it."""
+    record_id = job.record.id
+    code = processing_status_code(job.store, job.record, (STEP, "notify_ipac"))
+    job.store.transition(record_id, State.TRANSFERRED, expected=State.TRANSFERRING, status_code=code)
+    log.info("transferred %s (record %s): %d files to %s", job.koaid, record_id, len(names), job.target)
+    return TransferResult(record_id, State.TRANSFERRED, code, "", str(job.target), names, attempts,
+                          seconds=time.monotonic() - job.started)  # fmt: skip
+
+
+def _fail(job: _Job, problem: TransferProblem) -> TransferResult:
+    """Finish a failed transfer: the issue is kept and the record ends ERROR with its code."""
+    record_id, code, message = job.record.id, problem.code, str(problem)
+    attempts = problem.attempts if isinstance(problem, _Failed) else 0
+    names = problem.names if isinstance(problem, _Failed) else ()
+    job.store.add_issues(record_id, [Issue.error(code, message, STEP)])
+    job.store.transition(
+        record_id, State.ERROR, expected=State.TRANSFERRING, status_code=code, xfr_start_time=None
+    )
+    log.warning(
+        "transfer of %s (record %s) to %s failed: %s %s", job.koaid, record_id, job.target, code, message
+    )
+    return TransferResult(record_id, State.ERROR, code, message, str(job.target), names, attempts,
+                          seconds=time.monotonic() - job.started)  # fmt: skip

@@ -163,3 +163,49 @@ def test_no_library_module_imports_the_command_line() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+#: The layers of the diagram in docs/architecture.md, bottom first: module name prefixes.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "koadep.header", "koadep.fitsfile", "koadep.values", "koadep.issues", "koadep.config",
+        "koadep.services", "koadep.obstime", "koadep.koaid", "koadep.coords", "koadep.telescope",
+        "koadep.version", "koadep.testing",
+    ),
+    ("koadep.context", "koadep.plugins"),
+    ("koadep.pipeline", "koadep.rules", "koadep.steps"),
+    ("koadep.products",),
+    ("koadep.instrument", "koadep_instruments"),
+    ("koadep.process",),
+    ("koadep.status",),
+    (
+        "koadep.archive", "koadep.transfer", "koadep.ingest", "koadep.ingest_server", "koadep.shipping",
+        "koadep.alerts", "koadep.report", "koadep.monitor", "koadep.mail", "koadep.compare",
+        "koadep.describe",
+    ),
+    ("koadep.cli",),
+)  # fmt: skip
+
+
+def _layer(name: str) -> int | None:
+    """The layer of a module (None for one in no layer)."""
+    for number, prefixes in enumerate(LAYERS):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            return number
+    return None
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted(name for name in import_graph() if name not in ROOTS and _layer(name) is None)
+    assert unplaced == [], "place these modules in LAYERS and in the diagram of docs/architecture.md"
+
+
+def test_imports_only_point_down_the_layers() -> None:
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, imported in import_graph().items()
+        if name not in ROOTS
+        for target in imported
+        if target in ROOTS or (_layer(target) or 0) > (_layer(name) or 0)
+    )
+    assert upward == []
