@@ -12,6 +12,10 @@ Any key can be overridden by an environment variable ``KOADEP_<KEY>`` in upper
 case (``KOADEP_OUTPUT_ROOT=/tmp/out``). Secrets (keys ending in ``password`` or
 ``token``) are never shown by :meth:`Config.describe`.
 
+Steps never see the whole configuration: :meth:`Config.processing` gives the
+:class:`ProcessingSettings` they read (no database, SMTP, ingest or transfer
+settings, and so no secret).
+
 Examples
 --------
 >>> cfg = Config()
@@ -19,6 +23,10 @@ Examples
 'archive'
 >>> Config.from_mapping({"koaid_fraction": "exact"}).koaid_fraction
 'exact'
+>>> Config(db_password="secret").processing().db_password
+Traceback (most recent call last):
+    ...
+AttributeError: 'ProcessingSettings' object has no attribute 'db_password'
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import attrs
 
 from koadep.version import __version__
 
-__all__ = ["Config", "ConfigError", "ConfigWarning", "load_config"]
+__all__ = ["Config", "ConfigError", "ConfigWarning", "ProcessingSettings", "load_config"]
 
 DEFAULT_REJECT = ("mira", "savier-protected", "SPEC/ORP", "/subtracted", "idf")
 
@@ -69,6 +77,34 @@ def _tuple_of_str(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     return tuple(str(v) for v in value)
+
+
+@attrs.frozen(kw_only=True)
+class ProcessingSettings:
+    """The settings processing steps and products read: a read-only view of a :class:`Config`.
+
+    It is what ``ctx.config`` holds, built by :meth:`Config.processing`; the
+    attributes mean what they mean on :class:`Config`. The database, transfer,
+    ingest and alert settings (and their secrets) are not part of it.
+
+    Attributes
+    ----------
+    output_root, keyword_tables, koaid_fraction, dqa_version, assign_progname, dev
+        As on :class:`Config`.
+
+    Examples
+    --------
+    >>> settings = Config(dqa_version="2.0").processing()
+    >>> settings.dqa_version, settings.koaid_fraction
+    ('2.0', 'archive')
+    """
+
+    output_root: Path
+    keyword_tables: Path | None
+    koaid_fraction: str
+    dqa_version: str
+    assign_progname: str
+    dev: bool
 
 
 @attrs.frozen(kw_only=True)
@@ -199,6 +235,10 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed (None values are ignored)."""
         return attrs.evolve(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def processing(self) -> ProcessingSettings:
+        """The processing-only view of these settings, the one steps see as ``ctx.config``."""
+        return ProcessingSettings(**{a.name: getattr(self, a.name) for a in attrs.fields(ProcessingSettings)})
 
     def describe(self) -> dict[str, str]:
         """Return the settings as text, with secrets hidden."""

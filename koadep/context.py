@@ -1,6 +1,8 @@
 """The step context: everything a step may know besides the header.
 
-A :class:`Context` holds the configuration, the outside services, the
+A :class:`Context` holds the processing settings (a
+:class:`~koadep.config.ProcessingSettings`: never the database, SMTP, ingest or
+transfer settings and their secrets), the outside services, the
 instrument's hooks and keyword map, the file being processed (for its data and
 modification time), the level and the metadata-only values set by earlier steps.
 It is immutable, and so is everything a step can reach through it: the keyword
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from koadep.config import Config
+from koadep.config import Config, ProcessingSettings
 from koadep.fitsfile import FitsFile, FitsFormatError
 from koadep.header import Header, is_present
 from koadep.issues import Issue, Severity
@@ -55,6 +57,16 @@ def _keymap(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
     for k, v in value.items():
         out[k.upper()] = (v,) if isinstance(v, str) else tuple(v)
     return MappingProxyType(out)
+
+
+def _settings(value: Config | ProcessingSettings) -> ProcessingSettings:
+    """The processing-only view of a configuration (a view is kept as it is)."""
+    return value.processing() if isinstance(value, Config) else value
+
+
+def _default_settings() -> ProcessingSettings:
+    """The processing view of the default configuration."""
+    return Config().processing()
 
 
 def _extras(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -120,7 +132,7 @@ class Context:
     """What a step may use besides the header (see the module docstring)."""
 
     instrument: str = ""
-    config: Config = attrs.field(factory=Config)
+    config: ProcessingSettings = attrs.field(factory=_default_settings, converter=_settings)
     services: Services = attrs.field(factory=Services)
     hooks: InstrumentHooks | None = None
     keymap: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_keymap)

@@ -481,7 +481,7 @@ RESOLUTION_DISPERSION = 0.0219  # Å/pixel at that order
 
 
 @writes("SLITLEN", "SLITWIDT", "SPATSCAL", "SPECRES", "DISPSCAL")
-def set_slit_values(header: Header, ctx: Context) -> StepResult:
+def set_slit_dims(header: Header, ctx: Context) -> StepResult:
     """SPATSCAL, DISPSCAL from the binning; SLITLEN, SLITWIDT, SPECRES from the decker.
 
     ``SPECRES = int(res − res mod 100)`` with ``res = 5019.5 / (width/dispscal · 0.0219 · ybin)``;
@@ -629,7 +629,7 @@ class Hires(Instrument):
             optional(set_image_stats),
             optional(npixsat(_saturation, hdus="extensions"), "set_npixsat"),
             optional(set_sig2nois),
-            optional(set_slit_values),
+            optional(set_slit_dims),
             optional(set_gain_and_rn),
             optional(set_skypa),
             optional(set_subexp),

@@ -146,7 +146,7 @@ def _wavelengths(header: Header, channel: str, grating: str, nasmask: str) -> tu
 
 
 @writes(*SLIT_KEYWORDS)
-def set_slitdims(header: Header, ctx: Context) -> StepResult:
+def set_slit_dims(header: Header, ctx: Context) -> StepResult:
     """Slit width and length, resolution, wavelengths and pixel scales (null when unknown).
 
     The channel is red for CAMERA red, else blue: its grating ({B|R}GRATNAM), its
@@ -279,7 +279,7 @@ class Kcwi(Instrument):
             optional(set_weather),
             optional(set_oa),
             optional(npixsat(lambda header: SATURATION), "set_npixsat"),
-            optional(set_slitdims),
+            optional(set_slit_dims),
             optional(set_wcs),
             optional(set_dqa_vers),
             optional(set_dqa_date),

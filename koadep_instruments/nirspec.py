@@ -199,7 +199,7 @@ def set_dispers(header: Header, ctx: Context) -> StepResult:
 
 
 @writes("SLITLEN", "SLITWIDT", "SPECRES")
-def set_slit_values(header: Header, ctx: Context) -> StepResult:
+def set_slit_dims(header: Header, ctx: Context) -> StepResult:
     """SLITLEN, SLITWIDT and SPECRES from SLITNAME (SPEC only; all null without a slit size)."""
     if camera(header) != "spec":
         return StepResult.done()
@@ -334,7 +334,7 @@ class Nirspec(Instrument):
             critical(set_propint),
             optional(set_isao),
             optional(set_dispers),
-            optional(set_slit_values),
+            optional(set_slit_dims),
             optional(set_filter),
             optional(wavelengths_from("FILTER", WAVELENGTHS, match="substring"), "set_wavelengths"),
             optional(set_weather),

@@ -105,7 +105,7 @@ def test_dqa_step_list_order_and_criticality() -> None:
         ("set_image_stats", False),
         ("set_npixsat", False),
         ("set_sig2nois", False),
-        ("set_slit_values", False),
+        ("set_slit_dims", False),
         ("set_gain_and_rn", False),
         ("set_skypa", False),
         ("set_subexp", False),
@@ -587,7 +587,7 @@ def test_gain_and_read_noise_unknown_ccdgain() -> None:
 
 
 def slit(**cards: Any) -> dict[str, Any]:
-    return values(step("set_slit_values").func(hdr(**cards), make_ctx()))
+    return values(step("set_slit_dims").func(hdr(**cards), make_ctx()))
 
 
 def test_slit_values_fixed_decker() -> None:
@@ -623,7 +623,7 @@ def test_slit_values_unknown_decker_are_null(cards: dict[str, Any]) -> None:
 
 
 def test_slit_values_need_binning() -> None:
-    result = step("set_slit_values").func(hdr(DECKNAME="C2"), make_ctx())
+    result = step("set_slit_dims").func(hdr(DECKNAME="C2"), make_ctx())
     assert not result.ok and result.issues[0].code == "SET_SLIT_VALUES_ERROR"
 
 

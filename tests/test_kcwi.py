@@ -106,7 +106,7 @@ def test_dqa_step_list_order_and_criticality() -> None:
         ("set_weather", False),
         ("set_oa", False),
         ("set_npixsat", False),
-        ("set_slitdims", False),
+        ("set_slit_dims", False),
         ("set_wcs", False),
         ("set_dqa_vers", False),
         ("set_dqa_date", False),
@@ -226,7 +226,7 @@ def test_ofname_is_native() -> None:
 
 def slit(**cards: Any) -> dict[str, Any]:
     base = {"INSTRUME": "KCWI", "CAMERA": "BLUE", "BINNING": "2,2", "BNASNAM": "Open"}
-    result = mod.set_slitdims(Header.from_mapping({**base, **cards}), ctx())
+    result = mod.set_slit_dims(Header.from_mapping({**base, **cards}), ctx())
     assert result.ok
     return values(result)
 
@@ -349,7 +349,7 @@ def test_focal_plane_camera_has_fixed_wavelengths() -> None:
 
 
 def test_missing_slicer_or_grating_warns_but_keeps_the_scales() -> None:
-    result = mod.set_slitdims(hdr(INSTRUME="KCWI", CAMERA="BLUE", BINNING="2,2"), ctx())
+    result = mod.set_slit_dims(hdr(INSTRUME="KCWI", CAMERA="BLUE", BINNING="2,2"), ctx())
     assert result.ok
     assert [(i.severity, i.code) for i in result.issues] == [(Severity.WARN, "SET_DERIVED_ERROR")]
     assert "IFUNAM, BGRATNAM, BNASNAM" in result.issues[0].message

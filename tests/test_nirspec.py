@@ -120,7 +120,7 @@ def test_step_list_order_and_criticality() -> None:
         ("set_propint", True),
         ("set_isao", False),
         ("set_dispers", False),
-        ("set_slit_values", False),
+        ("set_slit_dims", False),
         ("set_filter", False),
         ("set_wavelengths", False),
         ("set_weather", False),
@@ -271,7 +271,7 @@ def test_spatscal_null_without_pscale() -> None:
     ],
 )
 def test_slit_values(cards: dict[str, Any], expected: tuple[float, float, int]) -> None:
-    result = step("set_slit_values").func(Header.from_mapping(cards), make_ctx())
+    result = step("set_slit_dims").func(Header.from_mapping(cards), make_ctx())
     assert result.ok and result.issues == ()
     got = values(result)
     assert (got["SLITLEN"], got["SLITWIDT"], got["SPECRES"]) == expected
@@ -287,13 +287,13 @@ def test_slit_values(cards: dict[str, Any], expected: tuple[float, float, int]) 
 )
 def test_bug_17_slit_length_and_width_compared_as_numbers(name: str, expected: tuple[float, float]) -> None:
     """As strings '4.5' > '24' and '10' < '9'; as numbers the length is the larger value."""
-    got = values(run_step("set_slit_values", **SPEC, SLITNAME=name))
+    got = values(run_step("set_slit_dims", **SPEC, SLITNAME=name))
     assert (got["SLITLEN"], got["SLITWIDT"]) == expected
 
 
 def test_bug_15_ao_low_resolution_does_not_raise() -> None:
     """#15: the AO low-resolution width mapping mixed floats and strings and raised."""
-    result = run_step("set_slit_values", **AO, SLITNAME="3.96x0.054")
+    result = run_step("set_slit_dims", **AO, SLITNAME="3.96x0.054")
     assert result.ok
     assert values(result)["SPECRES"] == 2000
 
@@ -307,7 +307,7 @@ def test_bug_15_ao_low_resolution_does_not_raise() -> None:
     ],
 )
 def test_unknown_width_gives_null_specres_and_a_warning(cards: dict[str, Any]) -> None:
-    result = step("set_slit_values").func(Header.from_mapping(cards), make_ctx())
+    result = step("set_slit_dims").func(Header.from_mapping(cards), make_ctx())
     assert result.ok
     assert values(result)["SPECRES"] == "null"
     assert [(i.severity, i.code) for i in result.issues] == [(Severity.WARN, "SET_DERIVED_ERROR")]
@@ -316,7 +316,7 @@ def test_unknown_width_gives_null_specres_and_a_warning(cards: dict[str, Any]) -
 @pytest.mark.parametrize("slitname", ["UNKNOWN", "longslit", None])
 def test_slit_values_without_a_size_are_null(slitname: str | None) -> None:
     cards = {**SPEC, "SLITNAME": slitname} if slitname else SPEC
-    assert values(step("set_slit_values").func(Header.from_mapping(cards), make_ctx())) == {
+    assert values(step("set_slit_dims").func(Header.from_mapping(cards), make_ctx())) == {
         "SLITLEN": "null",
         "SLITWIDT": "null",
         "SPECRES": "null",
@@ -324,7 +324,7 @@ def test_slit_values_without_a_size_are_null(slitname: str | None) -> None:
 
 
 def test_slit_values_not_for_scam() -> None:
-    assert run_step("set_slit_values", **SCAM, SLITNAME="0.432x12").cards == ()
+    assert run_step("set_slit_dims", **SCAM, SLITNAME="0.432x12").cards == ()
 
 
 # --------------------------------------------------------------------------------------
