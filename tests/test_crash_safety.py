@@ -56,6 +56,8 @@ from koadep.plugins import Registry
 from koadep.status import open_store
 from koadep.testing import write_raw_fits
 
+from .test_status import _mysql_admin
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLD_RAW = ROOT / "gold" / "raw"
 MYSQL_URL = os.environ.get("KOADEP_TEST_MYSQL_URL", "")
@@ -84,21 +86,6 @@ BACKLOG = 20
 KILL_PHASE_LIMIT, OWN_EXITS_LIMIT = 600.0, 50
 SETTLED = {"PROCESSED", "INVALID", "ERROR"}
 REQUIRED = (".fits", ".metadata.table", ".md5sum.table", ".log")
-
-
-def _mysql_admin():  # type: ignore[no-untyped-def]
-    from urllib.parse import urlsplit
-
-    import pymysql
-
-    parts = urlsplit(MYSQL_URL)
-    return pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=parts.username,
-        password=os.environ.get("KOADEP_DB_PASSWORD", ""),
-        autocommit=True,
-    )
 
 
 def _utc(i: int) -> str:
