@@ -87,8 +87,8 @@ class ArchiveResult:
     result: ProcessResult
     record_id: int | None
     staged: Path | None = None
-    #: The transfer and notification after processing (a ``koadep.shipping.ShippingResult``).
-    shipping: Any = None
+    #: The transfer and notification after processing (a ``koadep.handoff.HandoffResult``).
+    handoff: Any = None
     #: The record's state and code as stored after the run (None for a dry run).
     record_state: str | None = None
     record_code: str | None = None
@@ -112,7 +112,7 @@ class ArchiveResult:
         """True when the file is archived by this run or an earlier one (and, if shipped, shipped)."""
         stored = self.record_state is None or self.record_state in _ARCHIVED
         done = self.already_archived or (self.result.state == State.PROCESSED and stored)
-        return done and self.problem is None and (self.shipping is None or self.shipping.ok)
+        return done and self.problem is None and (self.handoff is None or self.handoff.ok)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain data, with the record id."""
@@ -124,7 +124,7 @@ class ArchiveResult:
             "problem": self.problem,
             "already_archived": self.already_archived,
             "staged": str(self.staged) if self.staged else None,
-            "shipping": self.shipping.to_dict() if self.shipping is not None else None,
+            "handoff": self.handoff.to_dict() if self.handoff is not None else None,
         }
 
 
@@ -518,7 +518,7 @@ def archive_file(
         Delete earlier products of the KOAID before writing the new ones.
     ship
         After a PROCESSED result, transfer the products and notify the ingest
-        API (:func:`koadep.shipping.ship_record`) when ``transfer_destination``
+        API (:func:`koadep.handoff.hand_off`) when ``transfer_destination``
         is configured.
 
     Raises
@@ -822,15 +822,15 @@ def _keep_outcome(
         )
     if state == State.PROCESSED:
         _queue_related(store, result)
-    shipping = None
+    handoff = None
     if run.ship and state == State.PROCESSED and run.config.transfer_destination:
-        from koadep.shipping import ship_record
+        from koadep.handoff import hand_off
 
-        shipping = ship_record(store, record_id, run.config)
+        handoff = hand_off(store, record_id, run.config)
         after = store.get(record_id)
         if after is not None:
             state, code = State(after.status), after.status_code or ""
-    return ArchiveResult(result, record_id, staged, shipping, record_state=str(state), record_code=code)
+    return ArchiveResult(result, record_id, staged, handoff, record_state=str(state), record_code=code)
 
 
 def _give_up(run: _Run, record: Record) -> ArchiveResult:

@@ -73,6 +73,10 @@ def _boolean(value: Any) -> bool:
     return bool(value)
 
 
+def _optional_tuple_of_str(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _tuple_of_str(value)
+
+
 def _tuple_of_str(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -131,6 +135,12 @@ class Config:
         A file whose path contains one of these is INVALID ``FILEPATH_REJECT``.
     dev
         Development mode: extra metadata warnings.
+    load_plugins
+        The allow-list of plugins to load (entry-point or distribution names,
+        comma-separated in the environment); unset loads every installed one,
+        empty loads none (see :mod:`koadep.plugins`).
+    trace_plugins
+        Write one JSON line to standard error for every call into a plugin.
     db_url
         The status store: ``sqlite:///path`` or ``mysql://user@host:port/db``.
         Unset: ``koadep.sqlite`` in the output root.
@@ -193,6 +203,8 @@ class Config:
     assign_progname: str = ""
     reject_path_substrings: tuple[str, ...] = attrs.field(default=DEFAULT_REJECT, converter=_tuple_of_str)
     dev: bool = attrs.field(default=False, converter=_boolean)
+    load_plugins: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_tuple_of_str)
+    trace_plugins: bool = attrs.field(default=False, converter=_boolean)
     db_url: str = ""
     db_password: str = attrs.field(default="", repr=False)
     transfer_destination: str = ""

@@ -3,8 +3,9 @@
 A :class:`Context` holds the processing settings (a
 :class:`~koadep.config.ProcessingSettings`: never the database, SMTP, ingest or
 transfer settings and their secrets), the outside services, the
-instrument's hooks and keyword map, the file being processed (for its data and
-modification time), the level and the metadata-only values set by earlier steps.
+instrument (its plugin object) and keyword map, the plugin registry, the file
+being processed (for its data and modification time), the level and the
+metadata-only values set by earlier steps.
 It is immutable, and so is everything a step can reach through it: the keyword
 map and the extras are read-only mappings (copies of what they were built from),
 the header is frozen and the decoded data are read-only arrays. The pipeline
@@ -44,7 +45,7 @@ from koadep.services import Services
 if TYPE_CHECKING:
     import numpy as np
 
-    from koadep.plugins import InstrumentHooks
+    from koadep.instrument import Instrument
 
 __all__ = ["Context", "FileRejected"]
 
@@ -116,15 +117,14 @@ def _open_raw(path: Path, config: Config) -> tuple[FitsFile, datetime.datetime]:
     return fits, mtime
 
 
-def _hooks(registry: Registry, header: Header, instrument: str | None) -> InstrumentHooks:
-    """The hooks of the instrument named, or else of the one that claims the header."""
+def _instrument(registry: Registry, header: Header, instrument: str | None) -> Instrument:
+    """The instrument named, or else the one that claims the header."""
     try:
-        name = instrument or registry.claim(header)
+        return registry.instrument(instrument or registry.claim(header))
     except UnknownInstrument as exc:
         raise FileRejected(Issue.invalid("UNKNOWN_INSTRUMENT", str(exc), "claim"), header) from None
     except AmbiguousInstrument as exc:
         raise FileRejected(Issue.error("AMBIGUOUS_INSTRUMENT", str(exc), "claim"), header) from None
-    return registry.hooks(name)
 
 
 @attrs.frozen(kw_only=True)
@@ -134,7 +134,8 @@ class Context:
     instrument: str = ""
     config: ProcessingSettings = attrs.field(factory=_default_settings, converter=_settings)
     services: Services = attrs.field(factory=Services)
-    hooks: InstrumentHooks | None = None
+    plugin: Instrument | None = None
+    registry: Registry | None = attrs.field(default=None, repr=False)
     keymap: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_keymap)
     level: int = 0
     fits: FitsFile | None = attrs.field(default=None, repr=False)
@@ -159,7 +160,7 @@ class Context:
         """The context processing builds for a raw file, before its first step.
 
         The file is checked and opened (its headers only: data are read when a
-        step asks), the instrument that claims it gives its hooks and keyword map,
+        step asks), the instrument that claims it gives its plugin object and keyword map,
         and the services default to the offline ones. :func:`koadep.process_file`
         builds its context with this method.
 
@@ -200,14 +201,16 @@ class Context:
         config = config or Config()
         log = log or _NULL_LOG
         fits, mtime = _open_raw(path, config)
-        hooks = _hooks(registry or Registry.default(), fits.header, instrument)
-        log.info("instrument %s", hooks.name)
+        registry = registry or Registry.default()
+        plugin = _instrument(registry, fits.header, instrument)
+        log.info("instrument %s", plugin.name)
         return cls(
-            instrument=hooks.name,
+            instrument=plugin.name,
             config=config,
             services=services or Services.offline(config.schedule_file),
-            hooks=hooks,
-            keymap=hooks.keyword_map(),
+            plugin=plugin,
+            registry=registry,
+            keymap=plugin.keyword_map,
             fits=fits,
             path=path,
             mtime=mtime,
@@ -244,15 +247,15 @@ class Context:
 
     @property
     def telnr(self) -> int | None:
-        """The telescope number of the instrument, from the telescope service.
+        """The telescope number of the instrument (:attr:`koadep.instrument.Instrument.telescope`).
 
         An instrument whose telescope is given by each file's header (GUIDER
         reads TELESCOP) records it as the ``TELNR`` extra in an early step;
-        that value then wins over the service for the rest of the pipeline.
+        that value then wins for the rest of the pipeline.
         """
         if self.extras.get("TELNR") is not None:
             return int(self.extras["TELNR"])
-        return self.services.telescopes.telnr(self.instrument)
+        return self.plugin.telescope if self.plugin is not None else None
 
     def now(self) -> datetime.datetime:
         """The current UTC time, from the clock service."""

@@ -2,8 +2,8 @@
 
 :func:`notify_ingest` calls the operator's ingest API (legacy §7.3) for a
 TRANSFERRED record: ``GET <ingest_url>?instrument=..&ingesttype=lev<N>&koaid=..``
-with ``reingest=true`` for a reprocessed record (run > 1) and ``rtui=false`` for
-NIRC2 ``_unp`` cubes and GUIDER frames, a bearer token, a timeout and TLS
+with ``reingest=true`` for a reprocessed record (run > 1) and the instrument's own
+parameters (``rtui=false`` for NIRC2 ``_unp`` cubes and GUIDER frames), a bearer token, a timeout and TLS
 verification (``ingest_verify_tls``). The call is made with httpx:
 ``ingest_timeout`` is the **total** time it may take (connecting, TLS, every
 redirect, the headers and the whole body, however slowly a server sends them),
@@ -58,6 +58,7 @@ import attrs
 from koadep.config import Config
 from koadep.issues import Issue
 from koadep.koaid import is_valid_koaid, strip_fits
+from koadep.plugins import Registry
 from koadep.status import IllegalTransition, State, Store, StoreError, StoreUnavailable
 from koadep.status.store import Record, utc_now
 
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
-    "INGEST_INSTRUMENTS",
     "IngestResponseError",
     "NotifyResult",
     "apply_ingest_response",
@@ -82,11 +82,6 @@ STEP = "notify_ipac"
 MAX_ANSWER = 1 << 20
 #: The most redirects a notification follows.
 MAX_REDIRECTS = 5
-#: The instruments the legacy ingest API accepts.
-INGEST_INSTRUMENTS = frozenset(
-    {"DEIMOS", "ESI", "GUIDER", "HIRES", "KCWI", "KPF", "LRIS", "MOSFIRE", "OSIRIS", "NIRC2", "NIRES",
-     "NIRSPEC"}
-)  # fmt: skip
 #: The ingest metrics -> status columns.
 METRIC_COLUMNS = ("ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time")
 
@@ -106,15 +101,22 @@ class NotifyResult:
         return attrs.asdict(self)
 
 
-def ingest_query(record: Record) -> dict[str, str]:
-    """The query parameters of the notification for a record (legacy §7.3)."""
+def ingest_query(record: Record, registry: Registry | None = None) -> dict[str, str]:
+    """The query parameters of the notification for a record (legacy §7.3).
+
+    ``reingest=true`` marks a reprocessed record (run > 1); the instrument adds
+    its own parameters (:meth:`koadep.instrument.Instrument.ingest_params`), such
+    as ``rtui=false`` for GUIDER files. An instrument no plugin provides adds none.
+    """
     instrument = str(record.instrument).upper()
     koaid = str(record.koaid)
     params = {"instrument": instrument, "ingesttype": f"lev{int(record.level or 0)}", "koaid": koaid}
     if int(record.run or 0) > 1:
         params["reingest"] = "true"
-    if instrument == "GUIDER" or (instrument == "NIRC2" and "_unp" in koaid):
-        params["rtui"] = "false"
+    registry = registry or Registry.default()
+    if instrument in registry.names():
+        own = registry.instrument(instrument).ingest_params(koaid)
+        params.update({str(k): str(v) for k, v in own.items() if str(k) not in params})
     return params
 
 
@@ -346,7 +348,7 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().upper() in ("TRUE", "1", "YES")
 
 
-def parse_ingest_response(payload: Mapping[str, Any]) -> dict[str, Any]:
+def parse_ingest_response(payload: Mapping[str, Any], registry: Registry | None = None) -> dict[str, Any]:
     """Validate a response (keys are case-insensitive); return its normalised fields.
 
     Raises
@@ -361,7 +363,7 @@ def parse_ingest_response(payload: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(koaid, str) or not is_valid_koaid(koaid):
         raise IngestResponseError(400, f"malformed koaid {str(koaid)[:40]!r}")
     instrument = str(p.get("instrument") or "").upper()
-    if instrument not in INGEST_INSTRUMENTS:
+    if instrument not in (registry or Registry.default()).names():
         raise IngestResponseError(400, f"unknown instrument {instrument[:20]!r}")
     ingesttype = str(p.get("ingesttype") or "").lower()
     if ingesttype not in ("lev0", "lev1", "lev2"):
@@ -395,7 +397,9 @@ def parse_ingest_response(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply_ingest_response(store: Store, payload: Mapping[str, Any]) -> dict[str, Any]:
+def apply_ingest_response(
+    store: Store, payload: Mapping[str, Any], registry: Registry | None = None
+) -> dict[str, Any]:
     """Apply the ingest API's callback for one record; return the updated record as data.
 
     The record (instrument, KOAID and level) must be TRANSFERRED, ERROR or
@@ -410,7 +414,7 @@ def apply_ingest_response(store: Store, payload: Mapping[str, Any]) -> dict[str,
     koadep.status.StoreError
         When the store itself fails.
     """
-    r = parse_ingest_response(payload)
+    r = parse_ingest_response(payload, registry)
     found = store.find(koaid=r["koaid"], instrument=r["instrument"], level=r["level"])
     if len(found) != 1:
         raise IngestResponseError(404, f"no {r['instrument']} lev{r['level']} record holds {r['koaid']}")

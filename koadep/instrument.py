@@ -1,50 +1,71 @@
-"""The base class for instrument plugins.
+"""The base class of every instrument, with the Keck pipeline every instrument shares.
 
-Subclass :class:`Instrument`, set a few attributes and override the methods that
-differ from the defaults; the base class implements every pluggy hook of
-:mod:`koadep.plugins` by calling them. Register an instance under the entry-point
-group ``koadep.instruments``.
+An instrument is an :class:`Instrument` object: what it decides (which files it
+claims, its keyword map, KOAID prefix, image type, previews) is a method or an
+attribute, and a subclass states only what differs from the base. Plugins give
+their instruments to koadep with the hook
+:func:`koadep.hookspecs.koadep_register_instruments`.
+
+The pipeline
+------------
+Every Keck instrument runs the same skeleton, :data:`KECK_PIPELINE`: the
+telescope, UT, frame number and original file name; the image type; the
+semester, program and proprietary period; then the instrument's own
+:attr:`~Instrument.steps`; then the weather, data level, observing assistant
+and the DQA date and version. A plugin changes the skeleton only by name:
+
+* :attr:`~Instrument.overrides` gives its own version of a skeleton step;
+* :attr:`~Instrument.before` runs steps (its own, or skeleton steps moved)
+  just before a skeleton step;
+* :attr:`~Instrument.without` drops skeleton steps.
+
+:meth:`Instrument.pipeline` assembles the result, and the generated instrument
+pages show it.
 
 Examples
 --------
 >>> from koadep.header import Header
->>> from koadep.pipeline import critical
->>> from koadep.steps.provenance import set_datlevel
+>>> from koadep.pipeline import optional
+>>> from koadep.steps.derived import elaptime_from
 >>> class Toy(Instrument):
 ...     name = "TOY"
+...     telescope = 2
 ...     keyword_map = {"OFNAME": "DATAFILE"}
-...     def claims(self, header):
-...         return header.get("INSTRUME") == "TOY"
+...     without = ("FRAMENO",)
+...     before = {"KOAIMTYP": (optional(elaptime_from(("ITIME",), digits=2), "set_elaptime"),)}
 ...     def koaid_prefix(self, header, ctx):
 ...         return "TY"
-...     def dqa_steps(self, level):
-...         return (critical(set_datlevel),)
 >>> toy = Toy()
->>> toy.koadep_claims(Header.from_mapping({"INSTRUME": "TOY"}))
-'TOY'
->>> toy.koadep_koaid_prefix("OTHER", Header(), None) is None
+>>> toy.claims(Header.from_mapping({"INSTRUME": "TOY: a toy camera"}))
 True
+>>> [s.name for s in toy.pipeline()][:6]
+['set_telnr', 'set_ut', 'set_ofname', 'set_elaptime', 'set_koaimtyp', 'set_semester']
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+import attrs
 
 from koadep.header import Header
-from koadep.plugins import hookimpl
+from koadep.pipeline import PipelineStep, Step, critical, optional
 from koadep.rules import Rule, first_match
-from koadep.steps.identity import fix_instrume
+from koadep.steps.identity import fix_instrume, set_frameno, set_ofname, set_ut
+from koadep.steps.observatory import set_oa, set_telnr, set_weather
+from koadep.steps.program import set_prog_info, set_propint, set_semester
+from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from koadep.context import Context
     from koadep.fitsfile import FitsFile
-    from koadep.pipeline import PipelineStep, StepResult
+    from koadep.pipeline import StepResult
 
-__all__ = ["Instrument", "instrument_word"]
+__all__ = ["KECK_PIPELINE", "OWN_STEPS", "Instrument", "Slot", "instrument_word"]
 
 
 def instrument_word(header: Header) -> str:
@@ -59,21 +80,107 @@ def instrument_word(header: Header) -> str:
     return str(value).lower().split(" ")[0].replace(":", "") if value else ""
 
 
+@attrs.frozen
+class Slot:
+    """One step of the Keck skeleton: its name in overrides, its default step and criticality."""
+
+    name: str
+    step: Step
+    critical: bool
+
+    def build(self, step: Step | None = None) -> PipelineStep:
+        """The pipeline step of this slot, running ``step`` (an override) or the default."""
+        wrap = critical if self.critical else optional
+        return wrap(step or self.step, getattr(self.step, "__name__", self.name.lower()))
+
+
+#: The skeleton every Keck instrument runs, in order (see the module docstring).
+KECK_PIPELINE: tuple[Slot, ...] = (
+    Slot("TELNR", set_telnr, True),
+    Slot("UT", set_ut, True),
+    Slot("FRAMENO", set_frameno, True),
+    Slot("OFNAME", set_ofname, True),
+    Slot("KOAIMTYP", set_koaimtyp, True),
+    Slot("SEMESTER", set_semester, True),
+    Slot("PROGRAM", set_prog_info, True),
+    Slot("PROPINT", set_propint, True),
+    Slot("WEATHER", set_weather, False),
+    Slot("DATLEVEL", set_datlevel, False),
+    Slot("OA", set_oa, False),
+    Slot("DQA_DATE", set_dqa_date, False),
+    Slot("DQA_VERS", set_dqa_vers, False),
+)
+#: The skeleton step before which an instrument's own :attr:`Instrument.steps` run.
+OWN_STEPS = "WEATHER"
+_SLOTS = {slot.name: slot for slot in KECK_PIPELINE}
+
+
 class Instrument:
-    """An instrument plugin. Override what differs; the defaults follow the KOA base rules."""
+    """An instrument. Override what differs; the defaults follow the KOA base rules."""
 
     #: The instrument name (upper case), as in the keyword table file name.
     name: ClassVar[str] = ""
+    #: The Keck telescope the instrument is on (1 or 2); None when each file says
+    #: (an early step then records the ``TELNR`` extra, as GUIDER does).
+    telescope: ClassVar[int | None] = None
     #: Logical name -> header keyword or ordered candidate keywords.
     keyword_map: ClassVar[Mapping[str, str | Sequence[str]]] = {}
     #: The KOAIMTYP decision table, first match wins (see :mod:`koadep.rules`).
     koaimtyp_rules: ClassVar[Sequence[Rule]] = ()
     #: The KOAID prefixes the instrument gives: prefix -> when it applies (for the
-    #: generated documentation, :mod:`koadep.describe`; :meth:`koaid_prefix` decides).
+    #: generated documentation; :meth:`koaid_prefix` decides).
     prefixes: ClassVar[Mapping[str, str]] = {}
     #: Whether named table HDUs get ``{KOAID}.ext{i}.{NAME}.tbl`` extension tables
     #: (KCWI switches them off).
     extension_tables: ClassVar[bool] = True
+    #: The instrument's own steps, run after the program steps and before the weather.
+    steps: ClassVar[Sequence[PipelineStep]] = ()
+    #: Skeleton step name -> the instrument's version of that step (same name, same criticality).
+    overrides: ClassVar[Mapping[str, Step]] = {}
+    #: Skeleton step name -> what runs just before it: own steps, or names of
+    #: skeleton steps moved there.
+    before: ClassVar[Mapping[str, Sequence[PipelineStep | str]]] = {}
+    #: Names of skeleton steps the instrument does not run.
+    without: ClassVar[Collection[str]] = ()
+
+    def __init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError if the class names no instrument or a skeleton step that does not exist."""
+        if not self.name or self.name != self.name.upper():
+            raise ValueError(f"{type(self).__name__}.name must be an upper-case instrument name")
+        moved = [e for entries in self.before.values() for e in entries if isinstance(e, str)]
+        unknown = sorted({*self.overrides, *self.before, *self.without, *moved} - set(_SLOTS))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: no skeleton step named {', '.join(unknown)} "
+                f"(the names are {', '.join(_SLOTS)})"
+            )
+        if self.telescope not in (None, 1, 2):
+            raise ValueError(f"{self.name}: telescope must be 1, 2 or None, not {self.telescope!r}")
+
+    # the pipeline ----------------------------------------------------------------
+    def pipeline(self, level: int = 0) -> tuple[PipelineStep, ...]:
+        """The steps the instrument runs for a level: the skeleton with the instrument's changes."""
+        moved = {e for entries in self.before.values() for e in entries if isinstance(e, str)}
+        out: list[PipelineStep] = []
+
+        def place(name: str) -> None:
+            for entry in self.before.get(name, ()):
+                if isinstance(entry, str):
+                    place(entry)
+                    out.append(_SLOTS[entry].build(self.overrides.get(entry)))
+                else:
+                    out.append(entry)
+
+        for slot in KECK_PIPELINE:
+            if slot.name == OWN_STEPS:
+                out.extend(self.steps)
+            place(slot.name)
+            if slot.name not in self.without and slot.name not in moved:
+                out.append(slot.build(self.overrides.get(slot.name)))
+        return tuple(out)
 
     # the rules -------------------------------------------------------------------
     def claims(self, header: Header) -> bool:
@@ -96,10 +203,6 @@ class Instrument:
         """A KOAID suffix ('' for none)."""
         return ""
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        """The ordered DQA steps for a level."""
-        return ()
-
     def classify(self, header: Header, ctx: Context) -> str:
         """The KOAIMTYP of a header: the first matching row of :attr:`koaimtyp_rules`."""
         rule = first_match(self.koaimtyp_rules, header, ctx)
@@ -115,7 +218,7 @@ class Instrument:
 
     def render_jpeg(
         self, fits: FitsFile, header: Header, ctx: Context
-    ) -> Sequence[tuple[str, Image.Image]] | None:
+    ) -> Sequence[tuple[str, Image.Image | bytes]] | None:
         """The previews; None leaves rendering to the core's default (zscale, asinh).
 
         Each is (name suffix, PIL image or the bytes of a JPEG file to copy as is).
@@ -126,64 +229,9 @@ class Instrument:
         """Write extra products into ``outdir`` and return their paths."""
         return ()
 
-    # the hooks -------------------------------------------------------------------
-    def _mine(self, instrument: str) -> bool:
-        return instrument.upper() == self.name
+    def ingest_params(self, koaid: str) -> Mapping[str, str]:
+        """Query parameters the archive operator's ingest API needs for a KOAID, beyond the common ones."""
+        return {}
 
-    @hookimpl
-    def koadep_instrument_names(self) -> Sequence[str]:
-        return [self.name]
-
-    @hookimpl
-    def koadep_claims(self, header: Header) -> str | None:
-        return self.name if self.claims(header) else None
-
-    @hookimpl
-    def koadep_keyword_map(self, instrument: str) -> Mapping[str, Any] | None:
-        return dict(self.keyword_map) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_fix_header(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return self.fix_header(header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_koaid(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return self.koaid(header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_related_files(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return list(self.related_files(header, ctx)) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_koaid_prefix(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return self.koaid_prefix(header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_koaid_suffix(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return self.koaid_suffix(header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_dqa_steps(self, instrument: str, level: int) -> Any:
-        return tuple(self.dqa_steps(level)) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_classify(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return self.classify(header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_has_target_info(self, instrument: str, header: Header, ctx: Context) -> Any:
-        return self.has_target_info(header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_render_jpeg(self, instrument: str, fits: FitsFile, header: Header, ctx: Context) -> Any:
-        return self.render_jpeg(fits, header, ctx) if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_extension_tables(self, instrument: str) -> Any:
-        return self.extension_tables if self._mine(instrument) else None
-
-    @hookimpl
-    def koadep_extra_products(
-        self, instrument: str, fits: FitsFile, header: Header, outdir: Path, ctx: Context
-    ) -> Any:
-        return self.extra_products(fits, header, outdir, ctx) if self._mine(instrument) else None
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -18,6 +18,7 @@ critical). :func:`run` applies the steps in order and keeps every issue:
 
 Examples
 --------
+>>> from koadep.context import Context
 >>> from koadep.header import Header
 >>> def add_answer(header, ctx):
 ...     return StepResult.done(card("ANSWER", 42, "KOA: the answer"))
@@ -33,17 +34,19 @@ from __future__ import annotations
 import math
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from koadep.context import Context
 from koadep.header import Card, Header
 from koadep.issues import Issue, Severity
 
+if TYPE_CHECKING:
+    from koadep.context import Context
+
+
 __all__ = [
     "OUT_OF_RANGE",
-    "Context",
     "Outcome",
     "PipelineStep",
     "StepResult",
@@ -105,7 +108,7 @@ class StepResult:
         return cls(cards, {}, issues, False)
 
 
-Step = Callable[[Header, Context], StepResult]
+Step = Callable[[Header, "Context"], "StepResult"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 

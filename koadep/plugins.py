@@ -1,14 +1,34 @@
-"""The instrument plugin contract (pluggy hookspecs) and the registry that loads plugins.
+"""The registry of instruments and plugins.
 
-Instruments are plugins registered under the entry-point group
-``koadep.instruments``. The built-in instruments in :mod:`koadep_instruments` use
-exactly this contract, as a third-party plugin would. Every hook except the first
-two receives the instrument name and returns None for instruments it does not own,
-so one plugin object can serve several instruments and a plugin can also add a
-single hook (an extra product, say) for somebody else's instrument.
+Plugins are loaded from the entry-point group ``koadep.instruments`` (the
+built-in instruments of :mod:`koadep_instruments` are plugins like any other).
+Each plugin's :func:`~koadep.hookspecs.koadep_register_instruments` gives
+:class:`~koadep.instrument.Instrument` objects, which the registry keeps by
+name, as astro_metadata_translator keeps its translators. The registry then
+answers two questions: which instrument claims a raw header
+(:meth:`Registry.claim`), and what an instrument is (:meth:`Registry.instrument`).
 
-The simplest way to write a plugin is to subclass :class:`koadep.instrument.Instrument`,
-which implements every hook from plain attributes and methods.
+Nothing is decided silently:
+
+* two plugins giving an instrument of the same name is a recorded failure
+  naming both (the instrument loaded first keeps the name; koadep's own
+  instruments load first);
+* two instruments claiming one header raise :class:`AmbiguousInstrument`
+  naming both, which processing records as ERROR ``AMBIGUOUS_INSTRUMENT``;
+* a plugin that fails to load, or whose hook raises while loading, is a
+  recorded failure, and the other plugins keep working.
+
+Two environment variables, after datasette's, help when plugins misbehave:
+
+``KOADEP_LOAD_PLUGINS``
+    A comma-separated allow-list of the plugins to load (entry-point names, such
+    as ``nirc2``, or distribution names, such as ``koadep-toycam``); empty loads
+    none. Unset loads every installed plugin. The setting ``load_plugins`` does
+    the same from the configuration file.
+``KOADEP_TRACE_PLUGINS``
+    Set to ``1`` to write one JSON line to standard error for every call into a
+    plugin: the hook or instrument method, its arguments, its result and its
+    time. The setting ``trace_plugins`` does the same.
 
 Examples
 --------
@@ -18,133 +38,59 @@ True
 >>> from koadep.header import Header
 >>> registry.claim(Header.from_mapping({"INSTRUME": "NIRC2"}))
 'NIRC2'
+>>> registry.instrument("nirc2").telescope
+2
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
 
+from koadep import hookspecs
 from koadep.header import Header
+from koadep.instrument import Instrument
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from koadep.context import Context
     from koadep.fitsfile import FitsFile
-    from koadep.pipeline import PipelineStep, StepResult
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "LOAD_PLUGINS_ENV",
+    "TRACE_PLUGINS_ENV",
     "AmbiguousInstrument",
-    "InstrumentHooks",
     "PluginInfo",
     "Registry",
     "UnknownInstrument",
     "hookimpl",
-    "hookspec",
 ]
 
 ENTRY_POINT_GROUP = "koadep.instruments"
-hookspec = pluggy.HookspecMarker("koadep")
-hookimpl = pluggy.HookimplMarker("koadep")
+LOAD_PLUGINS_ENV = "KOADEP_LOAD_PLUGINS"
+TRACE_PLUGINS_ENV = "KOADEP_TRACE_PLUGINS"
+hookimpl = hookspecs.hookimpl
 log = logging.getLogger("koadep.plugins")
-
-
-class InstrumentSpec:
-    """The hooks an instrument plugin implements (all optional except the first two)."""
-
-    @hookspec
-    def koadep_instrument_names(self) -> Sequence[str]:
-        """Return the names of the instruments this plugin provides (upper case)."""
-        raise NotImplementedError
-
-    @hookspec
-    def koadep_claims(self, header: Header) -> str | None:
-        """Return the instrument name if this plugin recognises the raw header, else None."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_keyword_map(self, instrument: str) -> Mapping[str, Sequence[str]] | None:
-        """Return the keyword map: logical name -> ordered candidate header keywords."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_fix_header(self, instrument: str, header: Header, ctx: Context) -> StepResult | None:
-        """Fix the raw header before the KOAID is built (INSTRUME, dates of FCS files, ...)."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_koaid(self, instrument: str, header: Header, ctx: Context) -> str | None:
-        """Return a complete KOAID taken from the header (KPF's OFNAME), or None for the time rule."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_koaid_prefix(self, instrument: str, header: Header, ctx: Context) -> str | None:
-        """Return the two-letter KOAID prefix for the header ('' if none applies)."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_koaid_suffix(self, instrument: str, header: Header, ctx: Context) -> str | None:
-        """Return a KOAID suffix such as ``_unp``, or '' for none."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_dqa_steps(self, instrument: str, level: int) -> Sequence[PipelineStep] | None:
-        """Return the instrument's ordered DQA steps for a level."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_classify(self, instrument: str, header: Header, ctx: Context) -> str | None:
-        """Return the KOAIMTYP of the header (``undefined`` when undetermined)."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_has_target_info(self, instrument: str, header: Header, ctx: Context) -> bool | None:
-        """Tell whether the file may reveal the target (blocks the zero-PROPINT rule)."""
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_render_jpeg(
-        self, instrument: str, fits: FitsFile, header: Header, ctx: Context
-    ) -> Sequence[tuple[str, Image.Image]] | None:
-        """Return the previews as (name suffix, image); ``""`` names ``<KOAID>.jpg``.
-
-        An image is a PIL image (encoded at quality 92) or the bytes of a JPEG
-        file, which are written as they are (GUIDER copies the camera's own JPEG).
-        """
-        raise NotImplementedError
-
-    @hookspec(firstresult=True)
-    def koadep_extension_tables(self, instrument: str) -> bool | None:
-        """Tell whether the instrument's named table HDUs get extension tables (None: yes)."""
-        raise NotImplementedError
-
-    @hookspec
-    def koadep_related_files(self, instrument: str, header: Header, ctx: Context) -> Sequence[str] | None:
-        """Return paths of other raw files this one points to, which the archive should also take."""
-        raise NotImplementedError
-
-    @hookspec
-    def koadep_extra_products(
-        self, instrument: str, fits: FitsFile, header: Header, outdir: Path, ctx: Context
-    ) -> Sequence[Path] | None:
-        """Write extra products into ``outdir`` and return their paths."""
-        raise NotImplementedError
+#: The distribution whose plugins load first (their instruments win name conflicts).
+OWN_DISTRIBUTION = "koadep"
 
 
 class UnknownInstrument(LookupError):
-    """No plugin claims a header."""
+    """No instrument claims a header, or none has the name asked for."""
 
 
 class AmbiguousInstrument(LookupError):
-    """More than one plugin claims a header."""
+    """More than one instrument claims a header."""
 
 
 @attrs.frozen
@@ -158,91 +104,119 @@ class PluginInfo:
     error: str = ""
 
 
-@attrs.frozen
-class InstrumentHooks:
-    """The hooks of one instrument, called with its name filled in."""
+def load_list_from_env() -> list[str] | None:
+    """The allow-list of :data:`LOAD_PLUGINS_ENV` (None when unset; empty loads none)."""
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
 
-    name: str
-    pm: pluggy.PluginManager = attrs.field(repr=False)
 
-    def _call(self, hook: str, **kwargs: Any) -> Any:
-        return getattr(self.pm.hook, hook)(instrument=self.name, **kwargs)
+def trace_from_env() -> bool:
+    """Whether :data:`TRACE_PLUGINS_ENV` asks for tracing."""
+    return os.environ.get(TRACE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
-    def keyword_map(self) -> Mapping[str, Sequence[str]]:
-        """The keyword map (empty when the plugin gives none)."""
-        return self._call("koadep_keyword_map") or {}
 
-    def fix_header(self, header: Header, ctx: Context) -> StepResult | None:
-        """The pre-KOAID header fix, or None."""
-        return self._call("koadep_fix_header", header=header, ctx=ctx)
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
-    def koaid(self, header: Header, ctx: Context) -> str | None:
-        """A complete KOAID from the header, or None when the time rule applies."""
-        return self._call("koadep_koaid", header=header, ctx=ctx)
 
-    def related_files(self, header: Header, ctx: Context) -> list[str]:
-        """Every plugin's related raw files for this header."""
-        results = self._call("koadep_related_files", header=header, ctx=ctx)
-        return [str(p) for group in results if group for p in group]
+class _Tracer:
+    """Writes one JSON line per plugin call."""
 
-    def koaid_prefix(self, header: Header, ctx: Context) -> str:
-        """The KOAID prefix ('' when none applies)."""
-        return self._call("koadep_koaid_prefix", header=header, ctx=ctx) or ""
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
 
-    def koaid_suffix(self, header: Header, ctx: Context) -> str:
-        """The KOAID suffix ('' for none)."""
-        return self._call("koadep_koaid_suffix", header=header, ctx=ctx) or ""
+    def write(self, call: str, args: dict[str, Any], result: Any, seconds: float, error: str = "") -> None:
+        line: dict[str, Any] = {
+            "plugin_call": call,
+            "args": {k: _short(v) for k, v in args.items()},
+            "result": _short(result),
+            "ms": round(seconds * 1000, 3),
+        }
+        if error:
+            line["error"] = error
+        stream = self.stream or sys.stderr
+        stream.write(json.dumps(line) + "\n")
+        stream.flush()
 
-    def dqa_steps(self, level: int = 0) -> Sequence[PipelineStep]:
-        """The DQA steps for a level."""
-        return self._call("koadep_dqa_steps", level=level) or ()
+    def wrap(self, instrument: Instrument) -> Instrument:
+        return cast(Instrument, _TracedInstrument(instrument, self))
 
-    def classify(self, header: Header, ctx: Context) -> str | None:
-        """The KOAIMTYP, or None when the plugin has no classifier."""
-        return self._call("koadep_classify", header=header, ctx=ctx)
 
-    def has_target_info(self, header: Header, ctx: Context) -> bool:
-        """Whether the file may reveal its target (True when the plugin does not say)."""
-        answer = self._call("koadep_has_target_info", header=header, ctx=ctx)
-        return True if answer is None else bool(answer)
+class _TracedInstrument:
+    """An instrument whose method calls are traced."""
 
-    def render_jpeg(
-        self, fits: FitsFile, header: Header, ctx: Context
-    ) -> Sequence[tuple[str, Image.Image]] | None:
-        """The previews, or None when the plugin leaves rendering to the core."""
-        return self._call("koadep_render_jpeg", fits=fits, header=header, ctx=ctx)
+    def __init__(self, instrument: Instrument, tracer: _Tracer) -> None:
+        self._instrument = instrument
+        self._tracer = tracer
 
-    def extension_tables(self) -> bool:
-        """Whether extension tables are written (True when the plugin does not say)."""
-        answer = self._call("koadep_extension_tables")
-        return True if answer is None else bool(answer)
+    def __getattr__(self, attribute: str) -> Any:
+        value = getattr(self._instrument, attribute)
+        if attribute.startswith("_") or not callable(value) or isinstance(value, type):
+            return value
+        call = f"{self._instrument.name}.{attribute}"
 
-    def extra_products(self, fits: FitsFile, header: Header, outdir: Path, ctx: Context) -> list[Path]:
-        """Every plugin's extra products for this instrument."""
-        results = self._call("koadep_extra_products", fits=fits, header=header, outdir=outdir, ctx=ctx)
-        return [Path(p) for group in results if group for p in group]
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            named = {f"arg{i}": a for i, a in enumerate(args)} | kwargs
+            try:
+                result = value(*args, **kwargs)
+            except Exception as exc:
+                self._tracer.write(
+                    call, named, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
+                )
+                raise
+            self._tracer.write(call, named, result, time.perf_counter() - start)
+            return result
+
+        return traced
+
+    def __repr__(self) -> str:
+        return f"<traced {self._instrument!r}>"
 
 
 class Registry:
-    """The loaded instrument plugins.
+    """The loaded plugins and their instruments, by name.
 
-    A plugin that fails to import, or whose ``koadep_instrument_names`` or
-    ``koadep_claims`` hook raises, is reported (see :attr:`failures`) and skipped;
-    the other plugins keep working.
+    Parameters
+    ----------
+    load
+        The allow-list of plugins :meth:`load_entry_points` loads (entry-point or
+        distribution names); None loads every one.
+    trace
+        Trace every call into a plugin (see the module docstring).
+    trace_stream
+        Where the trace goes (default: standard error).
     """
 
-    def __init__(self) -> None:
-        self.pm = pluggy.PluginManager("koadep")
-        self.pm.add_hookspecs(InstrumentSpec)
+    def __init__(
+        self, *, load: Sequence[str] | None = None, trace: bool = False, trace_stream: IO[str] | None = None
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.load = None if load is None else tuple(load)
+        self.tracer = _Tracer(trace_stream) if trace else None
+        if self.tracer is not None:
+            self.pm.add_hookcall_monitoring(self._before_hook, self._after_hook)
         self.infos: list[PluginInfo] = []
         self.failures: list[PluginInfo] = []
+        self._instruments: dict[str, Instrument] = {}
+        self._providers: dict[str, str] = {}
+        self._calls: dict[int, float] = {}
 
+    # loading -------------------------------------------------------------------
     @classmethod
     def default(cls) -> Registry:
-        """A registry with every installed plugin loaded (cached per process)."""
+        """A registry with the installed plugins loaded (cached per process).
+
+        :data:`LOAD_PLUGINS_ENV` and :data:`TRACE_PLUGINS_ENV` are read when the
+        registry is first built.
+        """
         global _DEFAULT
         if _DEFAULT is None:
-            reg = cls()
+            reg = cls(load=load_list_from_env(), trace=trace_from_env())
             reg.load_entry_points()
             _DEFAULT = reg
         return _DEFAULT
@@ -253,8 +227,6 @@ class Registry:
 
         ``None`` drops the cache, so the next :meth:`default` loads the entry
         points again (after installing a plugin into a running process, say).
-        Whatever uses the default registry (``koadep plugins``,
-        :func:`koadep.process_file` without ``registry=``) then sees ``registry``.
 
         Examples
         --------
@@ -269,87 +241,206 @@ class Registry:
         previous, _DEFAULT = _DEFAULT, registry
         return previous
 
-    def register(self, plugin: object, name: str | None = None, package: str = "", version: str = "") -> None:
-        """Register a plugin object (an Instrument instance or a module of hook functions).
+    @classmethod
+    def use_settings(cls, load: Sequence[str] | None, trace: bool) -> Registry:
+        """Make the :meth:`default` registry one loaded with these settings, and return it.
 
-        A plugin whose ``koadep_instrument_names`` raises, or that implements a
-        hook koadep does not define (a misspelt name, say), is reported and
-        unregistered.
+        The cached registry is kept when its settings are the same (the
+        configuration's ``load_plugins`` and ``trace_plugins``, say).
         """
-        name = name or getattr(plugin, "name", None) or repr(plugin)
-        self.pm.register(plugin, name=name)
+        wanted = None if load is None else tuple(load)
+        current = _DEFAULT
+        if current is not None and current.load == wanted and (current.tracer is not None) == bool(trace):
+            return current
+        registry = cls(load=wanted, trace=trace)
+        registry.load_entry_points()
+        cls.set_default(registry)
+        return registry
+
+    def allows(self, entry_point: str, package: str) -> bool:
+        """Whether the allow-list lets a plugin load."""
+        if self.load is None:
+            return True
+        wanted = {n.lower().replace("_", "-") for n in self.load}
+        return entry_point.lower().replace("_", "-") in wanted or package.lower().replace("_", "-") in wanted
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Load the allowed entry points of ``group``, koadep's own first; failures are recorded."""
+
+        def order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
+            package = ep.dist.name if ep.dist is not None else ""
+            return (package != OWN_DISTRIBUTION, package, ep.name)
+
+        for ep in sorted(importlib.metadata.entry_points(group=group), key=order):
+            package = ep.dist.name if ep.dist is not None else ""
+            version = ep.dist.version if ep.dist is not None else ""
+            if not self.allows(ep.name, package):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._fail(ep.name, exc, package, version)
+                continue
+            self.register(plugin, name=ep.name, package=package, version=version)
+
+    def register(self, plugin: object, name: str | None = None, package: str = "", version: str = "") -> None:
+        """Register a plugin: a module or object implementing hooks of :mod:`koadep.hookspecs`.
+
+        Its instruments (from its ``koadep_register_instruments``) join the
+        registry. A plugin that implements a hook koadep does not define (a
+        misspelt name, say), or whose registration hook raises or returns
+        something other than instruments, is recorded and unregistered.
+        """
+        name = name or getattr(plugin, "__name__", None) or repr(plugin)
         try:
+            self.pm.register(plugin, name=name)
             self.pm.check_pending()
-            instruments = tuple(self._names_of(plugin))
+            given = self._instruments_of(plugin)
         except Exception as exc:
-            self.pm.unregister(plugin)
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
             self._fail(name, exc, package, version)
             return
-        self.infos.append(PluginInfo(name, instruments, package, version))
+        kept = tuple(i.name for i in given if self._add(i, name, package, version))
+        self.infos.append(PluginInfo(name, kept, package, version))
+
+    def add(self, instrument: Instrument, plugin: str = "") -> bool:
+        """Add one instrument object directly (a notebook's or a test's own); False on a name conflict.
+
+        Examples
+        --------
+        >>> class Toy(Instrument):
+        ...     name = "TOY"
+        >>> registry = Registry()
+        >>> registry.add(Toy(), "toy")
+        True
+        >>> registry.names()
+        ['TOY']
+        """
+        plugin = plugin or type(instrument).__module__
+        if not self._add(instrument, plugin):
+            return False
+        self.infos.append(PluginInfo(plugin, (instrument.name,), "", ""))
+        return True
 
     @staticmethod
-    def _names_of(plugin: object) -> list[str]:
-        impl = getattr(plugin, "koadep_instrument_names", None)
-        return [] if impl is None else [str(n).upper() for n in impl()]
+    def _instruments_of(plugin: object) -> list[Instrument]:
+        impl = getattr(plugin, "koadep_register_instruments", None)
+        if impl is None:
+            return []
+        given = list(impl() or ())
+        wrong = [g for g in given if not isinstance(g, Instrument)]
+        if wrong:
+            raise TypeError(f"koadep_register_instruments returned {wrong[0]!r}, not an Instrument")
+        for instrument in given:
+            instrument.check()
+        return given
+
+    def _add(self, instrument: Instrument, plugin: str, package: str = "", version: str = "") -> bool:
+        name = instrument.name
+        holder = self._providers.get(name)
+        if holder is not None:
+            message = (
+                f"instrument {name} is provided by both plugin {holder} and plugin {plugin}; "
+                f"the one from {holder} is kept and the one from {plugin} is not loaded"
+            )
+            log.error("%s", message)
+            self.failures.append(PluginInfo(plugin, (name,), package, version, f"NameConflict: {message}"))
+            return False
+        self._instruments[name] = instrument
+        self._providers[name] = plugin
+        return True
 
     def _fail(self, name: str, exc: BaseException, package: str = "", version: str = "") -> None:
         message = f"{type(exc).__name__}: {exc}"
         if any(f.name == name and f.error == message for f in self.failures):
             return
-        log.error("instrument plugin %s failed and is skipped: %s", name, message)
+        log.error("plugin %s failed and is skipped: %s", name, message)
         self.failures.append(PluginInfo(name, (), package, version, message))
 
-    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
-        """Load every entry point of ``group``; failures are recorded, not raised."""
-        for ep in importlib.metadata.entry_points(group=group):
-            dist = getattr(ep, "dist", None)
-            package = dist.name if dist is not None else ""
-            version = dist.version if dist is not None else ""
-            try:
-                plugin = ep.load()
-                if isinstance(plugin, type):
-                    plugin = plugin()
-                self.register(plugin, name=ep.name, package=package, version=version)
-            except Exception as exc:
-                self._fail(ep.name, exc, package, version)
-
+    # questions -----------------------------------------------------------------
     def names(self) -> list[str]:
-        """The names of every instrument provided."""
-        return sorted({n for info in self.infos for n in info.instruments})
+        """The names of every instrument, sorted."""
+        return sorted(self._instruments)
 
-    def claim(self, header: Header) -> str:
-        """Return the one instrument that claims ``header``.
+    def provider(self, name: str) -> str:
+        """The name of the plugin that gave instrument ``name``."""
+        self.instrument(name)
+        return self._providers[name.upper()]
+
+    def instrument(self, name: str) -> Instrument:
+        """The instrument called ``name`` (any case).
 
         Raises
         ------
         UnknownInstrument
-            If no plugin claims it.
-        AmbiguousInstrument
-            If several plugins claim it; the message names them.
+            If no plugin provides it.
         """
-        claims: list[tuple[str, str]] = []
-        for impl in self.pm.hook.koadep_claims.get_hookimpls():
+        instrument = self._instruments.get(str(name).upper())
+        if instrument is None:
+            raise UnknownInstrument(f"no instrument plugin provides {str(name).upper()}")
+        return self.tracer.wrap(instrument) if self.tracer is not None else instrument
+
+    def claim(self, header: Header) -> str:
+        """Return the name of the one instrument that claims ``header``.
+
+        An instrument whose ``claims`` raises is recorded as a failure and
+        counts as not claiming.
+
+        Raises
+        ------
+        UnknownInstrument
+            If no instrument claims it.
+        AmbiguousInstrument
+            If several do; the message names them and their plugins.
+        """
+        claims = []
+        for name in self.names():
             try:
-                answer = impl.function(header=header)
+                if self.instrument(name).claims(header):
+                    claims.append(name)
             except Exception as exc:
-                self._fail(impl.plugin_name, exc)
-                continue
-            if answer:
-                claims.append((str(answer).upper(), impl.plugin_name))
+                self._fail(self._providers[name], exc)
         if not claims:
             instrume = header.get("INSTRUME", "")
             raise UnknownInstrument(f"no instrument plugin claims this file (INSTRUME={instrume!r})")
         if len(claims) > 1:
-            who = ", ".join(f"{n} (plugin {p})" for n, p in sorted(claims))
-            raise AmbiguousInstrument(f"several instrument plugins claim this file: {who}")
-        return claims[0][0]
+            who = ", ".join(f"{n} (plugin {self._providers[n]})" for n in claims)
+            raise AmbiguousInstrument(f"several instruments claim this file: {who}")
+        return claims[0]
 
-    def hooks(self, instrument: str) -> InstrumentHooks:
-        """The hooks of one instrument."""
-        name = instrument.upper()
-        if name not in self.names():
-            raise UnknownInstrument(f"no instrument plugin provides {name}")
-        return InstrumentHooks(name, self.pm)
+    # the hooks many plugins answer ---------------------------------------------
+    def related_files(self, name: str, header: Header, ctx: Context) -> list[str]:
+        """The instrument's own related raw files and every plugin's, in that order."""
+        own = self.instrument(name).related_files(header, ctx)
+        others = self.pm.hook.koadep_related_files(instrument=name.upper(), header=header, ctx=ctx)
+        return [str(p) for p in own] + [str(p) for group in others if group for p in group]
+
+    def extra_products(
+        self, name: str, fits: FitsFile, header: Header, outdir: Path, ctx: Context
+    ) -> list[Path]:
+        """The instrument's own extra products and every plugin's, in that order."""
+        own = self.instrument(name).extra_products(fits, header, outdir, ctx)
+        others = self.pm.hook.koadep_extra_products(
+            instrument=name.upper(), fits=fits, header=header, outdir=outdir, ctx=ctx
+        )
+        return [Path(p) for p in own] + [Path(p) for group in others if group for p in group]
+
+    # tracing -------------------------------------------------------------------
+    def _before_hook(self, hook_name: str, hook_impls: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        self._calls[id(kwargs)] = time.perf_counter()
+
+    def _after_hook(
+        self, outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: dict[str, Any]
+    ) -> None:
+        assert self.tracer is not None
+        seconds = time.perf_counter() - self._calls.pop(id(kwargs), time.perf_counter())
+        try:
+            result, error = outcome.get_result(), ""
+        except BaseException as exc:
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        plugins = ",".join(impl.plugin_name for impl in hook_impls)
+        self.tracer.write(f"{hook_name}[{plugins}]", kwargs, result, seconds, error)
 
 
 _DEFAULT: Registry | None = None

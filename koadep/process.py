@@ -132,9 +132,9 @@ def _run_logger(name: str) -> tuple[logging.Logger, _Lines]:
 
 def _fix_header_step(header: Header, ctx: Context) -> StepResult:
     """Apply the instrument's pre-KOAID header fix."""
-    if ctx.hooks is None:
+    if ctx.plugin is None:
         return StepResult.done()
-    result = ctx.hooks.fix_header(header, ctx)
+    result = ctx.plugin.fix_header(header, ctx)
     return result if result is not None else StepResult.done()
 
 
@@ -153,8 +153,8 @@ def identity_steps() -> tuple[PipelineStep, ...]:
 
 def processing_steps(ctx: Context) -> tuple[PipelineStep, ...]:
     """Every step processing runs for the context's file, in order: the identity
-    steps, then the instrument's DQA steps for the context's level."""
-    own = tuple(ctx.hooks.dqa_steps(ctx.level)) if ctx.hooks is not None else ()
+    steps, then the instrument's pipeline for the context's level."""
+    own = ctx.plugin.pipeline(ctx.level) if ctx.plugin is not None else ()
     return identity_steps() + own
 
 
@@ -400,8 +400,8 @@ def _run_identity(ctx: Context) -> Outcome:
 
 def _run_dqa(identity: Outcome, ctx: Context) -> Outcome:
     """Run the instrument's DQA steps after the identity steps; the outcome holds the issues of both."""
-    assert ctx.hooks is not None
-    dqa = run(ctx.hooks.dqa_steps(0), identity.header, attrs.evolve(ctx, extras=identity.extras))
+    assert ctx.plugin is not None
+    dqa = run(ctx.plugin.pipeline(0), identity.header, attrs.evolve(ctx, extras=identity.extras))
     return attrs.evolve(dqa, issues=(*identity.issues, *dqa.issues))
 
 
@@ -417,11 +417,13 @@ def _check_ofname(dqa: Outcome, ctx: Context, path: Path, original_name: str | N
 
 def _find_related(outcome: Outcome, ctx: Context) -> tuple[list[str], list[Issue]]:
     """The related files the plugins name for a file whose steps ran, and a warning if a plugin failed."""
-    assert ctx.hooks is not None
+    assert ctx.plugin is not None
     if not outcome.ok:
         return [], []
     try:
-        return ctx.hooks.related_files(outcome.header, ctx), []
+        if ctx.registry is None:
+            return [str(p) for p in ctx.plugin.related_files(outcome.header, ctx)], []
+        return ctx.registry.related_files(ctx.instrument, outcome.header, ctx), []
     except Exception as exc:
         return [], [Issue.warn("PLUGIN_ERROR", f"related_files: {exc}", "related_files")]
 

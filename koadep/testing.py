@@ -24,7 +24,7 @@ import numpy as np
 
 from koadep.header import UNDEFINED, Header
 
-__all__ = ["dqa_step", "header_of", "raw_fits_bytes", "write_raw_fits", "written"]
+__all__ = ["header_of", "pipeline_step", "raw_fits_bytes", "write_raw_fits", "written"]
 
 CardSpec = tuple[str, Any] | tuple[str, Any, str]
 
@@ -100,9 +100,9 @@ def written(result: Any) -> dict[str, Any]:
     return {c.keyword: c.value for c in result.cards}
 
 
-def dqa_step(plugin: Any, name: str, level: int = 0) -> Any:
-    """The one level-``level`` DQA step of an instrument plugin called ``name``."""
-    matches = [s for s in plugin.dqa_steps(level) if s.name == name]
+def pipeline_step(instrument: Any, name: str, level: int = 0) -> Any:
+    """The one step called ``name`` of an instrument's level-``level`` pipeline."""
+    matches = [s for s in instrument.pipeline(level) if s.name == name]
     if len(matches) != 1:
-        raise LookupError(f"{len(matches)} DQA steps are called {name!r}")
+        raise LookupError(f"{len(matches)} steps are called {name!r}")
     return matches[0]

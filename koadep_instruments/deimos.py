@@ -41,17 +41,15 @@ from typing import Any
 
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.products.mosaic import amplifier_panels, mosaic_preview
 from koadep.rules import Rule, always, text
 from koadep.steps.derived import KOA_COMMENTS, has_table_hdu
-from koadep.steps.identity import fix_instrume, ofname_from_outfile, set_ut
+from koadep.steps.identity import fix_instrume, ofname_from_outfile
 from koadep.steps.imaging import npixsat
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.values import value
 
 SATURATION = 65535.0
@@ -310,6 +308,23 @@ class Deimos(Instrument):
         "DF": "OUTDIR contains /fcs (a flexure-compensation image)",
         "DE": "INSTRUME's first word is DEIMOS (a science frame)",
     }
+    telescope = 2
+    without = ("FRAMENO",)
+    overrides = {"OFNAME": ofname_from_outfile()}
+    steps = (
+        optional(set_fcskoaid),
+        critical(set_camera),
+        critical(set_filter),
+        optional(set_mjd),
+        optional(set_obsmode),
+        optional(set_nexten),
+        optional(set_detsec),
+        optional(npixsat(_saturation, hdus="auto"), "set_npixsat"),
+        optional(set_wavelengths),
+        optional(set_spatscal),
+        optional(set_dispscal),
+        optional(set_specres),
+    )
 
     def claims(self, header: Header) -> bool:
         """INSTRUME's first word is DEIMOS, or no INSTRUME and an FCS directory (``/fcs``)."""
@@ -329,34 +344,6 @@ class Deimos(Instrument):
             return "DF"
         return "DE" if instrument_word(header) == "deimos" else ""
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(set_koaimtyp),
-            optional(set_fcskoaid),
-            critical(ofname_from_outfile(), "set_ofname"),
-            critical(set_semester),
-            critical(set_prog_info),
-            optional(set_weather),
-            optional(set_oa),
-            critical(set_camera),
-            critical(set_filter),
-            optional(set_mjd),
-            optional(set_obsmode),
-            optional(set_nexten),
-            optional(set_detsec),
-            optional(npixsat(_saturation, hdus="auto"), "set_npixsat"),
-            optional(set_wavelengths),
-            optional(set_spatscal),
-            optional(set_dispscal),
-            optional(set_specres),
-            critical(set_propint),
-            optional(set_datlevel),
-            optional(set_dqa_vers),
-            optional(set_dqa_date),
-        )
-
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """True when the file has a table HDU (a slit-mask design lists the targets)."""
         return has_table_hdu(ctx)
@@ -374,4 +361,6 @@ class Deimos(Instrument):
         return [("", mosaic_preview(fits, header, rows=2, rotate=True, scale=0.5))]
 
 
-plugin = Deimos()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Deimos()]

@@ -14,20 +14,18 @@ dimensions and the spectral resolution. The single image is the primary HDU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.rules import Rule, always, number, text
 from koadep.steps.derived import KOA_COMMENTS, table_lookup
-from koadep.steps.identity import ofname_from_outfile, set_frameno, set_ut
+from koadep.steps.identity import ofname_from_outfile
 from koadep.steps.imaging import npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 
 #: Pixels at or above this value are saturated.
 SATURATION = 65535.0
@@ -308,39 +306,28 @@ class Esi(Instrument):
     prefixes = {"ES": "the first word of INSTRUME is ESI (any case; the prototype's EI is not used)"}
     keyword_map = {"UTC": "UT", "OFNAME": "OUTFILE"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 2
+    overrides = {"OFNAME": ofname_from_outfile()}
+    steps = (
+        critical(set_camera),
+        optional(set_filter),
+        optional(set_image_stats),
+        optional(npixsat(_saturation), "set_npixsat"),
+        optional(set_obsmode),
+        optional(set_wavelengths),
+        optional(set_slit_dims),  # before set_specres, which reads SLITWIDT
+        optional(set_spatscal),
+        optional(set_dispscal),
+        optional(set_specres),
+    )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return "ES" if instrument_word(header) == "esi" else ""
-
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_camera),
-            critical(set_koaimtyp),
-            critical(set_ut),
-            critical(set_frameno),
-            critical(ofname_from_outfile(), "set_ofname"),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(set_filter),
-            optional(set_datlevel),
-            optional(set_image_stats),
-            optional(set_weather),
-            optional(set_oa),
-            optional(npixsat(_saturation), "set_npixsat"),
-            optional(set_obsmode),
-            optional(set_wavelengths),
-            optional(set_slit_dims),  # before set_specres, which reads SLITWIDT
-            optional(set_spatscal),
-            optional(set_dispscal),
-            optional(set_specres),
-            optional(set_dqa_vers),
-            optional(set_dqa_date),
-        )
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False
 
 
-plugin = Esi()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Esi()]

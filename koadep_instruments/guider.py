@@ -8,9 +8,8 @@ science instrument named by CURRINST. KOAIMTYP is ``bias`` for a zero TTIME and
 ``object`` otherwise. The preview is the camera's own JPEG when one lies next to
 the raw file. GUIDER has no level-1 or level-2 products.
 
-Not in this module: the legacy pipeline tells the archive's ingest service
-``rtui=false`` for guider frames (keep them off the real-time interface); that
-belongs to the ingest notification, a later issue. The watchdog that announces
+The archive's ingest service is told ``rtui=false`` for guider frames (keep
+them off the real-time interface, :meth:`Guider.ingest_params`). The watchdog that announces
 new guider frames (and skips frames whose CAMNAME names the pcs or ssc cameras)
 is upstream of koadep.
 
@@ -23,21 +22,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, optional, writes
 from koadep.rules import Rule, always, number
 from koadep.steps.derived import KOA_COMMENTS, elapsed_from, elaptime_by, rounded, table_lookup
-from koadep.steps.identity import FILE_NAME, frameno_from, set_ut
-from koadep.steps.observatory import set_oa, set_weather
-from koadep.steps.program import prog_info_with, progid_from_schedule, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.steps.identity import FILE_NAME, frameno_from
+from koadep.steps.program import prog_info_with, progid_from_schedule
 from koadep.values import value
 
 #: Header keywords that only the MAGIQ guider cameras write (no other KOA keyword
@@ -238,6 +236,20 @@ class Guider(Instrument):
     name = "GUIDER"
     prefixes = {"GR": "always; the KOAID also ends in _<CAMNAME> (CAMNAME verbatim; none, no KOAID)"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = None
+    overrides = {
+        "TELNR": set_telnr,
+        "FRAMENO": frameno_from((FILE_NAME, "OFNAME"), framenum=False),
+        "OFNAME": set_ofname,
+        "PROGRAM": prog_info_with(program_of_current_instrument),
+    }
+    before = {"FRAMENO": ("OFNAME",)}  # the frame number may come from OFNAME
+    steps = (
+        optional(set_elaptime),
+        optional(set_filter),
+        optional(set_wavelengths),  # reads the FILTER set_filter writes
+        optional(fix_targradv),
+    )
 
     def claims(self, header: Header) -> bool:
         """A guider frame: CAMNAME and a MAGIQ camera keyword (or INSTRUME GUIDER).
@@ -274,26 +286,9 @@ class Guider(Instrument):
         """``_<CAMNAME>``."""
         return camname_suffix(header) or ""
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(set_ofname),
-            critical(set_koaimtyp),
-            critical(frameno_from((FILE_NAME, "OFNAME"), framenum=False), "set_frameno"),
-            critical(set_semester),
-            critical(prog_info_with(program_of_current_instrument)),
-            critical(set_propint),
-            optional(set_elaptime),
-            optional(set_datlevel),
-            optional(set_filter),
-            optional(set_wavelengths),
-            optional(set_weather),
-            optional(set_oa),
-            optional(set_dqa_vers),
-            optional(set_dqa_date),
-            optional(fix_targradv),
-        )
+    def ingest_params(self, koaid: str) -> Mapping[str, str]:
+        """``rtui=false``: the archive's real-time interface does not take guider frames."""
+        return {"rtui": "false"}
 
     def render_jpeg(self, fits: Any, header: Header, ctx: Context) -> Any:
         """The camera's own ``<OFNAME stem>.jpg`` beside the raw file, copied; else the default."""
@@ -311,4 +306,6 @@ def own_jpeg(header: Header, ctx: Context) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-plugin = Guider()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Guider()]

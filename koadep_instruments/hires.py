@@ -23,7 +23,7 @@ Pillow's current Lanczos filter (#36).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,18 +32,16 @@ from koadep.context import Context
 from koadep.coords import sky_position_angle
 from koadep.fitsfile import FitsFile
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.products.jpeg import render_preview, resize_to_width
 from koadep.rules import Rule, always, number
 from koadep.steps.derived import KOA_COMMENTS
-from koadep.steps.detector import HIRES_AMPMODES, amp_statistics, binning, numamps
-from koadep.steps.identity import ofname_from_outfile, set_ut
+from koadep.steps.detector import amp_statistics, binning, numamps
+from koadep.steps.identity import ofname_from_outfile
 from koadep.steps.imaging import band_sig2nois, npixsat
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.values import flag, text, value
 
 #: The most amplifier extensions a HIRES file has (3 CCDs, 2 amplifiers each).
@@ -51,6 +49,9 @@ MAX_EXTENSIONS = 6
 
 #: Pixels at or above this value are saturated (16-bit converters).
 SATURATION = 65535.0
+
+#: AMPMODE text -> number of amplifiers (any other non-empty mode reads one).
+AMP_MODES: tuple[tuple[str, int], ...] = (("DUAL:A+B", 2),)
 
 
 # --------------------------------------------------------------------------------------
@@ -157,12 +158,13 @@ KOAIMTYP_RULES = (
 )  # fmt: skip
 
 
-@writes("KOAIMTYP", "IMAGETYP")
-def set_koaimtyp_and_imagetyp(header: Header, ctx: Context) -> StepResult:
-    """Write KOAIMTYP from the decision table, and the same value to IMAGETYP."""
-    result = set_koaimtyp(header, ctx)
-    value = next(c.value for c in result.cards if c.keyword == "KOAIMTYP")
-    return StepResult.done(*result.cards, card("IMAGETYP", value, "KOA: Image type"), issues=result.issues)
+@writes("IMAGETYP")
+def set_imagetyp(header: Header, ctx: Context) -> StepResult:
+    """IMAGETYP = KOAIMTYP (run after the KOAIMTYP step)."""
+    value = header.present("KOAIMTYP")
+    if value is None:
+        return StepResult.done()
+    return StepResult.done(card("IMAGETYP", value, "KOA: Image type"))
 
 
 # --------------------------------------------------------------------------------------
@@ -450,7 +452,7 @@ def set_sig2nois(header: Header, ctx: Context) -> StepResult:
     data = ctx.data(index) if index > 0 else None
     if data is None or data.ndim != 2:
         return StepResult.failed(Issue.warn("SET_SIG2NOIS_ERROR", f"HDU {index} holds no 2-D image"))
-    amps = numamps(header.present("AMPMODE"), HIRES_AMPMODES, default=1)
+    amps = numamps(header.present("AMPMODE"), AMP_MODES, default=1)
     nx = data.shape[0] - amps * (number(header, "PRECOL") + number(header, "POSTPIX"))
     value = band_sig2nois(data, int(1.17 * nx / 2), band="rows")
     return StepResult.done(card("SIG2NOIS", value, "KOA: S/N estimate near image spectral center"))
@@ -607,38 +609,28 @@ class Hires(Instrument):
     prefixes = {"HI": "INSTRUME contains hires (any case)"}
     keyword_map = {"OFNAME": "OUTFILE"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 1
+    without = ("FRAMENO",)
+    overrides = {"OFNAME": ofname_from_outfile()}
+    steps = (
+        critical(set_utend),
+        optional(set_imagetyp),  # before set_instr_status, which reads IMAGETYP
+        critical(fix_propint),
+        optional(fix_binning),
+        optional(set_wavelengths),
+        optional(set_instr_status),
+        optional(set_image_stats),
+        optional(npixsat(_saturation, hdus="extensions"), "set_npixsat"),
+        optional(set_sig2nois),
+        optional(set_slit_dims),
+        optional(set_gain_and_rn),
+        optional(set_skypa),
+        optional(set_subexp),
+        optional(set_roqual),
+    )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return "HI" if "hires" in str(header.present("INSTRUME", "")).lower() else ""
-
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(set_utend),
-            critical(ofname_from_outfile(), "set_ofname"),
-            optional(set_koaimtyp_and_imagetyp, "set_koaimtyp"),  # before the program steps (#3)
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            critical(fix_propint),
-            optional(fix_binning),
-            optional(set_wavelengths),
-            optional(set_instr_status),
-            optional(set_weather),
-            optional(set_image_stats),
-            optional(npixsat(_saturation, hdus="extensions"), "set_npixsat"),
-            optional(set_sig2nois),
-            optional(set_slit_dims),
-            optional(set_gain_and_rn),
-            optional(set_skypa),
-            optional(set_subexp),
-            optional(set_roqual),
-            optional(set_oa),
-            optional(set_dqa_date),
-            optional(set_dqa_vers),
-            optional(set_datlevel),
-        )
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False
@@ -661,4 +653,6 @@ class Hires(Instrument):
         return previews
 
 
-plugin = Hires()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Hires()]

@@ -22,23 +22,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from koadep.context import Context
 from koadep.coords import cd_matrix, position_angle, to_degrees
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, optional, writes
 from koadep.products.jpeg import equalized_preview
 from koadep.rules import Rule, always, text
 from koadep.steps.derived import KOA_COMMENTS, elapsed_from, elapsed_product, elaptime_by
-from koadep.steps.identity import frameno_from, set_ofname, set_ut
+from koadep.steps.identity import frameno_from
 from koadep.steps.imaging import npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 
 #: KOAID prefix by lower-case CAMERA.
 PREFIXES = {"blue": "KB", "red": "KR", "fpc": "KF", "svc": "KS"}
@@ -254,36 +251,24 @@ class Kcwi(Instrument):
     prefixes = {p: f"INSTRUME is KCWI and CAMERA is {c} (any case)" for c, p in PREFIXES.items()}
     koaimtyp_rules = KOAIMTYP_RULES
     extension_tables = False
+    telescope = 2
+    overrides = {"FRAMENO": frameno_from(("FRAMENUM", "IMGNUM", "DATAFILE", "OFNAME"))}
+    before = {"FRAMENO": ("OFNAME",)}  # the frame number may come from OFNAME
+    steps = (
+        optional(set_telescope),
+        optional(
+            elaptime_by(elapsed_from("EXPTIME"), elapsed_from("XPOSURE"), elapsed_product(digits=4)),
+            "set_elaptime",
+        ),
+        optional(set_image_stats),
+        optional(npixsat(lambda header: SATURATION), "set_npixsat"),
+        optional(set_slit_dims),
+        optional(set_wcs),
+    )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         """KB, KR, KF or KS by CAMERA ('' for another camera or another instrument)."""
         return PREFIXES.get(camera(header), "") if instrument_word(header) == "kcwi" else ""
-
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            optional(set_telescope),
-            critical(set_ofname, "set_ofname"),
-            critical(set_koaimtyp),
-            critical(frameno_from(("FRAMENUM", "IMGNUM", "DATAFILE", "OFNAME")), "set_frameno"),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(
-                elaptime_by(elapsed_from("EXPTIME"), elapsed_from("XPOSURE"), elapsed_product(digits=4)),
-                "set_elaptime",
-            ),
-            optional(set_datlevel),
-            optional(set_image_stats),
-            optional(set_weather),
-            optional(set_oa),
-            optional(npixsat(lambda header: SATURATION), "set_npixsat"),
-            optional(set_slit_dims),
-            optional(set_wcs),
-            optional(set_dqa_vers),
-            optional(set_dqa_date),
-        )
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """False: a daytime KCWI calibration gets PROPINT 0."""
@@ -297,4 +282,6 @@ class Kcwi(Instrument):
         return [("", equalized_preview(data))]
 
 
-plugin = Kcwi()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Kcwi()]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -29,17 +29,15 @@ from PIL import Image
 
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
 from koadep.issues import Issue
 from koadep.koaid import strip_fits
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.products.jpeg import to_image, zscale_limits
 from koadep.rules import Rule, always, text
-from koadep.steps import program
 from koadep.steps.derived import KOA_COMMENTS, elapsed_between, elapsed_from, elaptime_by
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import is_daytime, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.steps.program import is_daytime, prog_info_with, progid_from_schedule
 from koadep.values import value
 
 PREFIX = "KP"
@@ -113,11 +111,16 @@ def set_koaimtyp_quietly(header: Header, ctx: Context) -> StepResult:
     Legacy KPF raises no KOAIMTYP_UDF: ``undefined`` is one of the IMTYPE values
     the instrument itself writes.
     """
-    result = set_koaimtyp(header, ctx)
-    return attrs.evolve(result, issues=tuple(i for i in result.issues if i.code != "KOAIMTYP_UDF"))
+    answer = ctx.plugin.classify(header, ctx) if ctx.plugin is not None else None
+    imtype = str(answer).strip() if answer else "undefined"
+    return StepResult.done(card("KOAIMTYP", imtype, "KOA: Image type"))
 
 
-@writes(*program.set_prog_info.writes, "PROGNAME", "PROGTITL")  # type: ignore[attr-defined]
+#: The common program step (PROGID, PROGPI, ... and the PROGTITL extra).
+_program_step = prog_info_with(progid_from_schedule)
+
+
+@writes(*_program_step.writes, "PROGNAME", "PROGTITL")  # type: ignore[attr-defined]
 def set_prog_info(header: Header, ctx: Context) -> StepResult:
     """The program, from PROGNAME or else GRPROGNA or RDPROGNA; also a PROGTITL card.
 
@@ -131,7 +134,7 @@ def set_prog_info(header: Header, ctx: Context) -> StepResult:
         if source is not None:
             cards.append(card("PROGNAME", str(header[source]).strip(), f"KOA: Program name from {source}"))
             header = header.with_cards(cards)
-    result = program.set_prog_info(header, ctx)
+    result = _program_step(header, ctx)
     title = card("PROGTITL", result.extras.get("PROGTITL", ""), "KOA: Program title")
     return attrs.evolve(result, cards=(*cards, *result.cards, title))
 
@@ -239,6 +242,16 @@ class Kpf(Instrument):
     keyword_map = {"UTC": "UT"}
     prefixes = {PREFIX: "OFNAME is a KOAID dated DATE-OBS (then it is the KOAID), else INSTRUME contains KPF"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 1
+    without = ("UT", "FRAMENO", "OFNAME")
+    overrides = {"KOAIMTYP": set_koaimtyp_quietly, "PROGRAM": set_prog_info}
+    steps = (
+        critical(set_inst),
+        critical(
+            elaptime_by(elapsed_from("ELAPSED", round), elapsed_between(), missing="null"), "set_elaptime"
+        ),
+        optional(set_wavelength),
+    )
 
     def claims(self, header: Header) -> bool:
         """INSTRUME contains KPF (it may differ from exactly ``KPF``; see INSTSLCT).
@@ -266,25 +279,6 @@ class Kpf(Instrument):
         """KP when INSTRUME contains kpf (for the time rule)."""
         return PREFIX if is_kpf(header) else ""
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_inst),
-            critical(set_koaimtyp_quietly, "set_koaimtyp"),
-            critical(set_semester),
-            critical(
-                elaptime_by(elapsed_from("ELAPSED", round), elapsed_between(), missing="null"), "set_elaptime"
-            ),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(set_weather),
-            optional(set_wavelength),
-            optional(set_oa),
-            optional(set_datlevel),
-            optional(set_dqa_date),
-            optional(set_dqa_vers),
-        )
-
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """False in daytime; True at night, without UT, or when daytime cannot be told."""
         if header.present("UT") is None:
@@ -301,4 +295,6 @@ class Kpf(Instrument):
         return [(f"_{c}", sqrt_preview(amplifier_mosaic(amps[c]))) for c in CAMERAS if c in amps]
 
 
-plugin = Kpf()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Kpf()]

@@ -8,8 +8,10 @@ refused (``SET_INSTR_ERROR``) and never rewritten.
 Files: the blue side writes one image extension per amplifier (AMPLOC, CCDLOC,
 DETSEC; the primary has no image); the red side has written a single primary
 image since its Mark4 detector (2021-04). OFNAME is native on new red files,
-otherwise ``OUTFILE + FRAMENO:04d + .fits``. ELAPTIME runs before KOAIMTYP and
-feeds it (``ELAPTIME == 0`` is a bias).
+otherwise ``OUTFILE + FRAMENO:04d + .fits``. OFNAME runs before FRAMENO: a
+header without FRAMENO takes it from the native OFNAME, and a file with neither
+stops at OFNAME (``SET_OFNAME_ERROR``). ELAPTIME runs before KOAIMTYP and feeds
+it (``ELAPTIME == 0`` is a bias).
 
 Products: the blue (and pre-2021 red) preview is the one-row DETSEC mosaic of
 the amplifiers (:mod:`koadep.products.mosaic`); the red preview from 2021-04-16
@@ -52,21 +54,20 @@ from typing import Any
 from koadep.context import Context
 from koadep.coords import to_degrees
 from koadep.header import Card, Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
 from koadep.obstime import parse_date_obs
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.products.jpeg import equalized_preview
 from koadep.products.mosaic import amplifier_panels, mosaic_preview
 from koadep.rules import Rule, always
 from koadep.steps.derived import KOA_COMMENTS, elapsed_from, elaptime_by, rounded
 from koadep.steps.detector import amp_statistics, binning
-from koadep.steps.identity import ofname_from_outfile, set_frameno, set_ut
+from koadep.steps.identity import ofname_from_outfile
 from koadep.steps.imaging import npixsat
 from koadep.steps.imaging import set_image_stats as primary_image_stats
-from koadep.steps.observatory import set_oa, set_skypa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
+from koadep.steps.observatory import set_skypa
 from koadep.values import flag, numeric, text, value
 
 RED_NAMES = ("LRIS", "LRISp", "LRISpRED")
@@ -521,6 +522,24 @@ class Lris(Instrument):
         "LR": "INSTRUME is LRIS, LRISp or LRISpRED (the red side)",
         "LB": "INSTRUME is LRISBLUE or LRISpBLUE (the blue side)",
     }
+    telescope = 1
+    overrides = {"OFNAME": ofname_from_outfile(keep_existing=True)}
+    before = {
+        "KOAIMTYP": (critical(set_elaptime, "set_elaptime"),),
+        "FRAMENO": ("OFNAME",),
+    }
+    steps = (
+        optional(set_image_stats),
+        optional(npixsat(_saturation, hdus="auto"), "set_npixsat"),
+        optional(set_obsmode),
+        optional(set_wavelengths),
+        optional(set_sig2nois),
+        optional(set_slit_dims),
+        optional(set_wcs),
+        optional(set_skypa),
+        optional(fix_datebeg),
+        optional(set_mjd_obs),
+    )
 
     def claims(self, header: Header) -> bool:
         return instrument_word(header) in PREFIX_BY_WORD
@@ -534,34 +553,6 @@ class Lris(Instrument):
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return PREFIX_BY_WORD.get(instrument_word(header), "")
-
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(set_elaptime, "set_elaptime"),
-            critical(set_koaimtyp),
-            critical(ofname_from_outfile(keep_existing=True), "set_ofname"),
-            critical(set_frameno),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(set_image_stats),
-            optional(set_weather),
-            optional(set_oa),
-            optional(npixsat(_saturation, hdus="auto"), "set_npixsat"),
-            optional(set_obsmode),
-            optional(set_wavelengths),
-            optional(set_sig2nois),
-            optional(set_slit_dims),
-            optional(set_wcs),
-            optional(set_skypa),
-            optional(set_datlevel),
-            optional(fix_datebeg),
-            optional(set_mjd_obs),
-            optional(set_dqa_vers),
-            optional(set_dqa_date),
-        )
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """True for a custom slit mask: SLITNAME set and naming no long, pol, GOH or direct slit."""
@@ -580,4 +571,6 @@ class Lris(Instrument):
         return None
 
 
-plugin = Lris()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Lris()]

@@ -11,28 +11,23 @@ gets an extension table, and a file with any table HDU may reveal its targets
 (so it never gets a zero proprietary period). Image steps use the primary HDU.
 
 Decisions (DECISIONS.md, numbers of instruments.md §7): #3 KOAIMTYP runs before
-the program information and PROPINT (the RTI pipeline ran it after them); #33 the
+the program information and PROPINT, as in the Keck pipeline (the RTI pipeline ran it after them); #33 the
 dome-flat position is the shared Keck I window (elevation 67°), as in the RTI
 pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
-from koadep.pipeline import PipelineStep, critical, optional
+from koadep.pipeline import optional
 from koadep.rules import Rule, always, text
 from koadep.steps.derived import band, elaptime_from, has_table_hdu, wavelengths_from
-from koadep.steps.identity import set_frameno, set_ofname, set_ut
 from koadep.steps.imaging import npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.telescope import is_at_domeflat
 from koadep.values import value
 
@@ -109,35 +104,22 @@ class Mosfire(Instrument):
     prefixes = {"MF": "the first word of INSTRUME is MOSFIRE (any case)"}
     keyword_map = {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 1
+    steps = (
+        optional(elaptime_from(("TRUITIME",), digits=4), "set_elaptime"),
+        optional(wavelengths_from("FILTER", FILTERS), "set_wavelengths"),
+        optional(set_image_stats),
+        optional(npixsat(), "set_npixsat"),
+    )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return "MF" if instrument_word(header) == "mosfire" else ""
-
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        """The card's step list, with KOAIMTYP moved before the program steps (#3)."""
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(set_frameno),
-            critical(set_ofname),
-            critical(set_koaimtyp),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(elaptime_from(("TRUITIME",), digits=4), "set_elaptime"),
-            optional(wavelengths_from("FILTER", FILTERS), "set_wavelengths"),
-            optional(set_weather),
-            optional(set_datlevel),
-            optional(set_image_stats),
-            optional(npixsat(), "set_npixsat"),
-            optional(set_oa),
-            optional(set_dqa_date),
-            optional(set_dqa_vers),
-        )
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         """True when the file has table HDUs (the mask design lists the targets)."""
         return has_table_hdu(ctx)
 
 
-plugin = Mosfire()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Mosfire()]

@@ -7,22 +7,20 @@ LEV0TYPE is absent) get the KOAID suffix ``_unp`` and skip the image steps
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from koadep.context import Context
 from koadep.coords import cd_matrix, position_angle, to_degrees
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, optional, writes
 from koadep.rules import Rule, always, mapped, text
 from koadep.steps.derived import KOA_COMMENTS, elaptime_from
-from koadep.steps.identity import fix_instrume, ofname_from, set_ut
+from koadep.steps.identity import fix_instrume, ofname_from
 from koadep.steps.imaging import band_sig2nois, keyword_value, nlinear, npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.telescope import is_at_domeflat
 from koadep.values import value
 
@@ -243,6 +241,21 @@ class Nirc2(Instrument):
     keyword_map = {"OFNAME": "FILENAME"}
     prefixes = {"N2": "INSTRUME is NIRC2 (an image cube's KOAID also gets the suffix _unp)"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 2
+    without = ("FRAMENO",)
+    overrides = {"OFNAME": ofname_from("FILENAME", add_fits=False)}
+    steps = (
+        optional(set_wavelengths),
+        optional(set_detdisp),
+        optional(skip_cubes(set_wcs)),
+        optional(elaptime_from(("TRUITIME", "ITIME"), digits=5), "set_elaptime"),
+        optional(set_instr_status),
+        optional(skip_cubes(set_image_stats)),
+        optional(skip_cubes(npixsat(_coadds(18000))), "set_npixsat"),
+        optional(skip_cubes(nlinear(_coadds(5000))), "set_nlinear"),
+        optional(skip_cubes(set_sig2nois)),
+        optional(set_isao),
+    )
 
     def claims(self, header: Header) -> bool:
         """INSTRUME NIRC2; without INSTRUME, an OUTDIR naming nirc or CURRINST NIRC2.
@@ -275,31 +288,17 @@ class Nirc2(Instrument):
         cube = ctx.n_hdus > 1 if lev0type is None else str(lev0type).strip().lower() == "unprocessed"
         return "_unp" if cube else ""
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(set_koaimtyp),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            critical(ofname_from("FILENAME", add_fits=False), "set_ofname"),
-            optional(set_wavelengths),
-            optional(set_detdisp),
-            optional(skip_cubes(set_wcs)),
-            optional(elaptime_from(("TRUITIME", "ITIME"), digits=5), "set_elaptime"),
-            optional(set_instr_status),
-            optional(set_weather),
-            optional(skip_cubes(set_image_stats)),
-            optional(skip_cubes(npixsat(_coadds(18000))), "set_npixsat"),
-            optional(skip_cubes(nlinear(_coadds(5000))), "set_nlinear"),
-            optional(skip_cubes(set_sig2nois)),
-            optional(set_isao),
-            optional(set_oa),
-            optional(set_dqa_date),
-            optional(set_dqa_vers),
-            optional(set_datlevel),
-        )
+    def ingest_params(self, koaid: str) -> Mapping[str, str]:
+        """``rtui=false`` for an image cube (``_unp`` KOAID): the real-time UI step must not run.
+
+        Examples
+        --------
+        >>> Nirc2().ingest_params("N2.20240101.12345.67_unp")
+        {'rtui': 'false'}
+        >>> Nirc2().ingest_params("N2.20240101.12345.67")
+        {}
+        """
+        return {"rtui": "false"} if "_unp" in koaid else {}
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False
@@ -309,4 +308,6 @@ class Nirc2(Instrument):
         return [] if is_cube(header) else None
 
 
-plugin = Nirc2()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Nirc2()]

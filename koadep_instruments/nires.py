@@ -6,19 +6,14 @@ the derived keywords are constants of the camera.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
 from koadep.pipeline import PipelineStep, critical, optional
 from koadep.rules import Rule, always, mapped
 from koadep.steps.derived import elaptime_from, from_mode
-from koadep.steps.identity import set_frameno, set_ofname, set_ut
 from koadep.steps.imaging import npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.values import text
 
 PREFIXES = {"imag": "NI", "spec": "NR"}
@@ -67,38 +62,26 @@ class Nires(Instrument):
         Rule(1, "OBSTYPE is one of the mapped types", always, mapped("OBSTYPE", OBSTYPE_MAP)),
         Rule(2, "any other OBSTYPE (or none)", always, "undefined"),
     )
+    telescope = 2
+    before = {"KOAIMTYP": (critical(elaptime_from(("ITIME",), digits=4), "set_elaptime"),)}
+    steps = (
+        _by_camera("set_wavelengths", "WAVEBLUE", "WAVECNTR", "WAVERED"),
+        _by_camera("set_specres", "SPECRES"),
+        _by_camera("set_filter", "FILTER"),
+        _by_camera("set_slit_dims", "SLITLEN", "SLITWIDT"),
+        _by_camera("set_spatscal", "SPATSCAL"),
+        _by_camera("set_dispscal", "DISPSCAL"),
+        optional(set_image_stats),
+        optional(npixsat(), "set_npixsat"),
+    )
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return PREFIXES.get(text(header, "INSTR"), "")
-
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(elaptime_from(("ITIME",), digits=4), "set_elaptime"),
-            critical(set_koaimtyp),
-            critical(set_ut),
-            critical(set_frameno),
-            critical(set_ofname),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            _by_camera("set_wavelengths", "WAVEBLUE", "WAVECNTR", "WAVERED"),
-            _by_camera("set_specres", "SPECRES"),
-            optional(set_weather),
-            optional(set_datlevel),
-            _by_camera("set_filter", "FILTER"),
-            _by_camera("set_slit_dims", "SLITLEN", "SLITWIDT"),
-            _by_camera("set_spatscal", "SPATSCAL"),
-            _by_camera("set_dispscal", "DISPSCAL"),
-            optional(set_image_stats),
-            optional(npixsat(), "set_npixsat"),
-            optional(set_oa),
-            optional(set_dqa_date),
-            optional(set_dqa_vers),
-        )
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False
 
 
-plugin = Nires()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Nires()]

@@ -26,20 +26,17 @@ in 2018 are found); #17 the slit length and width are told apart numerically.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from koadep.context import Context
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.rules import Rule, always, mapped, text
 from koadep.steps.derived import KOA_COMMENTS, elaptime_from, wavelengths_from
-from koadep.steps.identity import set_frameno, set_ofname, set_ut
 from koadep.steps.imaging import keyword_value, npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.values import value
 
 NAMES = ("nirspec", "nirspao")
@@ -305,6 +302,18 @@ class Nirspec(Instrument):
     #: OFNAME from DATAFILE; the 2010 files have FILENAME instead.
     keyword_map = {"OFNAME": ("DATAFILE", "FILENAME"), "FRAMENO": "FRAMENUM"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 2
+    before = {"KOAIMTYP": (critical(elaptime_from(("TRUITIME",), digits=5), "set_elaptime"),)}
+    steps = (
+        optional(set_isao),
+        optional(set_dispers),
+        optional(set_slit_dims),
+        optional(set_filter),
+        optional(wavelengths_from("FILTER", WAVELENGTHS, match="substring"), "set_wavelengths"),
+        optional(set_image_stats),
+        optional(set_gain_and_rn),
+        optional(npixsat(keyword_value("COADDS", 25000)), "set_npixsat"),
+    )
 
     def claims(self, header: Header) -> bool:
         return instrument_word(header) in NAMES
@@ -321,34 +330,10 @@ class Nirspec(Instrument):
             return ""
         return {"scam": "NC", "spec": "NS"}.get(camera_from_header(header), "")
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(elaptime_from(("TRUITIME",), digits=5), "set_elaptime"),
-            critical(set_koaimtyp),
-            critical(set_frameno),
-            critical(set_ofname),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(set_isao),
-            optional(set_dispers),
-            optional(set_slit_dims),
-            optional(set_filter),
-            optional(wavelengths_from("FILTER", WAVELENGTHS, match="substring"), "set_wavelengths"),
-            optional(set_weather),
-            optional(set_image_stats),
-            optional(set_gain_and_rn),
-            optional(npixsat(keyword_value("COADDS", 25000)), "set_npixsat"),
-            optional(set_oa),
-            optional(set_datlevel),
-            optional(set_dqa_date),
-            optional(set_dqa_vers),
-        )
-
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False
 
 
-plugin = Nirspec()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Nirspec()]

@@ -22,22 +22,19 @@ Keck I window (elevation 67°).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from koadep.context import Context
 from koadep.coords import TAN_WCS_FIXED, to_degrees
 from koadep.header import Header
+from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
-from koadep.pipeline import PipelineStep, StepResult, card, critical, optional, writes
+from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.rules import Rule, always, text
 from koadep.steps.derived import KOA_COMMENTS, elaptime_from, wavelengths_from
-from koadep.steps.identity import set_frameno, set_ofname, set_ut
 from koadep.steps.imaging import nlinear, npixsat, set_image_stats
-from koadep.steps.observatory import set_oa, set_telnr, set_weather
-from koadep.steps.program import set_prog_info, set_propint, set_semester
-from koadep.steps.provenance import set_datlevel, set_dqa_date, set_dqa_vers, set_koaimtyp
 from koadep.telescope import is_at_domeflat
 from koadep.values import value
 
@@ -264,6 +261,23 @@ class Osiris(Instrument):
     prefixes = {prefix: f"INSTR contains {mode} (any case)" for mode, prefix in PREFIXES.items()}
     keyword_map = {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
     koaimtyp_rules = KOAIMTYP_RULES
+    telescope = 1
+    before = {
+        "KOAIMTYP": (
+            critical(elaptime_from(("TRUITIME",), digits=5), "set_elaptime"),
+            critical(set_filter),
+        )
+    }
+    steps = (
+        optional(wavelengths_from("FILTER", WAVELENGTHS, match="lower"), "set_wavelengths"),
+        optional(set_wcs_keywords),
+        optional(set_image_stats),
+        optional(npixsat(coadds_times_saturate()), "set_npixsat"),
+        optional(nlinear(coadds_times_saturate(NONLINEAR_FRACTION)), "set_nlinear"),
+        optional(set_scale),
+        optional(check_nonint_vals),
+        optional(check_ra),
+    )
 
     def claims(self, header: Header) -> bool:
         """INSTRUME says OSIRIS, or (without INSTRUME) CURRINST does and the frame has no
@@ -281,35 +295,10 @@ class Osiris(Instrument):
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return PREFIXES.get(camera(header), "")
 
-    def dqa_steps(self, level: int) -> Sequence[PipelineStep]:
-        return (
-            critical(set_telnr),
-            critical(set_ut),
-            critical(elaptime_from(("TRUITIME",), digits=5), "set_elaptime"),
-            critical(set_filter),
-            critical(set_koaimtyp),
-            critical(set_frameno),
-            critical(set_ofname),
-            critical(set_semester),
-            critical(set_prog_info),
-            critical(set_propint),
-            optional(wavelengths_from("FILTER", WAVELENGTHS, match="lower"), "set_wavelengths"),
-            optional(set_weather),
-            optional(set_wcs_keywords),
-            optional(set_image_stats),
-            optional(npixsat(coadds_times_saturate()), "set_npixsat"),
-            optional(nlinear(coadds_times_saturate(NONLINEAR_FRACTION)), "set_nlinear"),
-            optional(set_scale),
-            optional(check_nonint_vals),
-            optional(set_oa),
-            optional(check_ra),
-            optional(set_datlevel),
-            critical(set_dqa_date),
-            critical(set_dqa_vers),
-        )
-
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False
 
 
-plugin = Osiris()
+@hookimpl
+def koadep_register_instruments() -> list[Instrument]:
+    return [Osiris()]

@@ -24,11 +24,10 @@ from koadep.issues import Severity
 from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import deimos as mod
-from koadep_instruments.deimos import plugin
 
-HOOKS = Registry.default().hooks("DEIMOS")
+plugin = Registry.default().instrument("DEIMOS")
 FCS_DIR = "/sdata1001/deimos1/2024mar14/fcs"
 
 
@@ -46,7 +45,7 @@ class FakeCatalog:
 
 def make_ctx(fits: FitsFile | None = None, catalog: Any = None, **services: Any) -> Context:
     return Context(
-        instrument="DEIMOS", hooks=HOOKS, fits=fits, services=Services(catalog=catalog, **services)
+        instrument="DEIMOS", plugin=plugin, fits=fits, services=Services(catalog=catalog, **services)
     )
 
 
@@ -55,7 +54,7 @@ def file_of(cards: dict[str, Any], data: Any = None, extensions: Any = ()) -> Fi
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -124,17 +123,11 @@ def test_no_prefix_without_deimos_or_fcs() -> None:
     assert plugin.koaid_prefix(hdr(INSTRUME="DEIMOS"), make_ctx()) == "DE"  # no OUTDIR: no crash
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True), ("set_ut", True), ("set_koaimtyp", True), ("set_fcskoaid", False),
-        ("set_ofname", True), ("set_semester", True), ("set_prog_info", True), ("set_weather", False),
-        ("set_oa", False), ("set_camera", True), ("set_filter", True), ("set_mjd", False),
-        ("set_obsmode", False), ("set_nexten", False), ("set_detsec", False), ("set_npixsat", False),
-        ("set_wavelengths", False), ("set_spatscal", False), ("set_dispscal", False),
-        ("set_specres", False), ("set_propint", True), ("set_datlevel", False),
-        ("set_dqa_vers", False), ("set_dqa_date", False),
-    ]  # fmt: skip
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_pipeline_has_no_frameno_and_reads_ofname_from_outfile() -> None:
+    names = [s.name for s in plugin.pipeline(0)]
+    assert "set_frameno" not in names
+    assert step("set_ofname").critical
+    assert step("set_camera").critical and step("set_filter").critical
 
 
 def test_ofname_from_outfile_and_frameno() -> None:

@@ -20,11 +20,10 @@ from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.rules import first_match
 from koadep.services import Services
-from koadep.testing import dqa_step, header_of, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import header_of, pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import esi as mod
-from koadep_instruments.esi import plugin
 
-HOOKS = Registry.default().hooks("ESI")
+plugin = Registry.default().instrument("ESI")
 
 
 hdr = header_of
@@ -34,11 +33,11 @@ def make_ctx(data: np.ndarray | None = None, **kwargs: Any) -> Context:
     fits = None
     if data is not None:
         fits = FitsFile.from_bytes(raw_fits_bytes([("INSTRUME", "ESI")], data))
-    return Context(instrument="ESI", hooks=HOOKS, keymap=HOOKS.keyword_map(), fits=fits, **kwargs)
+    return Context(instrument="ESI", plugin=plugin, keymap=plugin.keyword_map, fits=fits, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -74,33 +73,11 @@ def test_keyword_map_reads_utc_from_ut_and_ofname_from_outfile() -> None:
     assert ctx.candidates("OFNAME") == ("OUTFILE",)
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True),
-        ("set_camera", True),
-        ("set_koaimtyp", True),
-        ("set_ut", True),
-        ("set_frameno", True),
-        ("set_ofname", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_filter", False),
-        ("set_datlevel", False),
-        ("set_image_stats", False),
-        ("set_weather", False),
-        ("set_oa", False),
-        ("set_npixsat", False),
-        ("set_obsmode", False),
-        ("set_wavelengths", False),
-        ("set_slit_dims", False),
-        ("set_spatscal", False),
-        ("set_dispscal", False),
-        ("set_specres", False),
-        ("set_dqa_vers", False),
-        ("set_dqa_date", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_slit_dimensions_run_before_the_spectral_resolution() -> None:
+    """set_specres reads the SLITWIDT that set_slit_dims writes."""
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_obsmode") < names.index("set_slit_dims") < names.index("set_specres")
+    assert step("set_camera").critical
 
 
 def test_no_target_information() -> None:

@@ -144,7 +144,7 @@ def _tracing(seen: set[str]) -> Iterator[None]:
 
 
 def _context(gold_path: Path, fits: FitsFile, instrument: str, registry: Registry) -> Context:
-    hooks = registry.hooks(instrument)
+    plugin = registry.instrument(instrument)
     tables = SHARED / "KeywordTables"
     config = Config(
         output_root=Path("/nonexistent/koadep-fuzz"),
@@ -156,8 +156,9 @@ def _context(gold_path: Path, fits: FitsFile, instrument: str, registry: Registr
         instrument=instrument,
         config=config,
         services=Services(clock=FixedClock(NOW)),
-        hooks=hooks,
-        keymap=hooks.keyword_map(),
+        plugin=plugin,
+        registry=registry,
+        keymap=plugin.keyword_map,
         fits=fits,
         path=gold_path,
         mtime=datetime.datetime(2024, 3, 15, 12, tzinfo=datetime.UTC),
@@ -218,11 +219,11 @@ def _pipeline(header: Header, ctx: Context) -> tuple[Header, list[Any], Any]:
     outcome = run(identity_steps(), header, ctx)
     issues = list(outcome.issues)
     if outcome.ok:
-        dqa = run(ctx.hooks.dqa_steps(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))  # type: ignore[union-attr]
+        dqa = run(ctx.plugin.pipeline(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))  # type: ignore[union-attr]
         issues.extend(dqa.issues)
         outcome = attrs.evolve(dqa, issues=tuple(issues))
         if dqa.ok:
-            ctx.hooks.related_files(outcome.header, ctx)  # type: ignore[union-attr]
+            ctx.registry.related_files(ctx.instrument, outcome.header, ctx)  # type: ignore[union-attr]
     return outcome.header, issues, outcome
 
 

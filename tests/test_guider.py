@@ -26,10 +26,11 @@ from koadep.pipeline import PipelineStep, run
 from koadep.plugins import Registry
 from koadep.services import FixedClock, LocalSchedule, ScheduleEntry, Services
 from koadep.steps.program import zero_propint_applies
-from koadep.testing import dqa_step, write_raw_fits, written
-from koadep_instruments.guider import WAVELENGTHS, plugin
+from koadep.testing import pipeline_step, write_raw_fits, written
+from koadep_instruments import guider as mod
+from koadep_instruments.guider import WAVELENGTHS
 
-HOOKS = Registry.default().hooks("GUIDER")
+plugin = Registry.default().instrument("GUIDER")
 NOW = datetime.datetime(2026, 1, 15, 12, 0, 0, tzinfo=datetime.UTC)
 
 #: The minimal guider header of instruments.md §4.4, plus a camera keyword and the time.
@@ -50,11 +51,11 @@ def hdr(**changes: Any) -> Header:
 
 
 def make_ctx(**kwargs: Any) -> Context:
-    return Context(instrument="GUIDER", hooks=HOOKS, keymap=HOOKS.keyword_map(), **kwargs)
+    return Context(instrument="GUIDER", plugin=plugin, keymap=plugin.keyword_map, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -156,31 +157,24 @@ def test_neither_instrume_nor_currinst_fails() -> None:
 # the step list
 
 
-def test_steps_and_criticality_follow_the_card() -> None:
-    steps = [(s.name, s.critical) for s in plugin.dqa_steps(0)]
-    assert steps == [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_ofname", True),
-        ("set_koaimtyp", True),
-        ("set_frameno", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_elaptime", False),
-        ("set_datlevel", False),
-        ("set_filter", False),
-        ("set_wavelengths", False),
-        ("set_weather", False),
-        ("set_oa", False),
-        ("set_dqa_vers", False),
-        ("set_dqa_date", False),
-        ("fix_targradv", False),
-    ]
+def test_the_telescope_comes_from_each_file() -> None:
+    assert plugin.telescope is None
+    assert step("set_telnr").func is mod.set_telnr and step("set_telnr").critical
+
+
+def test_ofname_runs_before_the_frame_number_that_reads_it() -> None:
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_ofname") < names.index("set_frameno")
+    assert step("set_filter").critical is False
+    assert names.index("set_filter") < names.index("set_wavelengths")
+
+
+def test_ingest_keeps_guider_frames_off_the_real_time_interface() -> None:
+    assert plugin.ingest_params("GR.20240315.29730.25_k2acama") == {"rtui": "false"}
 
 
 def test_bug3_koaimtyp_before_the_program_steps() -> None:
-    names = [s.name for s in plugin.dqa_steps(0)]
+    names = [s.name for s in plugin.pipeline(0)]
     assert names.index("set_koaimtyp") < names.index("set_prog_info") < names.index("set_propint")
 
 

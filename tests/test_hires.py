@@ -20,15 +20,14 @@ from koadep.config import Config
 from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.issues import Severity
-from koadep.pipeline import PipelineStep
+from koadep.pipeline import PipelineStep, run
 from koadep.plugins import Registry
 from koadep.rules import first_match
 from koadep.services import Services
-from koadep.testing import dqa_step, header_of, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import header_of, pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import hires as mod
-from koadep_instruments.hires import plugin
 
-HOOKS = Registry.default().hooks("HIRES")
+plugin = Registry.default().instrument("HIRES")
 T, F = True, False
 
 
@@ -48,11 +47,11 @@ def make_ctx(
     if extensions is not None:
         raw = raw_fits_bytes(list((cards or {"INSTRUME": "HIRES"}).items()), None, extensions)
         fits = FitsFile.from_bytes(raw)
-    return Context(instrument="HIRES", hooks=HOOKS, fits=fits, **kwargs)
+    return Context(instrument="HIRES", plugin=plugin, fits=fits, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -87,47 +86,22 @@ def test_koaid_prefix(instrume: str | None, expected: str) -> None:
     assert plugin.koaid_prefix(hdr(INSTRUME=instrume), make_ctx()) == expected
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_utend", True),
-        ("set_ofname", True),
-        ("set_koaimtyp", False),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("fix_propint", True),
-        ("fix_binning", False),
-        ("set_wavelengths", False),
-        ("set_instr_status", False),
-        ("set_weather", False),
-        ("set_image_stats", False),
-        ("set_npixsat", False),
-        ("set_sig2nois", False),
-        ("set_slit_dims", False),
-        ("set_gain_and_rn", False),
-        ("set_skypa", False),
-        ("set_subexp", False),
-        ("set_roqual", False),
-        ("set_oa", False),
-        ("set_dqa_date", False),
-        ("set_dqa_vers", False),
-        ("set_datlevel", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
-
-
 def test_bug3_koaimtyp_runs_before_the_program_steps() -> None:
-    names = [s.name for s in plugin.dqa_steps(0)]
+    names = [s.name for s in plugin.pipeline(0)]
     assert names.index("set_koaimtyp") < names.index("set_semester")
     assert names.index("set_koaimtyp") < names.index("set_prog_info")
     assert names.index("set_koaimtyp") < names.index("set_propint")
 
 
 def test_koaimtyp_runs_before_inststat_which_reads_imagetyp() -> None:
-    names = [s.name for s in plugin.dqa_steps(0)]
-    assert names.index("set_koaimtyp") < names.index("set_instr_status")
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_koaimtyp") < names.index("set_imagetyp") < names.index("set_instr_status")
+
+
+def test_propint_copies_run_after_propint() -> None:
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_propint") < names.index("fix_propint")
+    assert "set_frameno" not in names
 
 
 def test_no_target_information() -> None:
@@ -135,7 +109,7 @@ def test_no_target_information() -> None:
 
 
 def test_keyword_map_ofname_is_outfile() -> None:
-    assert Context(keymap=HOOKS.keyword_map()).candidates("OFNAME") == ("OUTFILE",)
+    assert Context(keymap=plugin.keyword_map).candidates("OFNAME") == ("OUTFILE",)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,15 +198,19 @@ def test_lamp_names_compare_case_sensitively() -> None:
 
 
 def test_koaimtyp_is_also_written_to_imagetyp() -> None:
-    result = step("set_koaimtyp").func(hdr(**{**SCIENCE, **LAMP_IN, "LAMPNAME": "quartz1"}), make_ctx())
-    assert values(result) == {"KOAIMTYP": "flatlamp", "IMAGETYP": "flatlamp"}
-    assert result.issues == ()
+    outcome = run(
+        (step("set_koaimtyp"), step("set_imagetyp")),
+        hdr(**{**SCIENCE, **LAMP_IN, "LAMPNAME": "quartz1"}),
+        make_ctx(),
+    )
+    assert (outcome.header["KOAIMTYP"], outcome.header["IMAGETYP"]) == ("flatlamp", "flatlamp")
+    assert outcome.issues == ()
 
 
 def test_undefined_koaimtyp_warns() -> None:
-    result = step("set_koaimtyp").func(hdr(**{**SCIENCE, "TTIME": None}), make_ctx())
-    assert values(result) == {"KOAIMTYP": "undefined", "IMAGETYP": "undefined"}
-    assert [(i.severity, i.code) for i in result.issues] == [(Severity.WARN, "KOAIMTYP_UDF")]
+    outcome = run((step("set_koaimtyp"), step("set_imagetyp")), hdr(**{**SCIENCE, "TTIME": None}), make_ctx())
+    assert (outcome.header["KOAIMTYP"], outcome.header["IMAGETYP"]) == ("undefined", "undefined")
+    assert [(i.severity, i.code) for i in outcome.issues] == [(Severity.WARN, "KOAIMTYP_UDF")]
 
 
 # --------------------------------------------------------------------------------------

@@ -28,16 +28,15 @@ from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import FixedClock, Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import kcwi as mod
-from koadep_instruments.kcwi import plugin
 
-HOOKS = Registry.default().hooks("KCWI")
+plugin = Registry.default().instrument("KCWI")
 NOW = datetime.datetime(2026, 1, 15, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 def ctx(**kwargs: Any) -> Context:
-    return Context(instrument="KCWI", hooks=HOOKS, keymap={"UTC": "UT"}, **kwargs)
+    return Context(instrument="KCWI", plugin=plugin, keymap={"UTC": "UT"}, **kwargs)
 
 
 def hdr(**cards: Any) -> Header:
@@ -45,7 +44,7 @@ def hdr(**cards: Any) -> Header:
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -88,36 +87,15 @@ def test_no_prefix_for_another_instrument() -> None:
     assert plugin.koaid_prefix(hdr(INSTRUME="KPF", CAMERA="BLUE"), ctx()) == ""
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    """The card's list, KOAIMTYP already before the program steps (#3)."""
-    expected = [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_telescope", False),
-        ("set_ofname", True),
-        ("set_koaimtyp", True),
-        ("set_frameno", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_elaptime", False),
-        ("set_datlevel", False),
-        ("set_image_stats", False),
-        ("set_weather", False),
-        ("set_oa", False),
-        ("set_npixsat", False),
-        ("set_slit_dims", False),
-        ("set_wcs", False),
-        ("set_dqa_vers", False),
-        ("set_dqa_date", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_ofname_runs_before_the_frame_number_that_reads_it() -> None:
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_ofname") < names.index("set_frameno")
+    assert names.index("set_koaimtyp") < names.index("set_prog_info")  # #3
 
 
 def test_no_target_information_and_no_extension_tables() -> None:
     assert plugin.has_target_info(hdr(INSTRUME="KCWI"), ctx()) is False
-    assert HOOKS.has_target_info(hdr(INSTRUME="KCWI"), ctx()) is False
-    assert HOOKS.extension_tables() is False
+    assert plugin.extension_tables is False
 
 
 # --------------------------------------------------------------------------------------

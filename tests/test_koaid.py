@@ -20,9 +20,9 @@ from koadep.fitsfile import FitsFile
 from koadep.header import Header
 from koadep.koaid import is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
 from koadep.obstime import UtcTime, parse_utc
+from koadep.plugins import Registry
 from koadep.services import Services
 from koadep.testing import raw_fits_bytes, write_raw_fits
-from koadep_instruments.nirc2 import plugin as nirc2
 
 # --------------------------------------------------------------------------------------
 # Appendix A vectors
@@ -256,7 +256,10 @@ def _nirc2_ctx(extensions: int = 0) -> Context:
     data = np.zeros((4, 4), dtype=np.int16)
     exts = [afits.ImageHDU(np.zeros((2, 2), dtype=np.int16)) for _ in range(extensions)]
     f = FitsFile.from_bytes(raw_fits_bytes([("INSTRUME", "NIRC2")], data, exts))
-    return Context(instrument="NIRC2", fits=f)
+    return Context(instrument="NIRC2", plugin=nirc2, fits=f)
+
+
+nirc2 = Registry.default().instrument("NIRC2")
 
 
 def test_nirc2_lev0type_unprocessed_gets_unp_suffix() -> None:

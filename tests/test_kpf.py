@@ -25,17 +25,16 @@ from koadep.header import Header
 from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import ComputedTwilight, FixedClock, LocalSchedule, Services
-from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import kpf as mod
-from koadep_instruments.kpf import plugin
 
-HOOKS = Registry.default().hooks("KPF")
+plugin = Registry.default().instrument("KPF")
 NOW = datetime.datetime(2026, 1, 15, 12, 0, 0, tzinfo=datetime.UTC)
 L0_NAME = "KP.20240422.28832.89_L0_primary_header.txt"
 
 
 def ctx(**kwargs: Any) -> Context:
-    return Context(instrument="KPF", hooks=HOOKS, keymap={"UTC": "UT"}, **kwargs)
+    return Context(instrument="KPF", plugin=plugin, keymap={"UTC": "UT"}, **kwargs)
 
 
 def hdr(**cards: Any) -> Header:
@@ -43,7 +42,7 @@ def hdr(**cards: Any) -> Header:
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -106,7 +105,7 @@ def test_koaid_from_ofname(ofname: str, date_obs: str, koaid: str, problem: str)
 
 def test_koaid_hook() -> None:
     header = hdr(OFNAME="KP.20240422.28832.89.fits", **{"DATE-OBS": "2024-04-22"})
-    assert HOOKS.koaid(header, ctx()) == "KP.20240422.28832.89"
+    assert plugin.koaid(header, ctx()) == "KP.20240422.28832.89"
     assert plugin.koaid(hdr(INSTRUME="KPF"), ctx()) is None  # no OFNAME: the time rule
     bad = plugin.koaid(header.set("DATE-OBS", "2024-04-23"), ctx())
     assert bad == "KP.20240422.28832.89 (its date is not DATE-OBS 2024-04-23)"
@@ -120,26 +119,16 @@ def test_prefix_for_the_time_rule(instrume: str | None, prefix: str) -> None:
     assert plugin.koaid_prefix(header, ctx()) == prefix
 
 
-def test_dqa_step_list_koaimtyp_before_the_program_steps_3() -> None:
-    """#3 (fixed): the card's list, with set_koaimtyp moved before set_semester,
-    set_prog_info and set_propint."""
-    expected = [
-        ("set_telnr", True),
-        ("set_inst", True),
-        ("set_koaimtyp", True),
-        ("set_semester", True),
-        ("set_elaptime", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_weather", False),
-        ("set_wavelength", False),
-        ("set_oa", False),
-        ("set_datlevel", False),
-        ("set_dqa_date", False),
-        ("set_dqa_vers", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
-    names = [s.name for s in plugin.dqa_steps(0)]
+def test_koaimtyp_before_the_program_steps_3() -> None:
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_koaimtyp") < names.index("set_semester") < names.index("set_prog_info")
+    assert names.index("set_prog_info") < names.index("set_propint")
+
+
+def test_ut_frame_number_and_ofname_are_not_set() -> None:
+    """The OFNAME is already a KOAID and UT is read as UTC: those skeleton steps do not run."""
+    names = [s.name for s in plugin.pipeline(0)]
+    assert not {"set_ut", "set_frameno", "set_ofname"} & set(names)
     assert "set_image_stats" not in names and "set_npixsat" not in names  # image statistics: no-op
 
 

@@ -25,16 +25,15 @@ from koadep.issues import Severity
 from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import lris as mod
-from koadep_instruments.lris import plugin
 
-HOOKS = Registry.default().hooks("LRIS")
+plugin = Registry.default().instrument("LRIS")
 MIRA = ("569_0000", "569_0001", "570_0000", "570_0001", "571_0000", "571_0001")
 
 
 def make_ctx(fits: FitsFile | None = None) -> Context:
-    return Context(instrument="LRIS", hooks=HOOKS, fits=fits)
+    return Context(instrument="LRIS", plugin=plugin, fits=fits)
 
 
 def file_of(
@@ -45,7 +44,7 @@ def file_of(
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -111,7 +110,7 @@ def test_real_blue_headers_by_the_plugin(testdata: Path, name: str) -> None:
     """Acceptance: the real LRIS-B headers get the right prefix, KOAIMTYP and derived keywords."""
     header = mira_header(testdata, name)
     ctx = make_ctx()
-    assert HOOKS is not None and Registry.default().claim(header) == "LRIS"
+    assert plugin is not None and Registry.default().claim(header) == "LRIS"
     assert plugin.fix_header(header, ctx).ok
     assert plugin.koaid_prefix(header, ctx) == "LB"
     header = header.with_cards(step("set_elaptime").func(header, ctx).cards)
@@ -257,23 +256,18 @@ def test_not_claimed(cards: dict[str, str]) -> None:
     assert plugin.koaid_prefix(Header.from_mapping(cards), make_ctx()) == ""
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True), ("set_ut", True), ("set_elaptime", True), ("set_koaimtyp", True),
-        ("set_ofname", True), ("set_frameno", True), ("set_semester", True), ("set_prog_info", True),
-        ("set_propint", True), ("set_image_stats", False), ("set_weather", False), ("set_oa", False),
-        ("set_npixsat", False), ("set_obsmode", False), ("set_wavelengths", False),
-        ("set_sig2nois", False), ("set_slit_dims", False), ("set_wcs", False), ("set_skypa", False),
-        ("set_datlevel", False), ("fix_datebeg", False), ("set_mjd_obs", False),
-        ("set_dqa_vers", False), ("set_dqa_date", False),
-    ]  # fmt: skip
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_elaptime_runs_before_koaimtyp() -> None:
+    """KOAIMTYP reads ELAPTIME (ELAPTIME 0 is a bias), so a missing ELAPTIME stops the file."""
+    steps = {s.name: s for s in plugin.pipeline(0)}
+    names = list(steps)
+    assert names.index("set_elaptime") < names.index("set_koaimtyp")
+    assert steps["set_elaptime"].critical
 
 
-def test_koaimtyp_before_program_steps_decision_3() -> None:
-    names = [s.name for s in plugin.dqa_steps(0)]
-    assert names.index("set_elaptime") < names.index("set_koaimtyp") < names.index("set_prog_info")
-    assert names.index("set_koaimtyp") < names.index("set_propint")
+def test_ofname_runs_before_frameno() -> None:
+    """OFNAME is built (or kept) before FRAMENO, which reads a native OFNAME."""
+    names = [s.name for s in plugin.pipeline(0)]
+    assert names.index("set_ofname") < names.index("set_frameno")
 
 
 # OFNAME and FRAMENO ---------------------------------------------------------------------------

@@ -26,12 +26,11 @@ from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import FixedClock, Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import dqa_step, header_of, raw_fits_bytes, write_raw_fits, written
-from koadep_instruments.mosfire import plugin
+from koadep.testing import header_of, pipeline_step, raw_fits_bytes, write_raw_fits, written
 
 from .conftest import NOW, ROOT
 
-HOOKS = Registry.default().hooks("MOSFIRE")
+plugin = Registry.default().instrument("MOSFIRE")
 
 
 def table_hdu(name: str = "Target_List") -> afits.BinTableHDU:
@@ -45,11 +44,11 @@ def make_ctx(data: np.ndarray | None = None, extensions: list[Any] | None = None
     fits = None
     if data is not None or extensions:
         fits = FitsFile.from_bytes(raw_fits_bytes([("INSTRUME", "MOSFIRE")], data, extensions or []))
-    return Context(instrument="MOSFIRE", hooks=HOOKS, keymap=HOOKS.keyword_map(), fits=fits, **kwargs)
+    return Context(instrument="MOSFIRE", plugin=plugin, keymap=plugin.keyword_map, fits=fits, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -82,31 +81,7 @@ def test_koaid_prefix(instrume: str | None, expected: str) -> None:
 
 
 def test_keyword_map() -> None:
-    assert dict(HOOKS.keyword_map()) == {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
-
-
-def test_bug_3_koaimtyp_runs_before_program_steps() -> None:
-    """The card's order with set_koaimtyp moved before set_semester/prog_info/propint (#3)."""
-    expected = [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_frameno", True),
-        ("set_ofname", True),
-        ("set_koaimtyp", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_elaptime", False),
-        ("set_wavelengths", False),
-        ("set_weather", False),
-        ("set_datlevel", False),
-        ("set_image_stats", False),
-        ("set_npixsat", False),
-        ("set_oa", False),
-        ("set_dqa_date", False),
-        ("set_dqa_vers", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+    assert dict(plugin.keyword_map) == {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
 
 
 # --------------------------------------------------------------------------------------

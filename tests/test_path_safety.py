@@ -258,7 +258,7 @@ def test_extra_product_names_with_nul_and_control_characters_stay_in_the_level_f
     names: tuple[str, ...], tmp_path: Path
 ) -> None:
     registry = Registry()
-    registry.register(HostileExtras(names), name="toy")
+    registry.add(HostileExtras(names), "toy")
     raw = write_toy(tmp_path / "in" / "toy0001.fits", TOY_CARDS)
     before = snapshot(tmp_path)
     result = process_file(raw, config=Config(output_root=tmp_path / "out"), registry=registry)

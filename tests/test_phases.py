@@ -72,7 +72,7 @@ def test_related_files_are_asked_only_after_the_steps_succeeded_and_a_failing_pl
         def related_files(self, header: Header, ctx: Context) -> list[str]:
             raise RuntimeError("no catalogue")
 
-    failing = attrs.evolve(ctx, hooks=Failing())
+    failing = attrs.evolve(ctx, plugin=Failing(), registry=None)
     assert process._find_related(_outcome(False), failing) == ([], [])
     related, issues = process._find_related(_outcome(True), failing)
     assert related == [] and [(i.code, i.severity.name) for i in issues] == [("PLUGIN_ERROR", "WARN")]

@@ -236,7 +236,7 @@ class NamedExtras(Toy):
 
 def toy_run(tmp_path: Path, services: Services, plugin: Toy, cards: list[tuple[str, Any]]) -> Any:
     registry = Registry()
-    registry.register(plugin, name="toy")
+    registry.add(plugin, "toy")
     raw = write_toy(tmp_path / "in" / "toy0001.fits", cards)
     before = raw.read_bytes()
     result = process_file(
@@ -382,7 +382,7 @@ def test_a_jpeg_that_cannot_be_written_is_an_error_not_a_silent_warning(
 ) -> None:
     """EFBIG on the JPEG only (a file size limit): before, the record was PROCESSED without it."""
     registry = Registry()
-    registry.register(BigPreview(), name="toy")
+    registry.add(BigPreview(), "toy")
     raw = write_toy(tmp_path / "in" / "toy0001.fits")
     config = Config(output_root=tmp_path / "out")
     with file_size_limit(100_000):
@@ -421,7 +421,7 @@ def test_a_metadata_error_leaves_no_fits_or_jpeg(tmp_path: Path, services: Servi
     head = "FITSKeyword\tMetadataDatatype\tMetadataWidth\tNullsAllowed\n"
     (tables / "KOA_TOY_Keyword_Table.txt").write_text(head + "KOAID\tchar\t30\tN\nCOADDS\tinteger\t8\tN\n")
     registry = Registry()
-    registry.register(Toy(), name="toy")
+    registry.add(Toy(), "toy")
     raw = write_toy(tmp_path / "in" / "toy0001.fits", [*TOY_CARDS, ("COADDS", 2)])
     raw.write_bytes(set_card(raw.read_bytes(), "COADDS", b"1E999".rjust(20)))
     config = Config(output_root=tmp_path / "out", keyword_tables=tables)
@@ -748,7 +748,7 @@ def test_extra_products_of_two_koaids_never_replace_each_other(tmp_path: Path, s
     Before, the second file's ``notes.txt`` replaced the first's, whose md5sum table then failed.
     """
     registry = Registry()
-    registry.register(NamedExtras(), name="toy")
+    registry.add(NamedExtras(), "toy")
     config = Config(output_root=tmp_path / "out")
     koaids = []
     for n, utc in enumerate(["10:00:00.00", "11:00:00.00"]):

@@ -30,7 +30,7 @@ from koadep.steps.program import (
 )
 from koadep.testing import written
 
-NIRC2_HOOKS = Registry.default().hooks("NIRC2")
+NIRC2 = Registry.default().instrument("NIRC2")
 
 #: Sunrise and sunset (UT) of a fake twilight service: daytime is UTC < 04:45 or > 16:45.
 SUNRISE, SUNSET = "16:45:00", "04:45:00"
@@ -128,7 +128,7 @@ def make_ctx(
     twilight: Any = None,
     schedule: Any = None,
     proposals: Any = None,
-    hooks: Any = NIRC2_HOOKS,
+    plugin: Any = NIRC2,
     instrument: str = "NIRC2",
     **kwargs: Any,
 ) -> Context:
@@ -137,7 +137,7 @@ def make_ctx(
         proposals=proposals,
         twilight=twilight if twilight is not None else FakeTwilight(),
     )
-    return Context(instrument=instrument, services=services, hooks=hooks, **kwargs)
+    return Context(instrument=instrument, services=services, plugin=plugin, **kwargs)
 
 
 values = written
@@ -601,7 +601,7 @@ def test_engineering_markers(keyword: str, value: str) -> None:
 
 
 def test_engineering_names_follow_the_instrument() -> None:
-    ctx = make_ctx(instrument="NIRES", hooks=None)
+    ctx = make_ctx(instrument="NIRES", plugin=None)
     v = values(set_prog_info(make_header(OUTDIR="/s/sdata1500/nireseng/"), ctx))
     assert (v["PROGID"], v["PROGPI"], v["PROGINST"], v["PROGTL1"]) == (
         "ENG",
@@ -624,16 +624,16 @@ def test_daytime_calibration_without_target_is_engineering() -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "hooks"),
+    ("changes", "plugin"),
     [
-        pytest.param({"KOAIMTYP": "dark", "UTC": NIGHT_UTC}, NIRC2_HOOKS, id="night-calibration"),
-        pytest.param({"KOAIMTYP": "object", "UTC": DAY_UTC}, NIRC2_HOOKS, id="daytime-science"),
+        pytest.param({"KOAIMTYP": "dark", "UTC": NIGHT_UTC}, NIRC2, id="night-calibration"),
+        pytest.param({"KOAIMTYP": "object", "UTC": DAY_UTC}, NIRC2, id="daytime-science"),
         pytest.param({"KOAIMTYP": "dark", "UTC": DAY_UTC}, TargetHooks(), id="shows-target"),
     ],
 )
-def test_not_engineering_when_the_zero_propint_policy_does_not_apply(changes, hooks) -> None:
+def test_not_engineering_when_the_zero_propint_policy_does_not_apply(changes, plugin) -> None:
     header = make_header(PROGNAME="2025B_U294", **changes)
-    result = set_prog_info(header, make_ctx(proposals=RecordingProposals(), hooks=hooks))
+    result = set_prog_info(header, make_ctx(proposals=RecordingProposals(), plugin=plugin))
     assert values(result)["PROGID"] == "U294"
 
 
@@ -839,7 +839,7 @@ def test_zero_propint_overrides_an_approved_period() -> None:
 
 def test_zero_propint_not_applied_when_the_file_may_show_the_target() -> None:
     header = make_header(PROGID="NONE", KOAIMTYP="dark", UTC=DAY_UTC)
-    propint, _, _ = _propint(header, make_ctx(hooks=TargetHooks()))
+    propint, _, _ = _propint(header, make_ctx(plugin=TargetHooks()))
     assert propint == 18
 
 

@@ -132,13 +132,14 @@ def process_in_memory(fits: FitsFile, header: Header, path: Path) -> list[Issue]
         instrument = registry.claim(header)
     except (UnknownInstrument, AmbiguousInstrument):
         return []  # INVALID / ERROR, as process_file says
-    hooks = registry.hooks(instrument)
+    plugin = registry.instrument(instrument)
     ctx = Context(
         instrument=instrument,
         config=CONFIG,
         services=SERVICES,
-        hooks=hooks,
-        keymap=hooks.keyword_map(),
+        plugin=plugin,
+        registry=registry,
+        keymap=plugin.keyword_map,
         fits=fits,
         path=path,
         mtime=MTIME,
@@ -147,7 +148,7 @@ def process_in_memory(fits: FitsFile, header: Header, path: Path) -> list[Issue]
     outcome = run(identity_steps(), header, ctx)
     issues = list(outcome.issues)
     if outcome.ok:
-        outcome = run(hooks.dqa_steps(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))
+        outcome = run(plugin.pipeline(0), outcome.header, attrs.evolve(ctx, extras=outcome.extras))
         issues.extend(outcome.issues)
     top = worst(issues)
     if not outcome.ok or (top is not None and top.severity > Severity.WARN):

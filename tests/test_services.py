@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from koadep.services import ComputedTwilight, LocalSchedule, StaticTelescopes, semester_of_night
+from koadep.plugins import Registry
+from koadep.services import ComputedTwilight, LocalSchedule, semester_of_night
 
 ROWS = [
     {
@@ -68,9 +69,10 @@ def test_twilight_on_maunakea_is_plausible() -> None:
         assert 3.6 < down < 5.3, (month, sunset)  # 17:35 - 19:20 HST
 
 
-def test_telescope_numbers() -> None:
-    t = StaticTelescopes()
-    assert (t.telnr("nirc2"), t.telnr("HIRES"), t.telnr("XYZ")) == (2, 1, None)
+def test_telescope_numbers_come_from_the_instruments() -> None:
+    registry = Registry.default()
+    assert (registry.instrument("nirc2").telescope, registry.instrument("HIRES").telescope) == (2, 1)
+    assert registry.instrument("GUIDER").telescope is None  # each file's TELESCOP says
 
 
 def test_every_service_name_imports_from_the_package() -> None:

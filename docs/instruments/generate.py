@@ -1,11 +1,11 @@
 """Generate the instrument pages: ``docs/instruments/<instr>.md`` and ``index.md``.
 
-Each page is :func:`koadep.describe.describe` of a built-in instrument (one whose
+Each page is :func:`koadep.instrument_pages.instrument_page` of a built-in instrument (one whose
 plugin the ``koadep`` distribution registers and that loads): its KOAID prefixes,
-its KOAIMTYP decision table, its level-0 DQA steps and its keyword map, read from
+its telescope, its KOAIMTYP decision table, its assembled level-0 pipeline and its keyword map, read from
 the plugin itself. Run ``python docs/instruments/generate.py`` after changing an
 instrument plugin; ``--check`` changes nothing and exits 1 when a page is out of
-date. ``tests/test_describe.py`` fails in the same case, so the pages cannot drift
+date. ``tests/test_instrument_pages.py`` fails in the same case, so the pages cannot drift
 from the code.
 
 A generated page whose instrument is no longer built in (or no longer loads) is
@@ -24,7 +24,7 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:  # running from a checkout without an install
     sys.path.insert(0, str(ROOT))
 
-from koadep.describe import NOTICE, builtin_instruments, describe, describe_index  # noqa: E402
+from koadep.instrument_pages import NOTICE, builtin_instruments, instrument_index, instrument_page  # noqa: E402
 from koadep.plugins import Registry  # noqa: E402
 
 __all__ = ["main", "outputs", "stale_pages"]
@@ -33,8 +33,8 @@ __all__ = ["main", "outputs", "stale_pages"]
 def outputs(registry: Registry | None = None) -> dict[Path, str]:
     """Every page to generate and the text it must hold."""
     names = builtin_instruments(registry)
-    pages = {HERE / f"{name.lower()}.md": describe(name, registry) for name in names}
-    pages[HERE / "index.md"] = describe_index(names, registry)
+    pages = {HERE / f"{name.lower()}.md": instrument_page(name, registry) for name in names}
+    pages[HERE / "index.md"] = instrument_index(names, registry)
     return pages
 
 

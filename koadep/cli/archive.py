@@ -32,7 +32,7 @@ from koadep.cli.options import (
 )
 from koadep.cli.output import Progress, list_records, shown
 from koadep.config import Config
-from koadep.shipping import describe
+from koadep.handoff import summary_line
 from koadep.status import IllegalTransition, Record, Store
 from koadep.status.store import LeaseLost
 
@@ -136,8 +136,8 @@ def _print_outcome(outcome: ArchiveResult, as_json: bool) -> None:
         print(f"    already archived in record {rid}; use --reprocess to process it again", flush=True)
     if outcome.problem:
         print(f"koadep: {outcome.problem}", file=sys.stderr, flush=True)
-    if outcome.shipping is not None:  # transfer and notification (koadep.shipping)
-        print(describe(outcome.shipping), flush=True)
+    if outcome.handoff is not None:  # transfer and notification (koadep.handoff)
+        print(summary_line(outcome.handoff), flush=True)
 
 
 def _run_many(

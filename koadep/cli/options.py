@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from koadep.config import Config, load_config
+from koadep.plugins import Registry
 from koadep.status import IllegalTransition, Record, Store, StoreError, StoreUnavailable, open_store
 
 __all__ = [
@@ -139,6 +140,7 @@ def selected(store: Store, args: argparse.Namespace, limit: int | None = None) -
 def config_of(args: argparse.Namespace) -> Config:
     """The configuration: the ``--config`` file and environment, then the options given."""
     config = load_config(getattr(args, "config", None))
+    Registry.use_settings(config.load_plugins, config.trace_plugins)
     return config.replace(
         output_root=args.outdir,
         keyword_tables=args.keyword_tables,

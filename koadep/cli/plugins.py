@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from koadep.describe import describe
+from koadep.instrument_pages import instrument_page
 from koadep.plugins import Registry, UnknownInstrument
 
 __all__ = ["add_commands"]
@@ -25,7 +25,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--describe",
         metavar="NAME",
-        help="print the Markdown page of instrument NAME (prefixes, KOAIMTYP rules, DQA steps, keyword map)",
+        help="print the Markdown page of instrument NAME "
+        "(telescope, prefixes, KOAIMTYP rules, pipeline, keyword map)",
     )
     p.set_defaults(handler=_plugins)
 
@@ -34,7 +35,7 @@ def _plugins(args: argparse.Namespace) -> int:
     registry = Registry.default()
     if args.describe:
         try:
-            print(describe(args.describe, registry), end="")
+            print(instrument_page(args.describe, registry), end="")
         except UnknownInstrument as exc:
             print(f"koadep plugins: {exc} (installed: {', '.join(registry.names())})", file=sys.stderr)
             return 1

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from koadep.config import Config, load_config
+from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
 
 __all__ = ["add_commands"]
@@ -45,6 +46,7 @@ def add_commands(sub: Any) -> None:
 
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
+    Registry.use_settings(config.load_plugins, config.trace_plugins)
     return config.replace(
         output_root=args.outdir,
         keyword_tables=args.keyword_tables,

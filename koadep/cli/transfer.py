@@ -1,6 +1,6 @@
-"""The shipping commands of ``koadep``: transfer, notify and serve-ingest-api.
+"""The hand-off commands of ``koadep``: transfer, notify and serve-ingest-api.
 
-They parse arguments, open the store and call :func:`koadep.shipping.ship_record`,
+They parse arguments, open the store and call :func:`koadep.handoff.hand_off`,
 :func:`koadep.ingest.notify_ingest` and :func:`koadep.ingest_server.make_server`.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from koadep.cli.options import add_common, add_filters, config_of, guarded, selected, store_of
 from koadep.cli.output import list_records
+from koadep.handoff import HandoffResult, hand_off, summary_line
 from koadep.ingest import notify_ingest, pending_records
-from koadep.shipping import ShippingResult, describe, ship_record
 from koadep.status import Store, open_store
 from koadep.transfer import transferable
 
@@ -65,11 +65,11 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=_serve)
 
 
-def _print(result: ShippingResult, as_json: bool) -> None:
+def _print(result: HandoffResult, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_dict(), default=str), flush=True)
     else:
-        print(describe(result), flush=True)
+        print(summary_line(result), flush=True)
 
 
 @guarded
@@ -91,7 +91,7 @@ def _transfer(args: argparse.Namespace) -> int:
         return 0
     failures = 0
     for record in records:
-        result = ship_record(store, record.id, config)
+        result = hand_off(store, record.id, config)
         _print(result, args.json)
         failures += not result.ok
     if not args.json:

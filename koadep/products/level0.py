@@ -92,7 +92,7 @@ def _keyword_table(
 
 
 def _previews(fits: FitsFile, header: Header, ctx: Context) -> list[tuple[str, Any]]:
-    custom = ctx.hooks.render_jpeg(fits, header, ctx) if ctx.hooks is not None else None
+    custom = ctx.plugin.render_jpeg(fits, header, ctx) if ctx.plugin is not None else None
     if custom is not None:
         return list(custom)
     data = fits.data(0)
@@ -228,7 +228,7 @@ def _stage(
     )
 
     try:  # KCWI switches extension tables off
-        indexes = table_hdus(fits) if ctx.hooks is None or ctx.hooks.extension_tables() else []
+        indexes = table_hdus(fits) if ctx.plugin is None or ctx.plugin.extension_tables else []
     except Exception as exc:
         issues.append(Issue.warn("EXT_HEADER_FILE_ERROR", f"{type(exc).__name__}: {exc}", "create_ext_meta"))
         indexes = []
@@ -242,7 +242,7 @@ def _stage(
             name = f"{koaid}.ext{index}.{safe_component(fits.hdus[index].name.replace(' ', '_'))}.tbl"
             products[f"ext{index}"] = _put(out, name, [text.encode()], "WRITE_ERROR", "create_ext_meta")
 
-    if ctx.hooks is not None and out.write:
+    if ctx.plugin is not None and out.write:
         _stage_extras(out, fits, header, ctx, products, issues)
 
     table_md5 = md5sum_table(out.digests).encode()
@@ -259,14 +259,17 @@ def _stage_extras(
     issues: list[Issue],
 ) -> None:
     """The instrument's extra products: written by the plugin into the staging folder, then adopted."""
-    assert ctx.hooks is not None
+    assert ctx.plugin is not None
     step = "extra_products"
     try:
         folder = out.extra_folder()
     except OSError as exc:
         raise _Failed(Issue.error("WRITE_ERROR", f"cannot prepare the extra products: {exc}", step)) from exc
     try:
-        paths = ctx.hooks.extra_products(fits, header, folder, ctx)
+        if ctx.registry is None:
+            paths = [Path(p) for p in ctx.plugin.extra_products(fits, header, folder, ctx)]
+        else:
+            paths = ctx.registry.extra_products(ctx.instrument, fits, header, folder, ctx)
     except OSError as exc:
         if exc.errno in _DISK_ERRORS:
             raise _Failed(Issue.error("WRITE_ERROR", f"extra products: {exc}", step)) from exc

@@ -1,4 +1,4 @@
-"""Services at the edges: schedule, proposals, twilight, weather, staff, telescope, clock.
+"""Services at the edges: schedule, proposals, twilight, weather, staff, clock.
 
 Steps never call out of process themselves: what they need from outside arrives
 through :class:`Services` in the step context. Each service is a small protocol
@@ -7,7 +7,6 @@ with a local, offline default:
 * :class:`LocalSchedule` reads a schedule file (JSON or CSV) and answers both the
   schedule and the proposal questions (PI, institution, title, proprietary period);
 * :class:`ComputedTwilight` computes sunrise and sunset on Maunakea;
-* :class:`StaticTelescopes` knows which telescope each instrument is on;
 * weather and night-staff lookups are absent by default (the keywords are null).
 
 The protocols live in :mod:`koadep.services.protocols`, the offline services in
@@ -40,10 +39,8 @@ from koadep.services.clock import HST, FixedClock, SystemClock, hours_into_night
 from koadep.services.local import (
     MAUNAKEA_LATITUDE,
     MAUNAKEA_LONGITUDE,
-    TELESCOPE_OF,
     ComputedTwilight,
     LocalSchedule,
-    StaticTelescopes,
 )
 from koadep.services.protocols import (
     Catalog,
@@ -52,7 +49,6 @@ from koadep.services.protocols import (
     Proposals,
     Schedule,
     ScheduleEntry,
-    Telescopes,
     Twilight,
     Weather,
     WeatherSample,
@@ -62,7 +58,6 @@ __all__ = [
     "HST",
     "MAUNAKEA_LATITUDE",
     "MAUNAKEA_LONGITUDE",
-    "TELESCOPE_OF",
     "Catalog",
     "Clock",
     "ComputedTwilight",
@@ -73,9 +68,7 @@ __all__ = [
     "Schedule",
     "ScheduleEntry",
     "Services",
-    "StaticTelescopes",
     "SystemClock",
-    "Telescopes",
     "Twilight",
     "Weather",
     "WeatherSample",
@@ -95,7 +88,6 @@ class Services:
     twilight: Twilight | None = attrs.field(factory=ComputedTwilight)
     weather: Weather | None = None
     staff: NightStaff | None = None
-    telescopes: Telescopes = attrs.field(factory=StaticTelescopes)
     catalog: Catalog | None = None
     clock: Clock = attrs.field(factory=SystemClock)
 

@@ -1,14 +1,9 @@
-"""The offline services: a schedule file, computed twilight, a fixed telescope table.
+"""The offline services: a schedule file and computed twilight.
 
 Schedule file columns (JSON: a list of objects; CSV: a header row): ``date``
 (the HST date of the night, ``YYYY-MM-DD``), ``start`` and ``end`` (HST ``HH:MM``),
 ``instrument``, ``progid`` (``2025B_U294`` or ``U294``), ``pi``, ``institution``,
 ``title`` and optionally ``propint`` (months) and ``telnr``.
-
-Examples
---------
->>> StaticTelescopes().telnr("nirc2")
-2
 """
 
 from __future__ import annotations
@@ -29,31 +24,12 @@ from koadep.services.protocols import ScheduleEntry
 __all__ = [
     "MAUNAKEA_LATITUDE",
     "MAUNAKEA_LONGITUDE",
-    "TELESCOPE_OF",
     "ComputedTwilight",
     "LocalSchedule",
-    "StaticTelescopes",
 ]
 
 MAUNAKEA_LATITUDE = 19.8263
 MAUNAKEA_LONGITUDE = -155.4747
-
-
-#: Keck I and Keck II instruments.
-TELESCOPE_OF: dict[str, int] = {
-    "HIRES": 1, "LRIS": 1, "MOSFIRE": 1, "OSIRIS": 1, "KPF": 1,
-    "DEIMOS": 2, "ESI": 2, "KCWI": 2, "NIRC2": 2, "NIRES": 2, "NIRSPEC": 2,
-}  # fmt: skip
-
-
-@attrs.frozen
-class StaticTelescopes:
-    """Telescope numbers from a fixed table (:data:`TELESCOPE_OF` by default)."""
-
-    table: Mapping[str, int] = attrs.field(factory=lambda: dict(TELESCOPE_OF))
-
-    def telnr(self, instrument: str) -> int | None:
-        return self.table.get(instrument.upper())
 
 
 def _split_progid(progid: str, semester: str) -> tuple[str, str]:

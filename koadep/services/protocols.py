@@ -26,7 +26,6 @@ __all__ = [
     "Proposals",
     "Schedule",
     "ScheduleEntry",
-    "Telescopes",
     "Twilight",
     "Weather",
     "WeatherSample",
@@ -106,13 +105,6 @@ class NightStaff(Protocol):
     """The observing assistant of a night."""
 
     def observing_assistant(self, hst_date: datetime.date, telnr: int) -> str | None: ...
-
-
-@runtime_checkable
-class Telescopes(Protocol):
-    """Which Keck telescope (1 or 2) an instrument is on."""
-
-    def telnr(self, instrument: str) -> int | None: ...
 
 
 @runtime_checkable

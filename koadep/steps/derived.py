@@ -15,13 +15,16 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import StepResult, card, writes
 from koadep.values import text
+
+if TYPE_CHECKING:
+    from koadep.context import Context
+
 
 __all__ = [
     "KOA_COMMENTS",
@@ -169,6 +172,7 @@ def wavelengths_from(
 
     Examples
     --------
+    >>> from koadep.context import Context
     >>> step = wavelengths_from("FILTER", {"J": band(1.253, 0.2)})
     >>> [c.value for c in step(Header.from_mapping({"FILTER": "J"}), Context()).cards]
     [1.153, 1.253, 1.353]
@@ -303,6 +307,7 @@ def elaptime_by(
 
     Examples
     --------
+    >>> from koadep.context import Context
     >>> step = elaptime_by(elapsed_from("EXPTIME"), elapsed_product())
     >>> step(Header.from_mapping({"ITIME": 2.0, "COADDS": 2}), Context()).cards[0].value
     4.0

@@ -13,7 +13,8 @@ Examples
 >>> from koadep.header import Header
 >>> binning(Header.from_mapping({"BINNING": "2, 1"}))
 (2, 1)
->>> numamps("DUAL:A+B", HIRES_AMPMODES, default=1), numamps("", HIRES_AMPMODES, default=1)
+>>> modes = (("DUAL:A+B", 2),)
+>>> numamps("DUAL:A+B", modes, default=1), numamps("", modes, default=1)
 (2, 0)
 >>> import numpy as np
 >>> stats = amp_statistics(np.arange(64 * 44).reshape(64, 44), precol=8, postpix=16, xbin=2)
@@ -32,7 +33,6 @@ import numpy as np
 from koadep.header import Header
 
 __all__ = [
-    "HIRES_AMPMODES",
     "AmpStatistics",
     "amp_statistics",
     "binning",
@@ -40,9 +40,6 @@ __all__ = [
     "numamps",
     "scan_boxes",
 ]
-
-#: AMPMODE text -> number of amplifiers, for HIRES (any other non-empty mode reads one).
-HIRES_AMPMODES: tuple[tuple[str, int], ...] = (("DUAL:A+B", 2),)
 
 #: The largest side of a statistics box (pixels).
 MAX_BOX = 15
@@ -75,7 +72,7 @@ def numamps(
 
     Examples
     --------
-    >>> numamps("SINGLE:B", HIRES_AMPMODES, default=1)
+    >>> numamps("SINGLE:B", (("DUAL:A+B", 2),), default=1)
     1
     >>> numamps("1,4,0,0", (("1,4,0,0", 2), ("1,0,0,0", 1)), default=0, exact=True)
     2

@@ -17,13 +17,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.koaid import KOAID_MAX_LENGTH, is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
 from koadep.obstime import parse_date_obs, parse_utc
 from koadep.pipeline import StepResult, card, writes
+
+if TYPE_CHECKING:
+    from koadep.context import Context
+
 
 __all__ = [
     "FILE_NAME",
@@ -147,20 +151,20 @@ def set_koaid(header: Header, ctx: Context) -> StepResult:
     existing = header.present("KOAID")
     if is_archived_koaid(existing):
         return _koaid_result(strip_fits(str(existing)), [])
-    if ctx.hooks is None:
+    if ctx.plugin is None:
         return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", "no instrument for the KOAID"))
-    given = ctx.hooks.koaid(header, ctx)
+    given = ctx.plugin.koaid(header, ctx)
     if given is not None:
         if is_valid_koaid(given):
             return _koaid_result(strip_fits(given), [])
         issues = [Issue.warn("KOAID_CREATE_WARN", f"{given!r} is not a valid KOAID; time rule used")]
     else:
         issues = []
-    prefix = ctx.hooks.koaid_prefix(header, ctx)
+    prefix = ctx.plugin.koaid_prefix(header, ctx)
     if not prefix:
         message = f"no KOAID prefix applies to this {ctx.instrument} file"
         return StepResult.failed(Issue.error("KOAID_CREATE_FAIL", message), *issues)
-    suffix = ctx.hooks.koaid_suffix(header, ctx)
+    suffix = ctx.plugin.koaid_suffix(header, ctx)
     koaid = make_koaid(
         prefix,
         str(header.get("DATE-OBS", "")),
@@ -290,6 +294,7 @@ def frameno_from(
 
     Examples
     --------
+    >>> from koadep.context import Context
     >>> from pathlib import Path
     >>> step = frameno_from((FILE_NAME,), framenum=False)
     >>> step(Header(), Context(path=Path("/data/acam_0012.fits"))).cards[0].value

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from koadep.context import Context
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import OUT_OF_RANGE, StepResult, card, writes
+
+if TYPE_CHECKING:
+    from koadep.context import Context
+
 
 __all__ = ["band_sig2nois", "image_arrays", "keyword_value", "nlinear", "npixsat", "set_image_stats"]
 

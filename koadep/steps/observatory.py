@@ -12,13 +12,18 @@ Examples
 
 from __future__ import annotations
 
-from koadep.context import Context
+from typing import TYPE_CHECKING
+
 from koadep.coords import sky_position_angle
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, ut_datetime
 from koadep.pipeline import StepResult, card, writes
 from koadep.services import hst_date_of
+
+if TYPE_CHECKING:
+    from koadep.context import Context
+
 
 __all__ = ["WEATHER_KEYWORDS", "set_oa", "set_skypa", "set_telnr", "set_weather"]
 
@@ -110,6 +115,7 @@ def set_skypa(header: Header, ctx: Context) -> StepResult:
 
     Examples
     --------
+    >>> from koadep.context import Context
     >>> h = Header.from_mapping({"IROT2ANG": 10.0, "PARANG": 20.0, "EL": 60.0})
     >>> set_skypa(h, Context()).cards[0].value
     10.0

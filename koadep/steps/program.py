@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
-from koadep.context import Context
 from koadep.header import Card, Header
 from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, semester, ut_datetime
 from koadep.pipeline import StepResult, card, writes
 from koadep.services import hours_into_night, hst_date_of, schedule_hours
+
+if TYPE_CHECKING:
+    from koadep.context import Context
+
 
 __all__ = [
     "ENGINEERING_MARKERS",
@@ -182,7 +186,7 @@ def progid_from_schedule(
 
 
 #: A schedule lookup: the program id (``2024A_C123``) for a header, or ``NONE``.
-ScheduleLookup = Callable[[Header, Context], str]
+ScheduleLookup = Callable[[Header, "Context"], str]
 
 
 def is_daytime(header: Header, ctx: Context) -> bool:
@@ -205,7 +209,7 @@ def zero_propint_applies(header: Header, ctx: Context) -> bool:
     imtype = _text(header.present("KOAIMTYP")).lower()
     if imtype in SCIENCE_TYPES:
         return False
-    has_target = ctx.hooks.has_target_info(header, ctx) if ctx.hooks is not None else True
+    has_target = ctx.plugin.has_target_info(header, ctx) if ctx.plugin is not None else True
     return not has_target and is_daytime(header, ctx)
 
 

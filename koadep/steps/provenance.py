@@ -13,10 +13,15 @@ Examples
 
 from __future__ import annotations
 
-from koadep.context import Context
+from typing import TYPE_CHECKING
+
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import StepResult, card, writes
+
+if TYPE_CHECKING:
+    from koadep.context import Context
+
 
 __all__ = ["set_datlevel", "set_dqa_date", "set_dqa_vers", "set_koaimtyp"]
 
@@ -43,7 +48,7 @@ def set_datlevel(header: Header, ctx: Context) -> StepResult:
 @writes("KOAIMTYP")
 def set_koaimtyp(header: Header, ctx: Context) -> StepResult:
     """Write KOAIMTYP from the instrument's classifier; ``undefined`` gives a warning."""
-    value = ctx.hooks.classify(header, ctx) if ctx.hooks is not None else None
+    value = ctx.plugin.classify(header, ctx) if ctx.plugin is not None else None
     value = str(value).strip() if value else "undefined"
     issues = []
     if value == "undefined":

@@ -1,18 +1,20 @@
-"""Markdown documentation of an instrument, generated from its plugin.
+"""The Markdown page of an instrument, generated from its plugin.
 
-The page says what the code does, read from the plugin itself, so it cannot
-drift from it: the KOAID prefixes (:attr:`koadep.instrument.Instrument.prefixes`),
-the KOAIMTYP decision table in order (:attr:`~koadep.instrument.Instrument.koaimtyp_rules`,
-rows of :class:`koadep.rules.Rule`), the level-0 DQA steps in order with their
-criticality, the first line of their docstring and the keywords each declares
-with :func:`koadep.pipeline.writes`, and the keyword map.
+The page says what the code does, read from the instrument object itself, so it
+cannot drift from it: the telescope, the KOAID prefixes
+(:attr:`koadep.instrument.Instrument.prefixes`), the KOAIMTYP decision table in
+order (:attr:`~koadep.instrument.Instrument.koaimtyp_rules`, rows of
+:class:`koadep.rules.Rule`), the assembled level-0 pipeline (the Keck skeleton
+with the instrument's own steps and overrides, each step with its criticality,
+the first line of its docstring and the keywords it declares with
+:func:`koadep.pipeline.writes`), and the keyword map.
 
 ``koadep plugins --describe NAME`` prints the page; ``docs/instruments/generate.py``
 writes one page per built-in instrument.
 
 Examples
 --------
->>> page = describe("NIRES")
+>>> page = instrument_page("NIRES")
 >>> page.splitlines()[0]
 '# NIRES'
 >>> "| `NR` |" in page and "| 1 | OBSTYPE is one of the mapped types |" in page
@@ -26,12 +28,14 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from koadep.plugins import PluginInfo, Registry, UnknownInstrument
+from koadep.instrument import KECK_PIPELINE, OWN_STEPS, Instrument
+from koadep.pipeline import PipelineStep
+from koadep.plugins import PluginInfo, Registry
 
-__all__ = ["NOTICE", "builtin_instruments", "describe", "describe_index", "plugin_of"]
+__all__ = ["NOTICE", "builtin_instruments", "instrument_index", "instrument_page"]
 
 #: The line that marks a generated page.
-NOTICE = "<!-- Generated from the instrument plugin (koadep.describe): do not edit by hand. -->"
+NOTICE = "<!-- Generated from the instrument plugin (koadep.instrument_pages): do not edit by hand. -->"
 
 
 def _cell(text: object) -> str:
@@ -43,31 +47,15 @@ def _info(registry: Registry, name: str) -> PluginInfo | None:
     return next((i for i in registry.infos if name in i.instruments), None)
 
 
-def plugin_of(name: str, registry: Registry | None = None) -> Any:
-    """The plugin object that provides instrument ``name``.
-
-    Raises
-    ------
-    UnknownInstrument
-        If no loaded plugin provides it.
-    """
-    registry = registry or Registry.default()
-    info = _info(registry, name.upper())
-    plugin = registry.pm.get_plugin(info.name) if info is not None else None
-    if plugin is None:
-        raise UnknownInstrument(f"no instrument plugin provides {name.upper()}")
-    return plugin
-
-
 def builtin_instruments(registry: Registry | None = None) -> list[str]:
     """The instruments of the ``koadep`` distribution itself (loaded ones only), sorted."""
     registry = registry or Registry.default()
     return sorted({n for i in registry.infos if i.package == "koadep" for n in i.instruments})
 
 
-def _about(plugin: Any) -> str:
-    """The first paragraph of the plugin module's docstring, on one line."""
-    module = plugin if inspect.ismodule(plugin) else sys.modules.get(type(plugin).__module__)
+def _about(instrument: Instrument) -> str:
+    """The first paragraph of the instrument module's docstring, on one line."""
+    module = sys.modules.get(type(getattr(instrument, "_instrument", instrument)).__module__)
     paragraph = inspect.cleandoc(getattr(module, "__doc__", None) or "").split("\n\n")[0]
     return " ".join(paragraph.split())
 
@@ -84,7 +72,23 @@ def _summary(step: Any) -> str:
     return text[4:].strip() if text == "None" or text.startswith("None ") else text
 
 
-def describe(name: str, registry: Registry | None = None) -> str:
+def _origins(instrument: Instrument) -> dict[str, str]:
+    """Step name -> where it comes from: the Keck skeleton, or the instrument replacing a Keck step."""
+    origins = {}
+    for slot in KECK_PIPELINE:
+        step_name = slot.build().name
+        if slot.name in instrument.overrides:
+            origins[step_name] = f"{instrument.name}, replacing Keck {slot.name}"
+        else:
+            origins[step_name] = f"Keck {slot.name}"
+    return origins
+
+
+def _origin(step: PipelineStep, origins: Mapping[str, str], name: str) -> str:
+    return origins.get(step.name, name)
+
+
+def instrument_page(name: str, registry: Registry | None = None) -> str:
     """The Markdown page of instrument ``name``.
 
     Parameters
@@ -106,8 +110,7 @@ def describe(name: str, registry: Registry | None = None) -> str:
     """
     registry = registry or Registry.default()
     name = name.upper()
-    plugin = plugin_of(name, registry)
-    hooks = registry.hooks(name)
+    plugin = registry.instrument(name)
     info = _info(registry, name)
     lines = [f"# {name}", "", NOTICE, ""]
     about = _about(plugin)
@@ -116,8 +119,10 @@ def describe(name: str, registry: Registry | None = None) -> str:
     if info is not None:
         source = f"the `{info.package}` distribution" if info.package else "a plugin registered by hand"
         lines += [f"Plugin `{info.name}`, from {source}.", ""]
+    telescope = {1: "Keck I", 2: "Keck II"}.get(plugin.telescope or 0, "given by each file (TELESCOP)")
+    lines += [f"Telescope: {telescope}.", ""]
 
-    prefixes: Mapping[str, str] = getattr(plugin, "prefixes", {}) or {}
+    prefixes: Mapping[str, str] = plugin.prefixes
     lines += ["## KOAID prefixes", ""]
     if prefixes:
         lines += _table(("prefix", "when"), ((f"`{p}`", when) for p, when in prefixes.items()))
@@ -125,7 +130,7 @@ def describe(name: str, registry: Registry | None = None) -> str:
         lines.append("Not declared by the plugin.")
     lines.append("")
 
-    rules = getattr(plugin, "koaimtyp_rules", ()) or ()
+    rules = plugin.koaimtyp_rules
     lines += ["## KOAIMTYP", ""]
     if rules:
         lines += [
@@ -138,19 +143,29 @@ def describe(name: str, registry: Registry | None = None) -> str:
         lines.append("Decided by the plugin's own `classify` code (no decision table).")
     lines.append("")
 
-    steps = hooks.dqa_steps(0)
+    steps = plugin.pipeline(0)
+    origins = _origins(plugin)
+    changes = []
+    if plugin.without:
+        changes.append("without " + ", ".join(f"`{s}`" for s in plugin.without))
+    for slot, entries in plugin.before.items():
+        moved = ", ".join(f"`{e if isinstance(e, str) else e.name}`" for e in entries)
+        changes.append(f"{moved} before `{slot}`")
     lines += [
-        "## DQA steps (level 0)",
+        "## Pipeline (level 0)",
         "",
-        "Run in this order after the identity steps (header fix, UTC, DATE-OBS, KOAID).",
+        "Run in this order after the identity steps (header fix, UTC, DATE-OBS, KOAID): the Keck",
+        f"skeleton, with the instrument's own steps before `{OWN_STEPS}`"
+        + (f" and these changes: {'; '.join(changes)}." if changes else "."),
         "A critical step that fails stops processing; any other only warns.",
         "",
         *_table(
-            ("#", "step", "critical", "writes", "what it does"),
+            ("#", "step", "from", "critical", "writes", "what it does"),
             (
                 (
                     n,
                     f"`{s.name}`",
+                    _origin(s, origins, name),
                     "yes" if s.critical else "no",
                     ", ".join(f"`{k}`" for k in s.writes) or "-",
                     _summary(s),
@@ -161,7 +176,7 @@ def describe(name: str, registry: Registry | None = None) -> str:
         "",
     ]
 
-    keymap = hooks.keyword_map()
+    keymap = plugin.keyword_map
     lines += ["## Keyword map", ""]
     if keymap:
         lines += _table(
@@ -176,7 +191,7 @@ def describe(name: str, registry: Registry | None = None) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def describe_index(names: Iterable[str], registry: Registry | None = None) -> str:
+def instrument_index(names: Iterable[str], registry: Registry | None = None) -> str:
     """The Markdown index of the instrument pages ``<name lower>.md``.
 
     Each line links a page and gives its KOAID prefixes.
@@ -184,14 +199,14 @@ def describe_index(names: Iterable[str], registry: Registry | None = None) -> st
     registry = registry or Registry.default()
     rows = []
     for name in sorted(n.upper() for n in names):
-        prefixes = getattr(plugin_of(name, registry), "prefixes", {}) or {}
+        prefixes = registry.instrument(name).prefixes
         rows.append((f"[{name}]({name.lower()}.md)", ", ".join(f"`{p}`" for p in prefixes) or "-"))
     lines = [
         "# Instrument pages",
         "",
         NOTICE,
         "",
-        "One page per built-in instrument, generated from its plugin by `koadep.describe`",
+        "One page per built-in instrument, generated from its plugin by `koadep.instrument_pages`",
         "(`koadep plugins --describe NAME` prints the same page for any installed instrument).",
         "",
         *_table(("instrument", "KOAID prefixes"), rows),

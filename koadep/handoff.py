@@ -1,6 +1,6 @@
-"""Shipping: transfer then notify.
+"""The hand-off to the archive operator: transfer the products, then notify ingestion.
 
-:func:`ship_record` is what ``koadep archive``, ``work`` and ``reprocess`` do
+:func:`hand_off` is what ``koadep archive``, ``work`` and ``reprocess`` do
 after a PROCESSED result when a ``transfer_destination`` is configured (and
 ``--no-transfer`` is not given): :func:`koadep.transfer.transfer_record`, then,
 when the products arrived, :func:`koadep.ingest.notify_ingest` (if an
@@ -20,11 +20,11 @@ from koadep.ingest import NotifyResult, notify_ingest
 from koadep.status import Store
 from koadep.transfer import TransferResult, transfer_record
 
-__all__ = ["ShippingResult", "describe", "ship_record"]
+__all__ = ["HandoffResult", "hand_off", "summary_line"]
 
 
 @attrs.frozen
-class ShippingResult:
+class HandoffResult:
     """A transfer and the notification after it (None when not attempted)."""
 
     transfer: TransferResult
@@ -37,7 +37,7 @@ class ShippingResult:
 
     @property
     def state(self) -> str:
-        """The record's state after shipping."""
+        """The record's state after the hand-off."""
         return str(self.transfer.state)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,7 +48,7 @@ class ShippingResult:
         }
 
 
-def ship_record(store: Store, record_id: int, config: Config) -> ShippingResult:
+def hand_off(store: Store, record_id: int, config: Config) -> HandoffResult:
     """Transfer a record's products, then notify the ingest API (see the module docstring)."""
     moved = transfer_record(store, record_id, config)
     notified = None
@@ -57,10 +57,10 @@ def ship_record(store: Store, record_id: int, config: Config) -> ShippingResult:
         waiting = record is not None and record.ipac_notify_time is None
         if waiting or (record is not None and record.status_code == "IPAC_NOTIFY_ERROR"):
             notified = notify_ingest(store, record_id, config)
-    return ShippingResult(moved, notified)
+    return HandoffResult(moved, notified)
 
 
-def describe(result: ShippingResult) -> str:
+def summary_line(result: HandoffResult) -> str:
     """One line for the terminal."""
     t = result.transfer
     first = t.message.splitlines()[0] if t.message else ""

@@ -1,4 +1,4 @@
-"""Generated instrument documentation (koadep.describe, docs/instruments/).
+"""Generated instrument documentation (koadep.instrument_pages, docs/instruments/).
 
 * the committed pages docs/instruments/<instr>.md and index.md are exactly what
   docs/instruments/generate.py produces now (the docs cannot drift from the plugins),
@@ -18,11 +18,11 @@ from types import ModuleType
 import pytest
 
 from koadep.cli import main
-from koadep.describe import NOTICE, builtin_instruments, describe, describe_index, plugin_of
 from koadep.header import Header
-from koadep.instrument import Instrument
-from koadep.pipeline import critical, optional
-from koadep.plugins import Registry, UnknownInstrument
+from koadep.instrument import KECK_PIPELINE, Instrument
+from koadep.instrument_pages import NOTICE, builtin_instruments, instrument_index, instrument_page
+from koadep.pipeline import optional
+from koadep.plugins import Registry, UnknownInstrument, hookimpl
 from koadep.rules import Rule, always
 from koadep.steps.provenance import set_datlevel, set_koaimtyp
 
@@ -80,41 +80,43 @@ def test_every_builtin_instrument_has_a_page_linked_from_the_index() -> None:
 
 @pytest.mark.parametrize("name", INSTALLED)
 def test_every_instrument_declares_prefixes_and_rules(name: str) -> None:
-    plugin = plugin_of(name)
-    assert getattr(plugin, "prefixes", {}), f"{name}: fill in Instrument.prefixes"
-    assert getattr(plugin, "koaimtyp_rules", ()), f"{name}: no KOAIMTYP decision table"
+    plugin = Registry.default().instrument(name)
+    assert plugin.prefixes, f"{name}: fill in Instrument.prefixes"
+    assert plugin.koaimtyp_rules, f"{name}: no KOAIMTYP decision table"
 
 
 @pytest.mark.parametrize("name", INSTALLED)
-def test_every_page_shows_prefixes_rules_steps_and_keyword_map(name: str) -> None:
-    plugin = plugin_of(name)
-    page = describe(name)
+def test_every_page_shows_prefixes_rules_pipeline_and_keyword_map(name: str) -> None:
+    plugin = Registry.default().instrument(name)
+    page = instrument_page(name)
     sections = [line for line in page.splitlines() if line.startswith("## ")]
-    assert sections == ["## KOAID prefixes", "## KOAIMTYP", "## DQA steps (level 0)", "## Keyword map"]
+    assert sections == ["## KOAID prefixes", "## KOAIMTYP", "## Pipeline (level 0)", "## Keyword map"]
     prefixes = page.split("## KOAID prefixes", 1)[1].split("## KOAIMTYP", 1)[0]
-    for prefix in getattr(plugin, "prefixes", {}):
+    for prefix in plugin.prefixes:
         assert f"| `{prefix}` | " in prefixes
-    rules = page.split("## KOAIMTYP", 1)[1].split("## DQA steps", 1)[0]
+    rules = page.split("## KOAIMTYP", 1)[1].split("## Pipeline", 1)[0]
     rows = [line for line in rules.splitlines() if line.startswith("| ") and not line.startswith("| row")]
     assert [r.split(" | ")[0] for r in rows] == [f"| {rule.row}" for rule in plugin.koaimtyp_rules]
-    steps = page.split("## DQA steps (level 0)", 1)[1].split("## Keyword map", 1)[0]
-    hooks = Registry.default().hooks(name)
+    steps = page.split("## Pipeline (level 0)", 1)[1].split("## Keyword map", 1)[0]
     listed = [
         line.split(" | ")[1] for line in steps.splitlines() if line[:3] in {f"| {d}" for d in range(10)}
     ]
-    assert listed == [f"`{s.name}`" for s in hooks.dqa_steps(0)]
-    for logical in hooks.keyword_map():
+    assert listed == [f"`{s.name}`" for s in plugin.pipeline(0)]
+    for logical in plugin.keyword_map:
         assert f"| `{logical}` | " in page.split("## Keyword map", 1)[1]
 
 
-# describe() itself ----------------------------------------------------------------------------
+# instrument_page() itself ----------------------------------------------------------------------------
 
 
 class Toy(Instrument):
     """A toy instrument for the page layout."""
 
     name = "TOY"
+    telescope = 2
     keyword_map = {"OFNAME": "DATAFILE", "UTC": ("UT", "UTC")}
+    without = tuple(slot.name for slot in KECK_PIPELINE if slot.name != "KOAIMTYP")
+    steps = (optional(set_datlevel, "level"),)
     prefixes = {"TY": "INSTRUME is TOY", "TZ": "INSTRUME is TOY | zoom"}
     koaimtyp_rules = (
         Rule(1, "SHUTTER is closed", lambda h, c: h.get("SHUTTER") == "closed", "dark"),
@@ -124,33 +126,42 @@ class Toy(Instrument):
     def claims(self, header: Header) -> bool:
         return header.get("INSTRUME") == "TOY"
 
-    def dqa_steps(self, level: int):  # type: ignore[no-untyped-def]
-        return (critical(set_koaimtyp), optional(set_datlevel, "level"))
-
 
 class Bare(Instrument):
     name = "BARE"
 
 
+class ToyPlugin:
+    """A plugin giving the toy instrument."""
+
+    @staticmethod
+    @hookimpl
+    def koadep_register_instruments() -> list[Instrument]:
+        return [Toy()]
+
+
 @pytest.fixture
 def toy_registry() -> Iterator[Registry]:
     registry = Registry()
-    registry.register(Toy(), name="toy", package="toy-dist", version="1.0")
-    registry.register(Bare(), name="bare")
+    registry.register(ToyPlugin, name="toy", package="toy-dist", version="1.0")
+    registry.add(Bare(), "bare")
     yield registry
 
 
 def test_page_layout(toy_registry: Registry) -> None:
-    page = describe("toy", toy_registry)
+    page = instrument_page("toy", toy_registry)
     assert page == "\n".join(
         [
             "# TOY",
             "",
             NOTICE,
             "",
-            "Generated instrument documentation (koadep.describe, docs/instruments/).",  # module docstring
+            # the first paragraph of the module docstring:
+            "Generated instrument documentation (koadep.instrument_pages, docs/instruments/).",
             "",
             "Plugin `toy`, from the `toy-dist` distribution.",
+            "",
+            "Telescope: Keck II.",
             "",
             "## KOAID prefixes",
             "",
@@ -169,15 +180,20 @@ def test_page_layout(toy_registry: Registry) -> None:
             "| 1 | SHUTTER is closed | dark |",
             "| 2a | otherwise | object |",
             "",
-            "## DQA steps (level 0)",
+            "## Pipeline (level 0)",
             "",
-            "Run in this order after the identity steps (header fix, UTC, DATE-OBS, KOAID).",
+            "Run in this order after the identity steps (header fix, UTC, DATE-OBS, KOAID): the Keck",
+            "skeleton, with the instrument's own steps before `WEATHER` and these changes: without "
+            + ", ".join(f"`{name}`" for name in Toy.without)
+            + ".",
             "A critical step that fails stops processing; any other only warns.",
             "",
-            "| # | step | critical | writes | what it does |",
-            "|---|---|---|---|---|",
-            "| 1 | `set_koaimtyp` | yes | `KOAIMTYP` | " + set_koaimtyp.__doc__.splitlines()[0] + " |",
-            "| 2 | `level` | no | `DATLEVEL` | " + set_datlevel.__doc__.splitlines()[0] + " |",
+            "| # | step | from | critical | writes | what it does |",
+            "|---|---|---|---|---|---|",
+            "| 1 | `set_koaimtyp` | Keck KOAIMTYP | yes | `KOAIMTYP` | "
+            + set_koaimtyp.__doc__.splitlines()[0]
+            + " |",
+            "| 2 | `level` | TOY | no | `DATLEVEL` | " + set_datlevel.__doc__.splitlines()[0] + " |",
             "",
             "## Keyword map",
             "",
@@ -191,20 +207,21 @@ def test_page_layout(toy_registry: Registry) -> None:
 
 
 def test_page_of_a_plugin_that_declares_nothing(toy_registry: Registry) -> None:
-    page = describe("BARE", toy_registry)
+    page = instrument_page("BARE", toy_registry)
     assert "## KOAID prefixes\n\nNot declared by the plugin.\n" in page
     assert "Decided by the plugin's own `classify` code (no decision table)." in page
     assert "None: every logical name is its own header keyword." in page
     assert "Plugin `bare`, from a plugin registered by hand." in page
+    assert "Telescope: given by each file (TELESCOP)." in page
 
 
 def test_unknown_instrument(toy_registry: Registry) -> None:
     with pytest.raises(UnknownInstrument):
-        describe("NOPE", toy_registry)
+        instrument_page("NOPE", toy_registry)
 
 
 def test_index(toy_registry: Registry) -> None:
-    index = describe_index(["toy", "BARE"], toy_registry)
+    index = instrument_index(["toy", "BARE"], toy_registry)
     assert "| [BARE](bare.md) | - |" in index
     assert "| [TOY](toy.md) | `TY`, `TZ` |" in index
     assert index.index("[BARE]") < index.index("[TOY]")
@@ -215,7 +232,7 @@ def test_index(toy_registry: Registry) -> None:
 
 def test_cli_describe_prints_the_page(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--describe", "guider"]) == 0
-    assert capsys.readouterr().out == describe("GUIDER")
+    assert capsys.readouterr().out == instrument_page("GUIDER")
 
 
 def test_cli_describe_unknown_instrument(capsys: pytest.CaptureFixture[str]) -> None:
