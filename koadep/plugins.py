@@ -118,7 +118,13 @@ def trace_from_env() -> bool:
 
 
 def _short(value: Any, limit: int = 200) -> str:
-    text = repr(value)
+    """A value for the trace: headers and contexts by what identifies them, others by a bounded repr."""
+    if isinstance(value, Header):
+        text = f"<Header of {len(value)} cards, INSTRUME={value.get('INSTRUME')!r}>"
+    elif type(value).__name__ == "Context":
+        text = f"<Context {getattr(value, 'instrument', '')} {getattr(value, 'path', None)}>"
+    else:
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -599,7 +599,7 @@ def test_registry_trace_writes_a_json_line_per_call(tmp_path: Path, services: Se
     assert "koadep_extra_products[]" in calls
     claims = next(line for line in lines if line["plugin_call"] == "TOY.claims")
     assert claims["result"] == "True"
-    assert claims["args"]["arg0"].startswith("Header(cards=")
+    assert claims["args"]["arg0"].startswith("<Header of ")
     prefix = next(line for line in lines if line["plugin_call"] == "TOY.koaid_prefix")
     assert prefix["result"] == "'TY'"
 
