@@ -200,4 +200,6 @@ CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "The record failed max_attempts times; workers no longer retry it and it needs a person.",
     ),
+    "SCHEDULE_API_ERROR": (Severity.WARN, "The schedule service gave no usable answer; PROGID is NONE."),
+    "NIGHT_STAFF_ERROR": (Severity.WARN, "The night-staff service failed; OA is None."),
 }

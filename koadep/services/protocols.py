@@ -85,10 +85,15 @@ class Twilight(Protocol):
 
 @attrs.frozen(slots=True)
 class WeatherSample:
-    """One weather channel's value closest to the exposure, and its UT time."""
+    """One weather channel's value closest to the exposure, and its UT time.
+
+    ``error`` says why a channel gave no value when asking for it failed
+    (empty when it succeeded, or when the channel had no sample then).
+    """
 
     value: float | None
     time: str | None
+    error: str = ""
 
 
 @runtime_checkable

@@ -449,10 +449,15 @@ class Store:
         start: str | None = None,
         end: str | None = None,
         record_id: int | None = None,
+        issue_code: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[Record]:
-        """Records matching every given filter (times compare with utdatetime)."""
+        """Records matching every given filter (times compare with utdatetime).
+
+        ``issue_code`` selects records whose last run recorded an issue with that
+        code (``WEATHER_DATA_FAIL``, say), whatever their status code.
+        """
         where, params = [], []
         for column, value in (
             ("instrument", instrument and instrument.upper()),
@@ -466,6 +471,12 @@ class Store:
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
+        if issue_code:
+            where.append(
+                "EXISTS (SELECT 1 FROM koa_status_issues i WHERE i.status_id = koa_status.id "
+                "AND i.run = koa_status.run AND i.code = %s)"
+            )
+            params.append(issue_code)
         if ofname_like:
             escaped = ofname_like.replace("!", "!!").replace("%", "!%").replace("_", "!_")
             where.append("ofname LIKE %s ESCAPE '!'")
@@ -485,6 +496,40 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [_record(r) for r in self.query(sql, params)]
+
+    def koaid_for_ofname(self, ofname: str) -> str | None:
+        """The KOAID of the newest level-0 record of the raw file ``ofname`` (the catalogue question).
+
+        ``ofname`` is the file's full original path, compared with the records'
+        normalised absolute paths; a bare or relative file name matches nothing
+        (``DF0001.fits`` names a file of every night). The KOAID is returned
+        without ``.fits``; ``''`` when the newest record has none yet, None when
+        there is no record. This makes the store a
+        :class:`koadep.services.protocols.Catalog`.
+
+        Examples
+        --------
+        >>> from koadep.status import open_store
+        >>> store = open_store("sqlite://")
+        >>> rid = store.queue("DEIMOS", "/s/sdata1001/deimos1/fcs/fcs0314_0051.fits")
+        >>> store.koaid_for_ofname("/s/sdata1001/deimos1/fcs/fcs0314_0051.fits")
+        ''
+        >>> store.update(rid, koaid="DF.20240315.29525.00")
+        >>> store.koaid_for_ofname("/s/sdata1001/deimos1//fcs/fcs0314_0051.fits")
+        'DF.20240315.29525.00'
+        >>> store.koaid_for_ofname("fcs0314_0051.fits") is None
+        True
+        """
+        if not isinstance(ofname, str) or not os.path.isabs(ofname):
+            return None
+        rows = self.query(
+            "SELECT koaid FROM koa_status WHERE ofname = %s AND level = 0 ORDER BY id DESC LIMIT 1",
+            (fit_column("ofname", ofname),),
+        )
+        if not rows:
+            return None
+        koaid = str(rows[0]["koaid"] or "").strip()
+        return koaid[: -len(".fits")] if koaid.endswith(".fits") else koaid
 
     def update(self, record_id: int, **columns: Any) -> None:
         """Set columns of a record (not its status: use :meth:`transition`)."""

@@ -20,6 +20,7 @@ from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, ut_datetime
 from koadep.pipeline import StepResult, card, writes
 from koadep.services import hst_date_of
+from koadep.services.failures import ServiceError
 
 if TYPE_CHECKING:
     from koadep.context import Context
@@ -66,7 +67,12 @@ def set_telnr(header: Header, ctx: Context) -> StepResult:
     "GUIDTIME",
 )
 def set_weather(header: Header, ctx: Context) -> StepResult:
-    """Write the weather and guider keywords closest to the exposure (null when unknown)."""
+    """Write the weather and guider keywords closest to the exposure (null when unknown).
+
+    WARN ``WEATHER_DATA_FAIL`` when there is no weather service, date or time,
+    or the service failed entirely; WARN ``EPICS_ARCHIVER_WARNING`` when some
+    channels failed (their keywords are null, the others are written).
+    """
     values: dict[str, object] = dict.fromkeys(WEATHER_KEYWORDS, "null")
     wxtime, guidtime = "null", "null"
     issues: list[Issue] = []
@@ -81,6 +87,9 @@ def set_weather(header: Header, ctx: Context) -> StepResult:
         except Exception as exc:
             samples = {}
             issues.append(Issue.warn("WEATHER_DATA_FAIL", f"{type(exc).__name__}: {exc}"))
+        failed = [f"{k}: {s.error}" for k, s in samples.items() if s.error]
+        if failed:
+            issues.append(Issue.warn("EPICS_ARCHIVER_WARNING", "; ".join(failed)[:2000]))
         for key, sample in samples.items():
             if key in values and sample.value is not None:
                 values[key] = sample.value
@@ -96,13 +105,20 @@ def set_weather(header: Header, ctx: Context) -> StepResult:
 
 @writes("OA")
 def set_oa(header: Header, ctx: Context) -> StepResult:
-    """Write OA, the night's observing assistant (``None`` when unknown)."""
+    """Write OA, the night's observing assistant (``None`` when unknown).
+
+    A staff service that fails gives ``None`` and WARN ``NIGHT_STAFF_ERROR``.
+    """
     date = parse_date_obs(ctx.lookup(header, "DATE-OBS"))
     staff, telnr = ctx.services.staff, ctx.telnr
     name = None
+    issues: list[Issue] = []
     if staff is not None and date is not None and telnr is not None:
-        name = staff.observing_assistant(hst_date_of(date), telnr)
-    return StepResult.done(card("OA", name or "None", "KOA: Observing Assistant name"))
+        try:
+            name = staff.observing_assistant(hst_date_of(date), telnr)
+        except ServiceError as exc:
+            issues.append(Issue.warn("NIGHT_STAFF_ERROR", str(exc)))
+    return StepResult.done(card("OA", name or "None", "KOA: Observing Assistant name"), issues=issues)
 
 
 @writes("SKYPA")

@@ -2,8 +2,11 @@
 
 Program information comes from the services in the context: the telescope
 schedule (for files with no PROGNAME) and the proposals service (PI, institution,
-title and approved proprietary period). Without them, the legacy fallback rules
-still assign what the header allows and the file gets a warning, never an error.
+title and approved proprietary period). Without them, or when a live service
+fails (:class:`~koadep.services.http.ServiceError`), the legacy fallback rules
+still assign what the header allows and the file gets a warning, never an error:
+``SCHEDULE_API_ERROR``, ``PROP_API_ERROR``, ``PROPINT_ERROR`` or
+``CHECK_ZERO_PROPINT_FAIL``.
 
 Examples
 --------
@@ -22,6 +25,7 @@ from koadep.issues import Issue
 from koadep.obstime import parse_date_obs, parse_utc, semester, ut_datetime
 from koadep.pipeline import StepResult, card, writes
 from koadep.services import hours_into_night, hst_date_of, schedule_hours
+from koadep.services.failures import ServiceError
 
 if TYPE_CHECKING:
     from koadep.context import Context
@@ -254,7 +258,11 @@ def set_prog_info(
     if not progid:
         if ctx.services.schedule is None:
             issues.append(Issue.warn("SCHEDULE_WARN", "no schedule configured; no PROGNAME"))
-        progid = (schedule_lookup or progid_from_schedule)(header, ctx)
+        try:
+            progid = (schedule_lookup or progid_from_schedule)(header, ctx)
+        except ServiceError as exc:
+            issues.append(Issue.warn("SCHEDULE_API_ERROR", str(exc)))
+            progid = "NONE"
     valid = is_progid_valid(progid)
     if not too and is_engineering(header, ctx):
         progid, valid = "ENG", True
@@ -272,9 +280,13 @@ def set_prog_info(
         proposals = ctx.services.proposals
         answers = {}
         for what, default in (("pi", "NONE"), ("institution", "NONE"), ("title", "")):
-            value = getattr(proposals, what)(semid) if proposals is not None else None
+            try:
+                value = getattr(proposals, what)(semid) if proposals is not None else None
+                problem = f"no {what} for {semid}"
+            except ServiceError as exc:
+                value, problem = None, f"no {what} for {semid}: {exc}"
             if value is None:
-                issues.append(Issue.warn("PROP_API_ERROR", f"no {what} for {semid}"))
+                issues.append(Issue.warn("PROP_API_ERROR", problem))
                 value = default
             answers[what] = value
         pi = answers["pi"].replace(" ", "") or "NONE"
@@ -330,10 +342,14 @@ def set_propint(header: Header, ctx: Context) -> StepResult:
     propint = DEFAULT_PROPINT
     if progid not in ("", "NONE", "ENG") and semid:
         proposals = ctx.services.proposals
-        answer = proposals.proprietary_period(semid) if proposals is not None else None
+        problem = f"no approved period for {semid}"
+        try:
+            answer = proposals.proprietary_period(semid) if proposals is not None else None
+        except ServiceError as exc:
+            answer, problem = None, f"{problem}: {exc}"
         if answer is None:
             if not progid.startswith("E"):
-                issues.append(Issue.warn("PROPINT_ERROR", f"no approved period for {semid}"))
+                issues.append(Issue.warn("PROPINT_ERROR", problem))
         else:
             propint = int(answer)
     try:
