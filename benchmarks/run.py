@@ -15,7 +15,12 @@ stars, some hot pixels) into a temporary directory and times
 
 It then times reading only the primary header of a plain and a gzipped file with
 ``koadep.read_header``, ``astropy.io.fits.getheader`` and ``fitsio.read_header``,
-and prints a cProfile breakdown of one ``process_file`` run.
+prints a cProfile breakdown of one ``process_file`` run, and measures what the
+live services cost per file against a local :class:`koadep.testing.services.FakeServices`
+answering after ``--services-latency`` seconds: the legacy call pattern (8 Keck API
+and 9 EPICS archiver calls per file, each on a new connection) against koadep
+processing a night of files with one ``Services.from_config``, compared with the
+same processing on the offline services.
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 import koadep
 from koadep.header import UNDEFINED, Header
 from koadep.services import FixedClock, Services
+from koadep.services.archiver import PVS, query_window
 from koadep.testing import write_raw_fits
+from koadep.testing.services import FakeServices
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -112,6 +120,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--profile-size", type=_positive, default=None, help="image size to profile (default: the largest)"
     )
     parser.add_argument("--profile-top", type=_positive, default=15, help="rows of the profile (default 15)")
+    parser.add_argument(
+        "--services-files", type=_positive, default=20, help="files of the services night (default 20)"
+    )
+    parser.add_argument(
+        "--services-latency",
+        type=float,
+        default=0.020,
+        help="seconds the fake services take to answer (default 0.020)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also save the results as JSON")
     args = parser.parse_args(argv)
     if args.no_keyword_tables:
@@ -501,6 +518,206 @@ def print_profile(prof: dict[str, Any]) -> None:
     _print_rows(sorted(prof["all_tottime"], key=lambda r: -r["tottime"]), total)
 
 
+# --- live services ---------------------------------------------------------------------------------
+#: The night of the services benchmark: UT date, HST date (the schedule's and staff's), program.
+NIGHT_UT = datetime.date(2025, 12, 8)
+NIGHT_HST = datetime.date(2025, 12, 7)
+NIGHT_SEMID = "2025B_U294"
+ARCHIVER_PATH = "/retrieval/data/getData.json"
+#: The Keck API calls the legacy pipeline made for every file (path, params).
+LEGACY_API_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("/schedule/getTelnr", {"instr": "NIRC2"}),
+    ("/schedule/getSchedule", {"date": NIGHT_HST.isoformat(), "telnr": 2, "instr": "NIRC2"}),
+    ("/schedule/getTwilightData", {"date": NIGHT_UT.isoformat()}),
+    ("/employee/getNightStaff", {"date": NIGHT_HST.isoformat(), "telnr": 2}),
+    ("/proposals/getPI", {"ktn": NIGHT_SEMID}),
+    ("/proposals/getAllocInst", {"ktn": NIGHT_SEMID}),
+    ("/proposals/getTitle", {"ktn": NIGHT_SEMID}),
+    ("/proposals/getApprovedPP", {"ktn": NIGHT_SEMID}),
+]
+
+
+def night_times(count: int) -> list[datetime.datetime]:
+    """The UT start times of the night's files: one every 90 s from 06:00."""
+    start = datetime.datetime.combine(NIGHT_UT, datetime.time(6, 0, 0, 250000), tzinfo=datetime.UTC)
+    return [start + datetime.timedelta(seconds=90 * i) for i in range(count)]
+
+
+def services_fixture(times: Sequence[datetime.datetime]) -> dict[str, list[dict[str, Any]]]:
+    """The answers of the fake Keck API and EPICS archiver for the night (spec §11 shapes)."""
+    hst, semid = NIGHT_HST.isoformat(), NIGHT_SEMID
+    schedule = {
+        "ProjCode": "U294",
+        "Semester": "2025B",
+        "StartTime": "17:30",
+        "EndTime": "06:30",
+        "ObsType": "Classical",
+        "Date": hst,
+        "TelNr": 2,
+        "Instrument": "NIRC2",
+    }
+    proposal = {
+        "getPI": {"LastName": "Doe"},
+        "getAllocInst": {"AllocInst": "UCSB"},
+        "getTitle": {"ProgramTitle": "Polarimetry"},
+        "getApprovedPP": {"ProprietaryPeriod": 18},
+    }
+    answers: list[tuple[str, dict[str, Any], Any]] = [
+        ("/schedule/getTelnr", {"instr": "NIRC2"}, [{"TelNr": 2}]),
+        ("/schedule/getSchedule", {"date": hst, "telnr": 2, "instr": "NIRC2"}, [schedule]),
+        (
+            "/schedule/getTwilightData",
+            {"date": NIGHT_UT.isoformat()},
+            {"sunrise": "16:52:00", "sunset": "04:01:00"},
+        ),
+        ("/employee/getNightStaff", {"date": hst, "telnr": 2}, [{"Type": "oa", "Alias": "jdoe"}]),
+    ]
+    answers += [
+        (f"/proposals/{name}", {"ktn": semid}, {"success": 1, "data": d}) for name, d in proposal.items()
+    ]
+    for when in times:
+        start, _ = query_window(when)
+        sample = {"secs": int(when.timestamp()) + 1, "nanos": 500_000_000, "val": 2.5}
+        answers.append((ARCHIVER_PATH, {"from": start}, [{"data": [sample]}]))
+    data: dict[str, list[dict[str, Any]]] = {}
+    for path, params, answer in answers:
+        data.setdefault(path, []).append({"params": params, "answer": answer})
+    return data
+
+
+def write_night(directory: Path, times: Sequence[datetime.datetime], size: int) -> list[Path]:
+    """Raw NIRC2-like files of one night and program (synthetic header), one per start time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    image = sky_image(size)
+    paths = []
+    for number, when in enumerate(times, start=1):
+        name = f"n{number:04d}.fits"
+        clock = when.strftime("%H:%M:%S.") + f"{when.microsecond // 10000:02d}"
+        changed = {"FILENAME": name, "FRAMENO": number, "DATE-OBS": when.date().isoformat(), "UT": clock,
+                   "UTC": clock}  # fmt: skip
+        cards = [(k, changed.get(k, v), c) for k, v, c in synthetic_cards(name)]
+        write_raw_fits(directory / name, cards, image)
+        paths.append(directory / name)
+    return paths
+
+
+def legacy_file(api_url: str, archiver_url: str, when: datetime.datetime) -> None:
+    """The legacy pipeline's calls for one file: each one alone, each on a new client (connection)."""
+    start, end = query_window(when)
+    calls = [(api_url + path, params) for path, params in LEGACY_API_CALLS]
+    calls += [(archiver_url, {"pv": pv.format(tel=2), "from": start, "to": end}) for pv in PVS.values()]
+    for url, params in calls:
+        with httpx.Client(timeout=10.0) as client:
+            client.get(url, params=params).raise_for_status()
+
+
+def process_night(paths: Sequence[Path], outdir: Path, services: Services, tables: Path | None) -> float:
+    """Process the files in order into ``outdir`` with one set of services; return the wall time (s)."""
+    config = koadep.Config(output_root=outdir, keyword_tables=tables)
+    started = time.perf_counter()
+    for path in paths:
+        result = koadep.process_file(path, config=config, services=services)
+        if result.state != "PROCESSED":
+            codes = ", ".join(f"{i.severity.name} {i.code}: {i.message[:200]}" for i in result.issues)
+            raise RuntimeError(f"process_file({path.name}) ended {result.state}: {codes}")
+    return time.perf_counter() - started
+
+
+def first_file_codes(
+    paths: Sequence[Path], outdir: Path, services: Services, tables: Path | None
+) -> list[str]:
+    """The issue codes of processing the first file (untimed; to show the live services answered)."""
+    config = koadep.Config(output_root=outdir, keyword_tables=tables)
+    result = koadep.process_file(paths[0], config=config, services=services)
+    return sorted({i.code for i in result.issues})
+
+
+def bench_services(work: Path, count: int, latency: float, size: int, tables: Path | None) -> dict[str, Any]:
+    """Requests and added seconds per file: the legacy call pattern, and koadep's live vs offline services."""
+    times = night_times(count)
+    paths = write_night(work / "night", times, size)
+    clock = FixedClock(NOW)
+    with FakeServices(services_fixture(times)) as fake:
+        fake.latency = latency
+        api_url, archiver_url = fake.url, fake.url + ARCHIVER_PATH
+        config = koadep.Config(keck_api_url=api_url, archiver_url=archiver_url)
+
+        before, connections = fake.count(), fake.connections
+        started = time.perf_counter()
+        for when in times:
+            legacy_file(api_url, archiver_url, when)
+        legacy_seconds = time.perf_counter() - started
+        legacy_requests = fake.count() - before
+        legacy_connections = fake.connections - connections
+
+        # Untimed first: one file each way, for the issue codes and so that lazy imports
+        # (httpx, the archiver's threads) are charged to neither night.
+        offline_codes = first_file_codes(paths, work / "out-offline-codes", Services(clock=clock), tables)
+        warm = Services.from_config(config, clock=clock)
+        live_codes = first_file_codes(paths, work / "out-live-codes", warm, tables)
+
+        offline_seconds = process_night(paths, work / "out-offline", Services(clock=clock), tables)
+        live = Services.from_config(config, clock=clock)
+        before, connections = fake.count(), fake.connections
+        koadep_seconds = process_night(paths, work / "out-live", live, tables)
+        koadep_requests = fake.count() - before
+        koadep_connections = fake.connections - connections
+    shutil.rmtree(work / "night")
+    for name in ("out-live", "out-offline", "out-live-codes", "out-offline-codes"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    legacy = {
+        "requests_per_file": legacy_requests / count,
+        "connections_per_file": legacy_connections / count,
+        "added_seconds_per_file": legacy_seconds / count,
+    }
+    added = (koadep_seconds - offline_seconds) / count
+    result = {
+        "files": count,
+        "latency": latency,
+        "legacy": legacy,
+        "koadep": {
+            "requests_per_file": koadep_requests / count,
+            "connections_per_file": koadep_connections / count,
+            "added_seconds_per_file": added,
+            "seconds_live": koadep_seconds,
+            "seconds_offline": offline_seconds,
+            "codes_live": live_codes,
+            "codes_offline": offline_codes,
+        },
+        "ratio_requests": legacy["requests_per_file"] / max(koadep_requests / count, 1e-9),
+        "ratio_connections": legacy_connections / max(koadep_connections, 1),
+        # A night that costs nothing measurable added is reported against one millisecond.
+        "ratio_seconds": legacy["added_seconds_per_file"] / max(added, 1e-3),
+    }
+    return result
+
+
+def print_services(r: dict[str, Any]) -> None:
+    k, legacy = r["koadep"], r["legacy"]
+    print(
+        f"\n== live services: a night of {r['files']} NIRC2 files, fake Keck API and EPICS archiver"
+        f" answering in {1000 * r['latency']:.0f} ms =="
+    )
+    print(f"{'':>38} {'requests/file':>13} {'connections/file':>16} {'added s/file':>12}")
+    for title, row in (
+        ("legacy (8 API + 9 archiver, new conn.)", legacy),
+        ("koadep (Services.from_config)", k),
+    ):
+        print(
+            f"{title:>38} {row['requests_per_file']:>13.2f} {row['connections_per_file']:>16.2f}"
+            f" {row['added_seconds_per_file']:>12.4f}"
+        )
+    ratio_connections = r["ratio_connections"]
+    print(
+        f"{'ratio legacy/koadep':>38} {r['ratio_requests']:>12.1f}x {ratio_connections:>15.1f}x"
+        f" {r['ratio_seconds']:>11.1f}x"
+    )
+    print(
+        f"koadep: {k['seconds_live']:.3f} s live vs {k['seconds_offline']:.3f} s offline for the night;"
+        f" issue codes of a file live {k['codes_live']}, offline {k['codes_offline']}"
+    )
+
+
 # --- main ----------------------------------------------------------------------------------------
 def environment() -> dict[str, Any]:
     import astropy
@@ -555,6 +772,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         path, _ = write_raw(work / "raw", args.profile_size or max(args.sizes), args.synthetic_header)
         results["profile"] = profile_run(path, work, args.keyword_tables, args.profile_top)
         print_profile(results["profile"])
+
+        results["services"] = bench_services(
+            work, args.services_files, args.services_latency, min(args.sizes), args.keyword_tables
+        )
+        print_services(results["services"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = time.perf_counter() - started

@@ -532,6 +532,8 @@ def archive_file(
     path = Path(os.path.abspath(path))
     config = config or Config()
     registry = registry or Registry.default()
+    if services is None:
+        services = Services.from_config(config, catalog=store)
     if dry_run or store is None:
         result = process_file(
             path, config=config, services=services, registry=registry, progid=progid, write=False
@@ -596,6 +598,7 @@ def reprocess_record(
     dry_run: bool = False,
     remove_output: bool = False,
     ship: bool = False,
+    services: Services | None = None,
 ) -> ArchiveResult:
     """Process the file of a selected status record again (``koadep reprocess``).
 
@@ -624,6 +627,7 @@ def reprocess_record(
         dry_run=dry_run,
         remove_output=remove_output,
         ship=ship,
+        services=services,
     )
 
 
@@ -882,6 +886,7 @@ def run_worker(
     """
     worker = worker or worker_name()
     config = config or Config()
+    services = services or Services.from_config(config, catalog=store)  # one cache and breaker per run
     done = 0
     handled: set[tuple[str, str]] = set()
     while max_files is None or done < max_files:

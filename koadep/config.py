@@ -67,6 +67,26 @@ def _fraction(_inst: Any, _attr: Any, value: str) -> None:
         raise ValueError(f"koaid_fraction must be 'archive' or 'exact', not {value!r}")
 
 
+def _http_url(_inst: Any, attr: Any, value: str) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{attr.name} must be an http:// or https:// URL, not {value!r}")
+
+
+def _positive(_inst: Any, attr: Any, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attr.name} must be more than 0, not {value!r}")
+
+
+def _source(*choices: str) -> Any:
+    allowed = ("auto", *choices, "none")
+
+    def check(_inst: Any, attr: Any, value: str) -> None:
+        if value not in allowed:
+            raise ValueError(f"{attr.name} must be one of {', '.join(allowed)}, not {value!r}")
+
+    return check
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
@@ -160,6 +180,26 @@ class Config:
         (seconds) and TLS verification.
     ingest_api_token
         The shared token callers of ``koadep serve-ingest-api`` must present.
+    keck_api_url, keck_api_token, keck_api_timeout
+        The Keck API (schedule, proposals, twilight, night staff): base URL
+        (``https://www3.keck.hawaii.edu/api``), an optional bearer token, and the
+        total seconds one call may take. Unset: the offline services.
+    archiver_url, archiver_timeout
+        The EPICS archiver's ``getData.json`` URL, with ``{telnr}`` for the
+        telescope (``http://k{telnr}dataserver:17668/retrieval/data/getData.json``),
+        and the total seconds one call may take. Unset: no weather.
+    schedule_service, proposals_service, twilight_service, staff_service, weather_service, catalog_service
+        Where each service's answers come from: ``auto`` (the default: the live
+        service when its URL is set, else the offline one), ``api`` (the Keck
+        API), ``archiver`` (weather), ``file`` (schedule and proposals from
+        ``schedule_file``), ``computed`` (twilight), ``store`` (the catalogue of
+        archived files is the status store) or ``none``.
+    services_ca_bundle, services_verify_tls
+        TLS for the live services: a CA bundle to trust instead of the system's,
+        and whether to verify at all.
+    services_retries, services_cache_seconds, services_breaker_seconds
+        Tries after a transient failure (inside the timeout), how long answers
+        are kept, and how long a service that failed is skipped.
     smtp_host, smtp_port, smtp_starttls, smtp_user, smtp_password
         The mail server for alerts and reports.
     alert_from, alert_to, alert_interval_minutes
@@ -216,6 +256,22 @@ class Config:
     ingest_timeout: float = attrs.field(default=30.0, converter=float)
     ingest_verify_tls: bool = attrs.field(default=True, converter=_boolean)
     ingest_api_token: str = attrs.field(default="", repr=False)
+    keck_api_url: str = attrs.field(default="", validator=_http_url)
+    keck_api_token: str = attrs.field(default="", repr=False)
+    keck_api_timeout: float = attrs.field(default=5.0, converter=float, validator=_positive)
+    archiver_url: str = attrs.field(default="", validator=_http_url)
+    archiver_timeout: float = attrs.field(default=5.0, converter=float, validator=_positive)
+    schedule_service: str = attrs.field(default="auto", validator=_source("api", "file"))
+    proposals_service: str = attrs.field(default="auto", validator=_source("api", "file"))
+    twilight_service: str = attrs.field(default="auto", validator=_source("api", "computed"))
+    staff_service: str = attrs.field(default="auto", validator=_source("api"))
+    weather_service: str = attrs.field(default="auto", validator=_source("archiver"))
+    catalog_service: str = attrs.field(default="auto", validator=_source("store"))
+    services_ca_bundle: Path | None = attrs.field(default=None, converter=_path_or_none)
+    services_verify_tls: bool = attrs.field(default=True, converter=_boolean)
+    services_retries: int = attrs.field(default=2, converter=int)
+    services_cache_seconds: float = attrs.field(default=12 * 3600.0, converter=float)
+    services_breaker_seconds: float = attrs.field(default=300.0, converter=float)
     smtp_host: str = "localhost"
     smtp_port: int = attrs.field(default=25, converter=int)
     smtp_starttls: bool = attrs.field(default=False, converter=_boolean)

@@ -207,7 +207,7 @@ class Context:
         return cls(
             instrument=plugin.name,
             config=config,
-            services=services or Services.offline(config.schedule_file),
+            services=services or Services.from_config(config),
             plugin=plugin,
             registry=registry,
             keymap=plugin.keyword_map,

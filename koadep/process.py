@@ -270,8 +270,9 @@ def process_file(
     outdir
         Output root; overrides ``config.output_root``.
     services
-        Schedule, proposals, weather, clock, ... (default: offline services with
-        the configured schedule file).
+        Schedule, proposals, weather, clock, ... (default:
+        ``Services.from_config(config)``; build one and pass it for a run of
+        files, so its cache and circuit breakers serve them all).
     registry
         Instrument plugins (default: every installed plugin).
     progid

@@ -12,7 +12,15 @@ from types import ModuleType
 import pytest
 
 RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-QUICK = ["--sizes", "64", "--repeat", "1", "--header-reps", "3", "--header-size", "64", "--profile-top", "5"]
+QUICK = [
+    "--sizes", "64", "--repeat", "1", "--header-reps", "3", "--header-size", "64", "--profile-top", "5",
+    "--services-files", "3",
+]  # fmt: skip
+#: The codes of a service that failed: none may appear while the fake services answer.
+SERVICE_CODES = {
+    "PROP_API_ERROR", "PROPINT_ERROR", "WEATHER_DATA_FAIL", "EPICS_ARCHIVER_WARNING", "SCHEDULE_API_ERROR",
+    "NIGHT_STAFF_ERROR",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +57,19 @@ def test_quick_run(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixt
     assert results["profile"]["koadep_cumulative"]
     assert len(results["profile"]["koadep_cumulative"]) <= 5
     assert json.loads(out.read_text())["sizes"][0]["size"] == 64
+
+    assert "live services" in text and "ratio legacy/koadep" in text
+    services = results["services"]
+    assert services["files"] == 3 and services["latency"] == 0.020
+    assert services["legacy"]["requests_per_file"] == 17
+    assert services["legacy"]["connections_per_file"] == 17
+    koadep_row = services["koadep"]
+    # 9 archiver channels per file (asked at once), the night's Keck API questions once.
+    assert 9 < koadep_row["requests_per_file"] < 17
+    assert koadep_row["connections_per_file"] < 17
+    assert not SERVICE_CODES & set(koadep_row["codes_live"])
+    assert SERVICE_CODES & set(koadep_row["codes_offline"])
+    assert services["ratio_requests"] > 1
 
 
 def test_quick_run_synthetic_without_tables(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:

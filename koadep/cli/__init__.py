@@ -12,7 +12,8 @@ sets ``args.handler``, which :func:`main` calls:
 * :mod:`koadep.cli.alerts`: ``alerts``;
 * :mod:`koadep.cli.report`: ``report``;
 * :mod:`koadep.cli.transfer`: ``transfer``, ``notify``, ``serve-ingest-api``;
-* :mod:`koadep.cli.compare`: ``compare-metadata``.
+* :mod:`koadep.cli.compare`: ``compare-metadata``;
+* :mod:`koadep.cli.services`: ``services check``, ``services fake``.
 
 The options several commands share are in :mod:`koadep.cli.options`, what
 they print in :mod:`koadep.cli.output`. No library module imports this package.
@@ -24,7 +25,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from koadep.cli import alerts, archive, compare, monitor, plugins, process, report, transfer
+from koadep.cli import alerts, archive, compare, monitor, plugins, process, report, services, transfer
 from koadep.config import ConfigError
 from koadep.version import __version__
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_commands(sub)
     transfer.add_commands(sub)
     compare.add_commands(sub)
+    services.add_commands(sub)
     return parser
 
 

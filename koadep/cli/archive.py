@@ -33,6 +33,7 @@ from koadep.cli.options import (
 from koadep.cli.output import Progress, list_records, shown
 from koadep.config import Config
 from koadep.handoff import summary_line
+from koadep.services import Services
 from koadep.status import IllegalTransition, Record, Store
 from koadep.status.store import LeaseLost
 
@@ -171,6 +172,7 @@ def _run_many(
 def _archive(args: argparse.Namespace) -> int:
     config = config_of(args)
     store = None if args.dry_run else store_of(config)
+    services = Services.from_config(config, catalog=store)  # one cache and breaker for the whole run
 
     def one(path: Path | None = None, record_id: int | None = None) -> ArchiveResult:
         if record_id is not None and store is not None:
@@ -179,6 +181,7 @@ def _archive(args: argparse.Namespace) -> int:
             path,  # type: ignore[arg-type]
             store=store,
             config=config,
+            services=services,
             instrument=args.instrument,
             record_id=record_id,
             reprocess=args.reprocess,
@@ -211,12 +214,14 @@ def _reprocess(args: argparse.Namespace) -> int:
         list_records(records, args.json)
         print("Use --confirm to reprocess them.")
         return 0
+    services = Services.from_config(config, catalog=store)  # one cache and breaker for the whole run
 
     def one(record: Record) -> ArchiveResult:
         return reprocess_record(
             record,
             store=store,
             config=config,
+            services=services,
             progid=args.progid,
             dry_run=args.dry_run,
             remove_output=args.remove_output,

@@ -118,6 +118,11 @@ def add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endtime", metavar="T", help="utdatetime <= T")
     p.add_argument("--status", help="status equals")
     p.add_argument("--statuscode", help="status code equals")
+    p.add_argument(
+        "--issue",
+        metavar="CODE",
+        help="the last run recorded an issue with this code (WEATHER_DATA_FAIL, say)",
+    )
     p.add_argument("--ofname", help="original file path contains")
     p.add_argument("--dbid", type=int, help="record id")
 
@@ -129,6 +134,7 @@ def selected(store: Store, args: argparse.Namespace, limit: int | None = None) -
         level=args.level,
         status=args.status,
         status_code=args.statuscode,
+        issue_code=args.issue,
         ofname_like=args.ofname,
         start=args.starttime,
         end=args.endtime,

@@ -10,6 +10,7 @@ from typing import Any
 from koadep.config import Config, load_config
 from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
+from koadep.services import Services
 
 __all__ = ["add_commands"]
 
@@ -69,9 +70,12 @@ def _print_result(result: ProcessResult, verbose: bool) -> None:
 
 def _process(args: argparse.Namespace) -> int:
     config = _config(args)
+    services = Services.from_config(config)  # one cache and breaker for the whole run
     failures = 0
     for name in args.files:
-        result = process_file(name, config=config, progid=args.progid, write=not args.dry_run)
+        result = process_file(
+            name, config=config, services=services, progid=args.progid, write=not args.dry_run
+        )
         if result.state != "PROCESSED":
             failures += 1
         if args.json:

@@ -9,6 +9,14 @@ with a local, offline default:
 * :class:`ComputedTwilight` computes sunrise and sunset on Maunakea;
 * weather and night-staff lookups are absent by default (the keywords are null).
 
+The live services (:mod:`koadep.services.keck` for the Keck API's schedule,
+proposals, twilight and night staff; :mod:`koadep.services.archiver` for the
+EPICS archiver's weather; the status store as the catalogue of archived files)
+all call out through one client, :class:`koadep.services.http.HttpService`.
+:meth:`Services.from_config` chooses each service from the configuration: the
+live one when its URL is set, else the offline one, unless a ``*_service``
+setting says otherwise.
+
 The protocols live in :mod:`koadep.services.protocols`, the offline services in
 :mod:`koadep.services.local` and the clocks and night-time arithmetic in
 :mod:`koadep.services.clock`; every name is importable from ``koadep.services``.
@@ -29,8 +37,9 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -54,6 +63,10 @@ from koadep.services.protocols import (
     WeatherSample,
 )
 
+if TYPE_CHECKING:
+    from koadep.config import Config
+    from koadep.services.http import HttpService, HttpSettings
+
 __all__ = [
     "HST",
     "MAUNAKEA_LATITUDE",
@@ -74,6 +87,7 @@ __all__ = [
     "WeatherSample",
     "hours_into_night",
     "hst_date_of",
+    "http_settings",
     "schedule_hours",
     "semester_of_night",
 ]
@@ -98,3 +112,95 @@ class Services:
         values: dict[str, Any] = {"schedule": local, "proposals": local}
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def from_config(cls, config: Config, *, catalog: Catalog | None = None, **overrides: Any) -> Services:
+        """The services the configuration asks for (see the ``*_service`` settings).
+
+        ``auto`` (the default for each) takes the Keck API for the schedule,
+        proposals, twilight and night staff when ``keck_api_url`` is set, the
+        EPICS archiver for the weather when ``archiver_url`` is set, and
+        ``catalog`` (the status store, when one is open) as the catalogue of
+        archived files; otherwise the offline services. Build one and use it
+        for a whole run of files: its cache and circuit breakers live in it.
+
+        Examples
+        --------
+        >>> from koadep.config import Config
+        >>> services = Services.from_config(Config())
+        >>> services.schedule is None, type(services.twilight).__name__, services.weather is None
+        (True, 'ComputedTwilight', True)
+        >>> live = Services.from_config(Config(keck_api_url="http://127.0.0.1:9"))
+        >>> type(live.schedule).__name__, live.schedule is live.staff
+        ('KeckApi', True)
+        """
+        from koadep.services.archiver import EpicsArchiver
+        from koadep.services.http import HttpService
+        from koadep.services.keck import KeckApi
+
+        settings = http_settings(config)
+        keck = None
+        if config.keck_api_url:
+            keck = KeckApi(
+                HttpService(
+                    "keck-api", config.keck_api_url, settings(config.keck_api_timeout, config.keck_api_token)
+                )
+            )
+        local = LocalSchedule.from_file(config.schedule_file) if config.schedule_file else None
+
+        def pick(choice: str, api: Any, offline: Any, name: str) -> Any:
+            if choice == "none":
+                return None
+            if choice == "auto":
+                return api if api is not None else offline
+            chosen = api if choice in ("api", "archiver", "store") else offline
+            if chosen is None:
+                raise ValueError(f"{name} = {choice!r} but that service is not configured")
+            return chosen
+
+        weather = None
+        if config.archiver_url:
+            weather = EpicsArchiver(
+                config.archiver_url, settings(config.archiver_timeout), fraction=config.koaid_fraction
+            )
+        values: dict[str, Any] = {
+            "schedule": pick(config.schedule_service, keck, local, "schedule_service"),
+            "proposals": pick(config.proposals_service, keck, local, "proposals_service"),
+            "twilight": pick(config.twilight_service, keck, ComputedTwilight(), "twilight_service"),
+            "staff": pick(config.staff_service, keck, None, "staff_service"),
+            "weather": pick(config.weather_service, weather, None, "weather_service"),
+            "catalog": pick(config.catalog_service, catalog, None, "catalog_service"),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def live(self) -> Iterator[HttpService]:
+        """The HTTP services behind these services (each once), for checks and request counts."""
+        seen: set[int] = set()
+        for name in ("schedule", "proposals", "twilight", "staff", "weather", "catalog"):
+            adapter = getattr(self, name)
+            for service in getattr(adapter, "http_services", lambda: [])():
+                if id(service) not in seen:
+                    seen.add(id(service))
+                    yield service
+
+
+def http_settings(config: Config) -> Any:
+    """A function of a timeout giving the :class:`HttpSettings` of the configuration's live services."""
+    verify: bool | str = str(config.services_ca_bundle) if config.services_ca_bundle else True
+    if not config.services_verify_tls:
+        verify = False
+
+    from koadep.services.http import HttpSettings
+
+    def settings(timeout: float, token: str = "") -> HttpSettings:
+        return HttpSettings(
+            timeout=timeout,
+            token=token,
+            retries=config.services_retries,
+            verify=verify,
+            breaker_seconds=config.services_breaker_seconds,
+            cache_seconds=config.services_cache_seconds,
+        )
+
+    return settings
