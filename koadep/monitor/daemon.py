@@ -45,39 +45,39 @@ import os
 import re
 import shutil
 import stat
-import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from koadep.config import Config
+from koadep.monitor.files import (
+    CHUNK,
+    Signature,
+    Skip,
+    copy_fd,
+    file_md5,
+    is_complete,
+    kind,
+    shown,
+    signature,
+)
+from koadep.monitor.logs import log
+from koadep.monitor.staging import remove_stale_partials
+from koadep.monitor.workers import work, worker_capacity
 from koadep.status import Store, StoreError, StoreUnavailable
 
-__all__ = ["Monitor", "log_to_stderr", "shown", "worker_capacity"]
+__all__ = ["PATTERNS", "REJECT", "Monitor"]
 
-log = logging.getLogger("koadep.monitor")
 
 PATTERNS = ("*.fits", "*.fits.gz", "*.fits.fz")
 #: Paths the legacy monitor refused (test files, engineering scratch areas).
 REJECT = ("/osiris/test/", "/mira/", "/hireseng/xdchange/", "TEMPFITS.fits")
 
-_BLOCK = 2880
-_CHUNK = 1 << 20
-#: The most HDUs the completeness check walks; a file with more is judged by the pipeline.
-_MAX_HDUS = 10_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Errors of one file or folder that the monitor logs and goes on from.
 _FILE_ERRORS = (OSError, StoreError, UnicodeError, ValueError)
-
-#: A file's identity and state: (device, inode, size, mtime_ns, ctime_ns).
-Signature = tuple[int, int, int, int, int]
-
-
-class _Skip(Exception):
-    """A file the monitor does not queue (the message says why)."""
 
 
 class _Changed(Exception):
@@ -93,189 +93,6 @@ class _Pending:
         self.signature = signature
         self.since = since
         self.retry_at = 0.0
-
-
-def worker_capacity(cpus: int | None = None, load: float | None = None, ceiling: int | None = None) -> int:
-    """How many more worker processes the machine can take: its idle cores.
-
-    ``cpus`` and ``load`` (the one-minute load average) default to this machine's
-    (psutil); ``ceiling`` caps the answer.
-    """
-    if cpus is None or load is None:
-        import psutil
-
-        cpus = cpus or psutil.cpu_count() or 1
-        load = psutil.getloadavg()[0] if load is None else load
-    free = max(0, int(cpus - load))
-    return min(free, ceiling) if ceiling is not None else free
-
-
-class _Stderr(logging.StreamHandler):
-    """A handler writing to the standard error of the moment (a test or a daemon may replace it)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def log_to_stderr(level: int = logging.INFO) -> None:
-    """Send the monitor's log lines (time, level, message) to standard error (once)."""
-    if not any(isinstance(h, _Stderr) for h in log.handlers):
-        handler = _Stderr()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(level)
-
-
-def shown(path: str | bytes | Path) -> str:
-    """A path as it is logged: quoted, with control characters and undecodable bytes escaped.
-
-    Examples
-    --------
-    >>> shown("/data/n0101\\n.fits")
-    "'/data/n0101\\\\n.fits'"
-    """
-    return repr(os.fsdecode(path) if isinstance(path, bytes) else str(path))
-
-
-def _signature(st: os.stat_result) -> Signature:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDIR, "a folder"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _card_int(card: bytes) -> int | None:
-    if card[8:10] != b"= ":
-        return None
-    text = card[10:].split(b"/", 1)[0].strip()
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def _header_end(fd: int, start: int, limit: int) -> tuple[int, dict[bytes, int | None]] | None:
-    """Read a header from ``start``: the offset after its END block and its size keywords.
-
-    None when the file ends before the END card (still being written); a header
-    longer than ``limit`` is reported as ending at ``-1``.
-    """
-    keys: dict[bytes, int | None] = {}
-    offset = start
-    while offset - start < limit:
-        block = os.pread(fd, _BLOCK, offset)
-        for i in range(0, len(block) - 79, 80):
-            card = block[i : i + 80]
-            key = card[:8].rstrip()
-            if key == b"END" and not card[8:].strip():
-                return offset + _BLOCK, keys
-            if key in (b"BITPIX", b"PCOUNT", b"GCOUNT", b"NEXTEND") or key.startswith(b"NAXIS"):
-                keys[key] = _card_int(card)
-        if len(block) < _BLOCK:
-            return None
-        offset += _BLOCK
-    return -1, keys
-
-
-def _data_size(keys: dict[bytes, int | None]) -> int | None:
-    """The data size a header declares (None when it cannot tell)."""
-    bitpix, naxis = keys.get(b"BITPIX"), keys.get(b"NAXIS")
-    if bitpix not in (8, 16, 32, 64, -32, -64) or naxis is None or naxis < 0 or naxis > 999:
-        return None
-    if naxis == 0:
-        return 0
-    count = 1
-    for n in range(1, naxis + 1):
-        value = keys.get(b"NAXIS%d" % n)
-        if value is None or value < 0:
-            return None
-        count *= value
-    pcount, gcount = keys.get(b"PCOUNT", 0), keys.get(b"GCOUNT", 1)
-    if pcount is None or gcount is None or pcount < 0 or gcount < 0:
-        return None
-    return abs(bitpix) // 8 * gcount * (pcount + count)
-
-
-def _plain_complete(fd: int, size: int, limit: int) -> bool:
-    """Whether a plain (or tile-compressed) FITS file holds every HDU it starts, whole.
-
-    A primary header's NEXTEND is the number of extensions to wait for.
-    """
-    offset, extensions = 0, 0
-    for hdu in range(_MAX_HDUS):
-        found = _header_end(fd, offset, limit)
-        if found is None:
-            return False
-        end, keys = found
-        if hdu == 0:
-            extensions = keys.get(b"NEXTEND") or 0
-        if end < 0:
-            return True
-        data = _data_size(keys)
-        if data is None:
-            return True
-        if size < end + data:
-            return False
-        offset = end + -(-data // _BLOCK) * _BLOCK
-        if offset >= size:
-            return hdu >= extensions
-        start = os.pread(fd, 8, offset)
-        if not start.startswith(b"XTENSION"):
-            return not (len(start) < 8 and b"XTENSION".startswith(start))
-    return True
-
-
-def _gzip_complete(fd: int, size: int, limit: int) -> bool:
-    """Whether a gzipped FITS file looks whole.
-
-    Its gzip trailer gives a size of whole FITS blocks, and its primary header
-    decompresses as far as the END card.
-    """
-    trailer = os.pread(fd, 4, size - 4) if size >= 4 else b""
-    if len(trailer) < 4 or int.from_bytes(trailer, "little") % _BLOCK:
-        return False
-    inflate = zlib.decompressobj(wbits=31)
-    head, offset, scanned = b"", 0, 0
-    while len(head) < limit:
-        chunk = os.pread(fd, 64 * 1024, offset)
-        if not chunk:
-            return False
-        offset += len(chunk)
-        try:
-            head += inflate.decompress(chunk, limit)
-        except zlib.error:
-            return True
-        while scanned + 80 <= len(head):
-            if head[scanned : scanned + 3] == b"END" and not head[scanned + 3 : scanned + 80].strip():
-                return True
-            scanned += 80
-        if inflate.eof:
-            return True
-    return True
-
-
-def _complete(fd: int, size: int, limit: int) -> bool:
-    """Whether a file can be read to its END card (see the module docstring)."""
-    if size == 0:
-        return False
-    if os.pread(fd, 2, 0) == b"\x1f\x8b":  # gzip, whatever the name says
-        return _gzip_complete(fd, size, limit)
-    return _plain_complete(fd, size, limit)
 
 
 class Monitor:
@@ -381,19 +198,19 @@ class Monitor:
 
     # queueing -------------------------------------------------------------------------
     def _stat(self, path: Path) -> os.stat_result:
-        """The file's status; :class:`_Skip` for what is not a readable regular file."""
+        """The file's status; :class:`Skip` for what is not a readable regular file."""
         try:
             st = os.stat(path)
         except FileNotFoundError:
             if os.path.lexists(path):
-                raise _Skip("it is a dangling symbolic link") from None
+                raise Skip("it is a dangling symbolic link") from None
             raise
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _Skip("it is a symbolic link loop") from None
+                raise Skip("it is a symbolic link loop") from None
             raise
         if not stat.S_ISREG(st.st_mode):
-            raise _Skip(f"it is {_kind(st.st_mode)}")
+            raise Skip(f"it is {kind(st.st_mode)}")
         return st
 
     def _read(self, path: Path, st: os.stat_result, check: bool) -> tuple[str, bool]:
@@ -406,21 +223,21 @@ class Monitor:
         try:
             opened = os.fstat(fd)
             if not stat.S_ISREG(opened.st_mode):
-                raise _Skip(f"it is {_kind(opened.st_mode)}")
-            if _signature(opened) != _signature(st):
+                raise Skip(f"it is {kind(opened.st_mode)}")
+            if signature(opened) != signature(st):
                 raise _Changed
-            complete = not check or _complete(fd, opened.st_size, self.config.max_header_bytes)
+            complete = not check or is_complete(fd, opened.st_size, self.config.max_header_bytes)
             digest = hashlib.md5(usedforsecurity=False)
             if complete:
                 offset = 0
-                while chunk := os.pread(fd, _CHUNK, offset):
+                while chunk := os.pread(fd, CHUNK, offset):
                     digest.update(chunk)
                     offset += len(chunk)
-            if _signature(os.fstat(fd)) != _signature(st):
+            if signature(os.fstat(fd)) != signature(st):
                 raise _Changed
         finally:
             os.close(fd)
-        if _signature(os.stat(path)) != _signature(st):
+        if signature(os.stat(path)) != signature(st):
             raise _Changed
         return digest.hexdigest(), complete
 
@@ -439,25 +256,25 @@ class Monitor:
         n, candidate = 1, first
         while os.path.lexists(candidate):
             try:
-                same = os.stat(candidate).st_size == st.st_size and _file_md5(candidate) == md5
-            except (OSError, _Skip):
+                same = os.stat(candidate).st_size == st.st_size and file_md5(candidate) == md5
+            except (OSError, Skip):
                 same = False
             if same:
                 return candidate, False
             n += 1
             candidate = first.with_name(versioned_name(first, n))
-        _remove_stale_partials(first.parent)
+        remove_stale_partials(first.parent)
         temp = first.with_name(f".koadep-stage-{os.getpid()}-{threading.get_ident()}.partial")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
             try:
                 with open(temp, "wb") as out:
-                    _copy_fd(fd, out.fileno())
+                    copy_fd(fd, out.fileno())
                     os.fsync(out.fileno())
-                changed = _signature(os.fstat(fd)) != _signature(st)
+                changed = signature(os.fstat(fd)) != signature(st)
             finally:
                 os.close(fd)
-            if changed or _file_md5(temp) != md5:
+            if changed or file_md5(temp) != md5:
                 raise _Changed
             shutil.copystat(path, temp)
             candidate = link_to_free_name(temp, first, n)
@@ -497,7 +314,7 @@ class Monitor:
         try:
             st = self._stat(path)
             md5, _ = self._read(path, st, check=False)
-        except (_Skip, _Changed) as exc:
+        except (Skip, _Changed) as exc:
             raise OSError(
                 f"{shown(path)} cannot be queued: {exc or 'it changed while it was read'}"
             ) from None
@@ -530,7 +347,7 @@ class Monitor:
             return None
         try:
             st = self._stat(path)
-        except _Skip as exc:
+        except Skip as exc:
             self._refuse(path, None, logging.WARNING, "skipped %s: %s", exc)
             return None
         except FileNotFoundError:
@@ -541,18 +358,18 @@ class Monitor:
         except OSError as exc:
             self._refuse(path, None, logging.WARNING, "cannot inspect %s: %s", exc.strerror or exc)
             return None
-        signature = _signature(st)
+        current = signature(st)
         with self._lock:
-            if self._done.get(path) == signature:
+            if self._done.get(path) == current:
                 self._pending.pop(path, None)
                 return None
-            if entry.signature != signature:
+            if entry.signature != current:
                 if entry.signature is None:
                     age = max(0.0, time.time() - max(st.st_mtime, st.st_ctime))
                     entry.since = now - min(age, self.incomplete_seconds)
                 else:
                     entry.since = now
-                entry.signature = signature
+                entry.signature = current
             settled = now - entry.since
         if settled < self.settle_seconds:
             return None
@@ -570,14 +387,14 @@ class Monitor:
                 record_id = self._queue_read(path, st, md5)
             with self._lock:
                 self._pending.pop(path, None)
-                self._done[path] = signature
+                self._done[path] = current
             return record_id
         except _Changed:
             with self._lock:
                 entry.signature, entry.since = None, now
             return None
-        except _Skip as exc:
-            self._refuse(path, signature, logging.WARNING, "skipped %s: %s", exc)
+        except Skip as exc:
+            self._refuse(path, current, logging.WARNING, "skipped %s: %s", exc)
         except FileNotFoundError:
             with self._lock:
                 self._pending.pop(path, None)
@@ -585,7 +402,7 @@ class Monitor:
         except PermissionError as exc:
             self._refuse(
                 path,
-                signature,
+                current,
                 logging.WARNING,
                 "cannot read %s: %s; it is tried again when it changes",
                 exc.strerror,
@@ -715,7 +532,7 @@ class Monitor:
         limit = worker_capacity() if workers is None else workers
         while len(pool) < limit and self.store.find(instrument=self.instrument, status="QUEUED", limit=1):
             proc = multiprocessing.get_context("spawn").Process(
-                target=_work, args=(self.config, self.instrument, self.ship), daemon=True
+                target=work, args=(self.config, self.instrument, self.ship), daemon=True
             )
             proc.start()
             pool.append(proc)
@@ -796,55 +613,3 @@ class Monitor:
     def stop(self) -> None:
         """Ask :meth:`run` to finish."""
         self._stop.set()
-
-
-def _file_md5(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _Skip("not a regular file")
-        digest = hashlib.md5(usedforsecurity=False)
-        offset = 0
-        while chunk := os.pread(fd, _CHUNK, offset):
-            digest.update(chunk)
-            offset += len(chunk)
-        return digest.hexdigest()
-    finally:
-        os.close(fd)
-
-
-def _copy_fd(source: int, target: int) -> None:
-    """Copy a whole file between descriptors (in the kernel where it can)."""
-    offset = 0
-    try:
-        while sent := os.sendfile(target, source, offset, 64 * _CHUNK):
-            offset += sent
-        return
-    except OSError as exc:
-        if offset or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-    while chunk := os.pread(source, _CHUNK, offset):
-        offset += len(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(target, view) :]
-
-
-def _remove_stale_partials(folder: Path, age: float = 86400) -> None:
-    """Delete the hidden partial copies a killed monitor left in a stage folder a day ago or more."""
-    for partial in folder.glob(".koadep-stage-*.partial"):
-        try:
-            if time.time() - partial.stat().st_mtime >= age:
-                partial.unlink()
-        except OSError:
-            continue
-
-
-def _work(config: Config, instrument: str, ship: bool = True) -> None:
-    from koadep.archive import run_worker
-    from koadep.status import open_store
-
-    store = open_store(
-        config.db_url or None, default_dir=config.output_root, password=config.db_password or None
-    )
-    run_worker(store, config=config, instrument=instrument, ship=ship)
