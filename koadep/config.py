@@ -77,14 +77,21 @@ def _positive(_inst: Any, attr: Any, value: float) -> None:
         raise ValueError(f"{attr.name} must be more than 0, not {value!r}")
 
 
-def _source(*choices: str) -> Any:
-    allowed = ("auto", *choices, "none")
+def _at_least_one(_inst: Any, attr: Any, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attr.name} must be 1 or more, not {value!r}")
 
+
+def _one_of(*choices: str) -> Any:
     def check(_inst: Any, attr: Any, value: str) -> None:
-        if value not in allowed:
-            raise ValueError(f"{attr.name} must be one of {', '.join(allowed)}, not {value!r}")
+        if value not in choices:
+            raise ValueError(f"{attr.name} must be one of {', '.join(choices)}, not {value!r}")
 
     return check
+
+
+def _source(*choices: str) -> Any:
+    return _one_of("auto", *choices, "none")
 
 
 def _boolean(value: Any) -> bool:
@@ -197,6 +204,30 @@ class Config:
     services_ca_bundle, services_verify_tls
         TLS for the live services: a CA bundle to trust instead of the system's,
         and whether to verify at all.
+    monitor_polling, monitor_poll_seconds
+        How the monitor watches: ``auto`` (file-system events, and polling every
+        ``monitor_poll_seconds`` on a network file system), ``always`` (polling)
+        or ``never`` (events only).
+    monitor_rescan_seconds, monitor_settle_seconds
+        How often the watched roots are scanned again (against the stored
+        bookmark), and how long a file must stay unchanged to count as complete.
+    monitor_min_workers, monitor_max_workers, monitor_worker_memory_mb, monitor_min_free_disk_gb
+        The bounds of the monitor's worker pool (the minimum is at least 1; a
+        maximum of 0 means the number of cores), the memory one worker needs, and
+        the free disk in ``output_root`` below which only the minimum runs.
+    monitor_worker_max_files
+        A worker exits (and a fresh one, with the code and plugins installed now,
+        takes its place) after this many files; 0 for no limit.
+    monitor_heartbeat_seconds
+        How often the monitor logs a heartbeat line and rewrites its status file.
+    monitor_state_dir
+        Where the monitor keeps its spool (files seen while the database is
+        down), its bookmark and its status file (default:
+        ``<output_root>/.koadep-monitor``).
+    monitor_triggers, monitor_ktl_service, monitor_ktl_keyword
+        What tells the monitor a file is new: ``files`` (file-system events and
+        scans) and, where the KTL library is installed, ``ktl`` (the legacy
+        keyword trigger on ``monitor_ktl_service``/``monitor_ktl_keyword``).
     services_retries, services_cache_seconds, services_breaker_seconds
         Tries after a transient failure (inside the timeout), how long answers
         are kept, and how long a service that failed is skipped.
@@ -272,6 +303,22 @@ class Config:
     services_retries: int = attrs.field(default=2, converter=int)
     services_cache_seconds: float = attrs.field(default=12 * 3600.0, converter=float)
     services_breaker_seconds: float = attrs.field(default=300.0, converter=float)
+    monitor_polling: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "always", "never"))
+    )
+    monitor_poll_seconds: float = attrs.field(default=5.0, converter=float, validator=_positive)
+    monitor_rescan_seconds: float = attrs.field(default=300.0, converter=float, validator=_positive)
+    monitor_settle_seconds: float = attrs.field(default=2.0, converter=float, validator=_positive)
+    monitor_min_workers: int = attrs.field(default=1, converter=int, validator=_at_least_one)
+    monitor_max_workers: int = attrs.field(default=0, converter=int)
+    monitor_worker_memory_mb: float = attrs.field(default=1024.0, converter=float)
+    monitor_min_free_disk_gb: float = attrs.field(default=10.0, converter=float)
+    monitor_worker_max_files: int = attrs.field(default=0, converter=int)
+    monitor_heartbeat_seconds: float = attrs.field(default=300.0, converter=float, validator=_positive)
+    monitor_state_dir: Path | None = attrs.field(default=None, converter=_path_or_none)
+    monitor_triggers: tuple[str, ...] = attrs.field(default=("files",), converter=_tuple_of_str)
+    monitor_ktl_service: str = ""
+    monitor_ktl_keyword: str = ""
     smtp_host: str = "localhost"
     smtp_port: int = attrs.field(default=25, converter=int)
     smtp_starttls: bool = attrs.field(default=False, converter=_boolean)
