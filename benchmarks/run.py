@@ -21,6 +21,12 @@ answering after ``--services-latency`` seconds: the legacy call pattern (8 Keck 
 and 9 EPICS archiver calls per file, each on a new connection) against koadep
 processing a night of files with one ``Services.from_config``, compared with the
 same processing on the offline services.
+
+Last it starts a real ``koadep monitor`` process on a temporary folder, with 1 and
+then 2 workers, and measures the time from a file being complete (its last byte
+written) to its record PROCESSED (median and p95, files arriving one at a time)
+and the files per minute of a burst, against ``koadep process`` of the same
+files in one process.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ import os
 import platform
 import pstats
 import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -76,6 +84,16 @@ def _sizes(text: str) -> list[int]:
     if not sizes or any(s < 32 for s in sizes):
         raise argparse.ArgumentTypeError("sizes must be integers >= 32")
     return sizes
+
+
+def _sizes_any(text: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("values must be integers >= 1")
+    return values
 
 
 def _positive(text: str) -> int:
@@ -128,6 +146,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.020,
         help="seconds the fake services take to answer (default 0.020)",
+    )
+    parser.add_argument(
+        "--monitor-files", type=_positive, default=20, help="files of the monitor's burst (default 20)"
+    )
+    parser.add_argument(
+        "--monitor-trickle",
+        type=_positive,
+        default=8,
+        help="files written one at a time for the monitor's latency (default 8)",
+    )
+    parser.add_argument(
+        "--monitor-interval",
+        type=float,
+        default=2.0,
+        help="seconds between the files written one at a time (default 2.0)",
+    )
+    parser.add_argument(
+        "--monitor-settle",
+        type=float,
+        default=2.0,
+        help="the monitor's --settle: seconds a file must stay unchanged (default 2.0, the command's)",
+    )
+    parser.add_argument(
+        "--monitor-workers", type=_sizes_any, default=[1, 2], help="worker counts to run (default 1,2)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also save the results as JSON")
     args = parser.parse_args(argv)
@@ -718,6 +760,197 @@ def print_services(r: dict[str, Any]) -> None:
     )
 
 
+# --- the monitor ---------------------------------------------------------------------------------
+#: The states a record of the monitor benchmark may end in (PROCESSED, since workers do not transfer).
+_SETTLED = ("PROCESSED", "INVALID", "ERROR")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (linear between the nearest ranks)."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _koadep_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "koadep.cli", *args]
+
+
+def run_process_baseline(paths: Sequence[Path], outdir: Path, tables: Path | None) -> float:
+    """``koadep process`` of every file in one process; return the wall time (s)."""
+    command = _koadep_command("process", *map(str, paths), "--outdir", str(outdir))
+    if tables is not None:
+        command += ["--keyword-tables", str(tables)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def _write_complete(path: Path, content: bytes) -> float:
+    """Write a file whole; return the time its last byte was written (epoch seconds)."""
+    with open(path, "wb") as fh:
+        fh.write(content)
+    return time.time()
+
+
+def _watch(
+    store_file: Path, names: Sequence[str], seen: dict[str, float], states: dict[str, str], timeout: float
+) -> None:
+    """Poll the store until every name has settled; note when each was first seen settled."""
+    from koadep.status import open_store
+
+    deadline = time.monotonic() + timeout
+    store = None
+    while True:
+        if store is None and store_file.exists():
+            store = open_store(f"sqlite:///{store_file}", upgrade=False)
+        if store is not None:
+            for row in store.query("SELECT ofname, status FROM koa_status"):
+                name = Path(row["ofname"]).name
+                if row["status"] in _SETTLED and name not in seen:
+                    seen[name], states[name] = time.time(), row["status"]
+        if all(n in seen for n in names):
+            return
+        if time.monotonic() > deadline:
+            missing = [n for n in names if n not in seen]
+            raise RuntimeError(
+                f"the monitor did not process {len(missing)} files in {timeout:.0f} s: {missing}"
+            )
+        time.sleep(0.02)
+
+
+def monitor_run(
+    work: Path,
+    workers: int,
+    trickle: Sequence[tuple[str, bytes]],
+    burst: Sequence[tuple[str, bytes]],
+    interval: float,
+    settle: float,
+    tables: Path | None,
+) -> dict[str, Any]:
+    """One ``koadep monitor`` process with ``workers`` workers: latency of a trickle, then a burst's rate."""
+    watched, out = work / f"watched-{workers}", work / f"out-monitor-{workers}"
+    watched.mkdir()
+    command = _koadep_command(
+        "monitor", "NIRC2", str(watched), "--outdir", str(out), "--workers", str(workers),
+        "--no-transfer", "--settle", str(settle), "-q",
+    )  # fmt: skip
+    if tables is not None:
+        command += ["--keyword-tables", str(tables)]
+    store_file = out / "koadep.sqlite"
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    seen: dict[str, float] = {}
+    states: dict[str, str] = {}
+    complete: dict[str, float] = {}
+    timeout = 120 + 10 * (len(trickle) + len(burst))
+    try:
+        status = out / ".koadep-monitor" / "NIRC2" / "status.json"
+        deadline = time.monotonic() + 60
+        while not status.exists():  # the monitor is up and has scanned
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the monitor did not start: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.05)
+        for name, content in trickle:
+            complete[name] = _write_complete(watched / name, content)
+            _watch(store_file, [name], seen, states, timeout)
+            time.sleep(max(0.0, interval - (time.time() - complete[name])))
+        for name, content in burst:
+            complete[name] = _write_complete(watched / name, content)
+        _watch(store_file, [n for n, _ in burst], seen, states, timeout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    shutil.rmtree(watched)
+    shutil.rmtree(out, ignore_errors=True)
+    bad = {n: s for n, s in states.items() if s != "PROCESSED"}
+    if bad:
+        raise RuntimeError(f"the monitor ended files {bad}; its log: {stderr[-2000:]}")
+    latencies = [seen[n] - complete[n] for n, _ in trickle]
+    burst_names = [n for n, _ in burst]
+    span = max(seen[n] for n in burst_names) - min(complete[n] for n in burst_names)
+    return {
+        "workers": workers,
+        "latency": {
+            "median": statistics.median(latencies),
+            "p95": percentile(latencies, 0.95),
+            "runs": latencies,
+        },
+        "files_per_minute": 60 * len(burst) / span,
+        "burst_seconds": span,
+    }
+
+
+def bench_monitor(
+    work: Path,
+    *,
+    burst: int,
+    trickle: int,
+    interval: float,
+    settle: float,
+    worker_counts: Sequence[int],
+    size: int,
+    tables: Path | None,
+) -> dict[str, Any]:
+    """A real ``koadep monitor`` against ``koadep process`` of the same files in one process."""
+    times = night_times(trickle + burst)
+    paths = write_night(work / "monitor-night", times, size)
+    contents = [(p.name, p.read_bytes()) for p in paths]
+    baseline_seconds = run_process_baseline(paths, work / "out-process", tables)
+    shutil.rmtree(work / "out-process")
+    baseline = {
+        "seconds": baseline_seconds,
+        "seconds_per_file": baseline_seconds / len(paths),
+        "files_per_minute": 60 * len(paths) / baseline_seconds,
+    }
+    runs = [
+        monitor_run(work, w, contents[:trickle], contents[trickle:], interval, settle, tables)
+        for w in worker_counts
+    ]
+    for run in runs:
+        run["ratio_latency"] = run["latency"]["median"] / baseline["seconds_per_file"]
+        run["ratio_rate"] = run["files_per_minute"] / baseline["files_per_minute"]
+    shutil.rmtree(work / "monitor-night")
+    return {
+        "files": len(paths),
+        "trickle": trickle,
+        "burst": burst,
+        "interval": interval,
+        "settle": settle,
+        "size": size,
+        "baseline": baseline,
+        "runs": runs,
+    }
+
+
+def print_monitor(r: dict[str, Any]) -> None:
+    b = r["baseline"]
+    print(
+        f"\n== koadep monitor (real process, --settle {r['settle']:g} s): file complete -> PROCESSED for"
+        f" {r['trickle']} files written {r['interval']:g} s apart, files/min for a burst of {r['burst']};"
+        f" {r['size']}x{r['size']} images =="
+    )
+    print(
+        f"baseline: koadep process of the {r['files']} files in one process: {b['seconds']:.2f} s,"
+        f" {b['seconds_per_file']:.3f} s/file, {b['files_per_minute']:.0f} files/min"
+    )
+    print(
+        f"{'workers':>7} | {'latency median':>14} {'p95':>7} | {'ratio':>6} | {'files/min':>9} {'ratio':>6}"
+    )
+    for run in r["runs"]:
+        lat = run["latency"]
+        print(
+            f"{run['workers']:>7} | {lat['median']:>13.3f}s {lat['p95']:>6.3f}s"
+            f" | {run['ratio_latency']:>5.1f}x | {run['files_per_minute']:>9.0f} {run['ratio_rate']:>5.2f}x"
+        )
+    print("ratio: latency over the baseline's seconds per file; files/min over the baseline's")
+
+
 # --- main ----------------------------------------------------------------------------------------
 def environment() -> dict[str, Any]:
     import astropy
@@ -777,6 +1010,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             work, args.services_files, args.services_latency, min(args.sizes), args.keyword_tables
         )
         print_services(results["services"])
+
+        results["monitor"] = bench_monitor(
+            work,
+            burst=args.monitor_files,
+            trickle=args.monitor_trickle,
+            interval=args.monitor_interval,
+            settle=args.monitor_settle,
+            worker_counts=args.monitor_workers,
+            size=min(args.sizes),
+            tables=args.keyword_tables,
+        )
+        print_monitor(results["monitor"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = time.perf_counter() - started

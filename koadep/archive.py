@@ -22,9 +22,15 @@ keeping of the legacy ``archive.py``, with its known bugs fixed:
   (:attr:`ArchiveResult.problem`);
 * no run takes a record that another live worker holds (:class:`RecordBusy`);
 * reprocessing copies the old row to the history table and resets it;
+* a PROCESSED file is staged: copied to ``<root>/<INSTR>/stage/<YYYYMMDD>/``,
+  the folder of its observation date (DATE-OBS, else its modification date); the
+  record's ``stage_file`` names the copy relative to ``output_root``
+  (:func:`stage_path` resolves it on any host) and ``stage_time`` says when;
+  reprocessing reads the staged copy;
 * the same path seen again with different content is staged as ``_v2``, ``_v3``...
   and processed under its original name;
-* INVALID files are copied to ``<root>/<INSTR>/anc/udf/`` and never notified;
+* INVALID files are copied to ``<root>/<INSTR>/anc/udf/``; when shipping, the copy is
+  transferred to ``<destination>/<INSTR>/anc/udf/`` and never notified;
 * a dry run computes everything and writes nothing, neither products nor records.
 
 :func:`run_worker` claims QUEUED records (or records whose lease expired, or
@@ -35,12 +41,16 @@ a worker.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import logging
 import math
 import os
+import re
 import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +63,7 @@ from koadep.config import Config
 from koadep.fitsfile import read_header
 from koadep.issues import Issue
 from koadep.koaid import KOAID_MAX_LENGTH, is_archived_koaid
+from koadep.obstime import parse_date_obs
 from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
 from koadep.products.atomic import fsync_directory, remove_stale_temporaries, temporary_name, write_synced
@@ -65,12 +76,19 @@ from koadep.status.store import LeaseLost, utc_later, utc_now
 __all__ = [
     "ArchiveResult",
     "RecordBusy",
+    "StagedCopyDiffers",
     "archive_file",
     "lease_is_live",
     "link_to_free_name",
+    "observation_date",
     "record_file",
     "reprocess_record",
     "run_worker",
+    "stage_copy",
+    "stage_file_value",
+    "stage_folder",
+    "stage_path",
+    "versioned_name",
     "worker_name",
 ]
 
@@ -290,11 +308,155 @@ def link_to_free_name(temporary: Path, first: Path, version: int = 1) -> Path:
             return target
 
 
-def _stage_version(path: Path, config: Config, instrument: str, version: int) -> Path:
-    target = config.output_root / instrument / "stage" / "versions" / _versioned(path, version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, target)
-    return target
+class StagedCopyDiffers(OSError):
+    """The file changed while it was copied to the stage area (the copy is not kept)."""
+
+
+def observation_date(path: str | Path, config: Config | None = None) -> str:
+    """The UT date (``YYYYMMDD``) that names a raw file's stage folder.
+
+    The DATE-OBS of the file's primary header (``YYYY-MM-DD...``, or the old
+    ``DD/MM/YY``); when it has none that can be read, the UT date of the file's
+    modification time. Never the date of today.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from koadep.testing import write_raw_fits
+    >>> path = write_raw_fits(Path(tempfile.mkdtemp()) / "n0001.fits", [("DATE-OBS", "2024-03-14")], None)
+    >>> observation_date(path)
+    '20240314'
+    """
+    path = Path(path)
+    limit = config.max_header_bytes if config is not None else 8 * 2**20
+    date: datetime.date | None = None
+    try:
+        value = read_header(path, max_header_bytes=limit).get("DATE-OBS")
+    except Exception:  # an unreadable header: processing says why; the folder comes from the mtime
+        value = None
+    date = parse_date_obs(value)
+    if date is None and isinstance(value, str):
+        old = re.fullmatch(r"\s*(\d\d)/(\d\d)/(\d\d)\s*", value)  # the FITS DD/MM/YY form means 19YY
+        if old:
+            with contextlib.suppress(ValueError):
+                date = datetime.date(1900 + int(old[3]), int(old[2]), int(old[1]))
+    if date is None:
+        date = datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.UTC).date()
+    return date.strftime("%Y%m%d")
+
+
+def stage_folder(config: Config, instrument: str, date: str) -> Path:
+    """``<output_root>/<INSTR>/stage/<YYYYMMDD>/``, where the raw files of one observation date are staged."""
+    return config.output_root / instrument.upper() / "stage" / date
+
+
+def stage_file_value(path: str | Path, config: Config) -> str:
+    """How a staged copy is kept in a record's ``stage_file``: relative to ``output_root``.
+
+    Any host resolves it against its own ``output_root`` (:func:`stage_path`),
+    wherever the archive's disk is mounted there. A copy outside ``output_root``
+    is kept as its absolute path.
+
+    Examples
+    --------
+    >>> config = Config(output_root=Path("/koadata"))
+    >>> stage_file_value("/koadata/NIRC2/stage/20240314/n0001.fits", config)
+    'NIRC2/stage/20240314/n0001.fits'
+    >>> stage_file_value("/elsewhere/n0001.fits", config)
+    '/elsewhere/n0001.fits'
+    """
+    full = os.path.abspath(path)
+    for root in {os.path.abspath(config.output_root), os.path.realpath(config.output_root)}:
+        if full.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(full, root)
+    real = os.path.realpath(path)
+    root = os.path.realpath(config.output_root)
+    if real.startswith(root.rstrip(os.sep) + os.sep):
+        return os.path.relpath(real, root)
+    return full
+
+
+def stage_path(value: str | None, config: Config) -> Path | None:
+    """The staged copy a record's ``stage_file`` names, on this host (None when it names none).
+
+    A relative value is under this host's ``output_root``; an absolute one (a
+    record of an older schema) is taken as it is.
+
+    Examples
+    --------
+    >>> stage_path("NIRC2/stage/20240314/n0001.fits", Config(output_root=Path("/mnt/koa")))
+    PosixPath('/mnt/koa/NIRC2/stage/20240314/n0001.fits')
+    >>> stage_path("/koadata/NIRC2/stage/n0001.fits", Config(output_root=Path("/mnt/koa")))
+    PosixPath('/koadata/NIRC2/stage/n0001.fits')
+    >>> stage_path(None, Config()) is None
+    True
+    """
+    if not value:
+        return None
+    stored = Path(value)
+    return stored if stored.is_absolute() else Path(os.path.abspath(config.output_root / stored))
+
+
+def stage_copy(
+    path: Path,
+    folder: Path,
+    md5: str,
+    *,
+    version: int = 1,
+    write: Callable[[Path], None] | None = None,
+) -> tuple[Path, bool]:
+    """Copy a raw file into a stage folder; return the copy and whether it was made now.
+
+    A copy of the same content under the file's name (or one of its ``_vN``
+    names) is reused. Otherwise the copy is written under a temporary name,
+    synced, checked against ``md5`` and linked to the first free name from
+    ``_v<version>`` on (never overwriting). ``write(temporary)`` writes the copy
+    (default: a plain read of ``path``).
+
+    Raises
+    ------
+    StagedCopyDiffers
+        When the copy does not have the content ``md5`` (the file changed meanwhile).
+    """
+    first = folder / path.name
+    folder.mkdir(parents=True, exist_ok=True)
+    n, candidate = 1, first
+    while os.path.lexists(candidate):
+        try:
+            info = os.stat(candidate)
+            same = (
+                stat.S_ISREG(info.st_mode)
+                and info.st_size == os.stat(path).st_size
+                and file_md5(candidate) == md5
+            )
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return candidate, False
+        n += 1
+        candidate = first.with_name(_versioned(first, n))
+    remove_stale_temporaries(folder)
+    temporary = folder / temporary_name(path.name)
+    try:
+        if write is None:
+            with path.open("rb") as source:
+                write_synced(temporary, iter(lambda: source.read(1 << 20), b""))
+        else:
+            write(temporary)
+        if file_md5(temporary) != md5:
+            raise StagedCopyDiffers(f"{path} changed while it was copied to {folder}")
+        shutil.copystat(path, temporary)
+        target = link_to_free_name(temporary, first, max(n, version))
+        fsync_directory(folder)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target, True
+
+
+def _stage_version(path: Path, config: Config, instrument: str, version: int, md5: str) -> Path:
+    """Stage a raw file (a new version of an archived path, or a first version) by its observation date."""
+    folder = stage_folder(config, instrument, observation_date(path, config))
+    return stage_copy(path, folder, md5, version=version)[0]
 
 
 def _copy_invalid(path: Path, config: Config, instrument: str, md5: str | None) -> Path | None:
@@ -325,6 +487,28 @@ def _copy_invalid(path: Path, config: Config, instrument: str, md5: str | None) 
     finally:
         temporary.unlink(missing_ok=True)
     return target
+
+
+def _ship_anc(run: _Run, record_id: int, anc: Path, instrument: str) -> None:
+    """Transfer an INVALID file's ``anc/udf`` copy, never notified; a failure is a WARN issue."""
+    from koadep.transfer import transfer_anc
+
+    try:
+        out = transfer_anc(anc, instrument, run.config)
+    except (OSError, ValueError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+    else:
+        if out.exit_status == 0:
+            return
+        message = f"exit {out.exit_status}: {out.message}"
+    log.error("the ancillary copy %s could not be transferred: %s", anc, message)
+    issue = Issue.warn("ANC_TRANSFER_ERROR", f"{anc.name} was not transferred: {message}", "transfer_anc")
+    try:
+        run.store.add_issues(record_id, [issue])
+    except StoreUnavailable:
+        raise
+    except StoreError as exc:
+        log.error("the issue of record %s could not be kept: %s", record_id, exc)
 
 
 def _too_large_to_keep(path: Path, result: ProcessResult, config: Config) -> bool:
@@ -688,12 +872,15 @@ def _claim_record(run: _Run, record_id: int | None, path_md5: str | None) -> Rec
 def _choose_source(run: _Run, record: Record, path_md5: str | None) -> tuple[Path, str | None, Path | None]:
     """The file to process, its md5 and its staged copy when it is a new version of an archived path.
 
-    The same path archived before with other content is copied to
-    ``stage/versions/<name>_vN`` and processed from there under its original name.
-    The record's ``file_md5`` and ``version`` are written.
+    A record whose file was staged (by the monitor, or by an earlier run) is
+    processed from its staged copy, wherever the archive's disk is mounted on
+    this host (:func:`stage_path`). The same path archived before with other
+    content is staged as ``<name>_vN`` in the stage folder of its observation
+    date and processed from there under its original name. The record's
+    ``file_md5`` and ``version`` are written.
     """
     store, path = run.store, run.path
-    staged_before = Path(record.stage_file) if record.stage_file else None
+    staged_before = stage_path(record.stage_file, run.config)
     source = staged_before if staged_before is not None and _is_file(staged_before) else path
     md5 = (path_md5 if source == path else None) or _md5_of(source)
     staged: Path | None = None
@@ -705,14 +892,36 @@ def _choose_source(run: _Run, record: Record, path_md5: str | None) -> tuple[Pat
         ]
         if earlier and all(r.file_md5 != md5 for r in earlier):
             version = max(int(r.version or 1) for r in earlier) + 1
-            staged = _stage_version(path, run.config, run.instrument, version)
-            store.update(record.id, version=version, stage_file=str(staged), stage_time=utc_now())
+            staged = _stage_version(path, run.config, run.instrument, version, md5)
+            store.update(
+                record.id,
+                version=version,
+                stage_file=stage_file_value(staged, run.config),
+                stage_time=utc_now(),
+            )
             source = staged
     if staged is None:
         store.update(record.id, file_md5=md5, version=record.version or 1)
     else:
         store.update(record.id, file_md5=md5)
     return source, md5, staged
+
+
+def _stage_first_version(run: _Run, record: Record, source: Path, md5: str | None) -> None:
+    """Stage a PROCESSED file that has no staged copy yet, so that its record keeps this content.
+
+    A later ``_vN`` of the same path can then never change what this record
+    reprocesses. Only a file processed from its own path is staged (a staged
+    copy is one already), and only with the content that was processed.
+    """
+    if run.reprocess or source != run.path or not md5 or record.stage_file:
+        return
+    try:
+        staged = _stage_version(source, run.config, run.instrument, 1, md5)
+    except (OSError, ValueError) as exc:
+        log.error("%s could not be staged: %s", source, exc)
+        return
+    run.store.update(record.id, stage_file=stage_file_value(staged, run.config), stage_time=utc_now())
 
 
 def _koaid_reservation(run: _Run, record_id: int) -> Callable[[str], Issue | None]:
@@ -792,13 +1001,16 @@ def _keep_outcome(
     shipped when asked. A run that lost its lease writes no record and says so.
     """
     store, record_id = run.store, record.id
+    anc: Path | None = None
     if result.state == State.INVALID and _too_large_to_keep(source, result, run.config):
         log.warning("the INVALID file %s is above the configured size limits and is not copied", source)
     elif result.state == State.INVALID:  # before the record ends: a run killed meanwhile is redone
         try:
-            _copy_invalid(source, run.config, result.instrument or run.instrument, md5)
+            anc = _copy_invalid(source, run.config, result.instrument or run.instrument, md5)
         except OSError as exc:
             log.error("the INVALID file %s could not be copied to anc/udf: %s", source, exc)
+    if result.state == State.PROCESSED:  # staged before the record ends, as the anc/udf copy
+        _stage_first_version(run, record, source, md5)
     # the koaid column is written only by the reservation (check_koaid): a record
     # that never reserved its KOAID (INVALID or ERROR before) does not hold it
     columns = _record_columns(result)
@@ -824,6 +1036,8 @@ def _keep_outcome(
             record_code=now.status_code if now is not None else None,
             problem=problem,
         )
+    if state == State.INVALID and anc is not None and run.ship and run.config.transfer_destination:
+        _ship_anc(run, record_id, anc, result.instrument or run.instrument)
     if state == State.PROCESSED:
         _queue_related(store, result)
     handoff = None
@@ -876,6 +1090,7 @@ def run_worker(
     max_files: int | None = None,
     on_result: Callable[[ArchiveResult], None] | None = None,
     ship: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Claim and archive records until none is left (or ``max_files``); return the count.
 
@@ -883,13 +1098,15 @@ def run_worker(
     :meth:`koadep.status.Store.claim`). A record whose archiving fails in any way
     is recorded as ERROR and the worker goes on to the next record; only a store
     that cannot be reached (:class:`koadep.status.StoreUnavailable`) stops it.
+    ``should_stop`` is asked before each claim: once it answers True no more
+    records are claimed (the one in flight is finished first).
     """
     worker = worker or worker_name()
     config = config or Config()
     services = services or Services.from_config(config, catalog=store)  # one cache and breaker per run
     done = 0
     handled: set[tuple[str, str]] = set()
-    while max_files is None or done < max_files:
+    while (max_files is None or done < max_files) and not (should_stop is not None and should_stop()):
         record = _claim(store, worker, lease_seconds, instrument)
         if record is None:
             break

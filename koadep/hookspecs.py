@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) registered under the entry-point group
 ``koadep.instruments`` that implements some of these hooks, each marked with
-:data:`hookimpl`. There are three:
+:data:`hookimpl`. There are four:
 
 * :func:`koadep_register_instruments` returns :class:`koadep.instrument.Instrument`
   objects. Everything an instrument decides (which files it claims, its
@@ -11,6 +11,9 @@ A plugin is a module (or object) registered under the entry-point group
   one answer per instrument, never a race between plugins.
 * :func:`koadep_related_files` and :func:`koadep_extra_products` are the hooks
   where many plugins contribute to one answer: every plugin's result is kept.
+* :func:`koadep_register_triggers` returns triggers of ``koadep monitor``:
+  what tells the monitor a new raw file exists (the built-in ``files``
+  watches file events; the optional ``ktl`` listens to a KTL keyword).
 
 Examples
 --------
@@ -43,10 +46,12 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from koadep.config import Config
     from koadep.context import Context
     from koadep.fitsfile import FitsFile
     from koadep.header import Header
     from koadep.instrument import Instrument
+    from koadep.monitor.triggers import Trigger
 
 __all__ = [
     "PROJECT",
@@ -54,6 +59,7 @@ __all__ = [
     "hookspec",
     "koadep_extra_products",
     "koadep_register_instruments",
+    "koadep_register_triggers",
     "koadep_related_files",
 ]
 
@@ -138,5 +144,49 @@ def koadep_extra_products(
     ...     return [path]
     >>> [p.name for p in koadep_extra_products("NIRC2", None, None, Path(tempfile.mkdtemp()), None)]
     ['notes.txt']
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def koadep_register_triggers(config: Config) -> Sequence[Trigger] | None:
+    """Return the triggers of ``koadep monitor`` this plugin provides, for this configuration.
+
+    A trigger tells the monitor that a raw file may be new. It has a ``name``
+    (what the setting ``monitor_triggers`` lists), ``start(on_path)`` and
+    ``stop()`` (see :class:`koadep.monitor.triggers.Trigger`). The monitor
+    starts the triggers named in ``monitor_triggers`` (default ``("files",)``,
+    the built-in watcher of file events) and gives each ``on_path``: calling
+    ``on_path(path)`` from any thread notes the file, which is queued once it
+    is complete, like a file seen by a scan. ``stop()`` is called when the
+    monitor stops. A trigger may have a ``check()`` that raises
+    :class:`koadep.config.ConfigError` when it cannot run here (a library
+    missing, a setting empty); the monitor then exits with status 2 before any
+    work. A trigger's module is imported only when the trigger is configured
+    (the optional ``ktl`` trigger, :mod:`koadep.monitor.ktl`, imports ``ktl``
+    only when started). Two plugins giving the same name is a recorded
+    conflict: the one loaded first keeps it.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> class Doorbell:
+    ...     name = "doorbell"
+    ...     def start(self, on_path):
+    ...         self.on_path = on_path
+    ...     def stop(self):
+    ...         self.on_path = None
+    ...     def ring(self, path):
+    ...         self.on_path(Path(path))
+    >>> @hookimpl
+    ... def koadep_register_triggers(config):
+    ...     return [Doorbell()]
+    >>> [bell] = koadep_register_triggers(None)
+    >>> seen = []
+    >>> bell.start(seen.append)
+    >>> bell.ring("/s/sdata900/nirc2/n0001.fits")
+    >>> bell.stop()
+    >>> seen
+    [PosixPath('/s/sdata900/nirc2/n0001.fits')]
     """
     raise NotImplementedError

@@ -62,6 +62,7 @@ from koadep.header import Header
 from koadep.instrument import Instrument
 
 if TYPE_CHECKING:
+    from koadep.config import Config
     from koadep.context import Context
     from koadep.fitsfile import FitsFile
 
@@ -431,6 +432,54 @@ class Registry:
             instrument=name.upper(), fits=fits, header=header, outdir=outdir, ctx=ctx
         )
         return [Path(p) for p in own] + [Path(p) for group in others if group for p in group]
+
+    def triggers(self, config: Config) -> dict[str, Any]:
+        """The monitor triggers the plugins give for ``config`` (``koadep_register_triggers``), by name.
+
+        A plugin whose hook raises, or gives something without a ``name``,
+        ``start`` and ``stop``, is a recorded failure; two triggers of the same
+        name are a recorded conflict (the plugin registered first keeps it).
+
+        Examples
+        --------
+        >>> class Bell:
+        ...     name = "bell"
+        ...     def start(self, on_path): ...
+        ...     def stop(self): ...
+        >>> class BellPlugin:
+        ...     @hookimpl
+        ...     def koadep_register_triggers(self, config):
+        ...         return [Bell()]
+        >>> registry = Registry()
+        >>> registry.register(BellPlugin(), name="bell")
+        >>> list(registry.triggers(None))
+        ['bell']
+        """
+        found: dict[str, Any] = {}
+        providers: dict[str, str] = {}
+        hook = self.pm.hook.koadep_register_triggers
+        for impl in reversed(hook.get_hookimpls()):  # the plugin registered first comes first
+            arguments = {name: config for name in impl.argnames if name == "config"}
+            try:
+                given = list(impl.function(**arguments) or ())
+                wrong = [t for t in given if not all(hasattr(t, a) for a in ("name", "start", "stop"))]
+                if wrong:
+                    raise TypeError(f"koadep_register_triggers returned {wrong[0]!r}, not a trigger")
+            except Exception as exc:
+                self._fail(impl.plugin_name, exc)
+                continue
+            for trigger in given:
+                name = str(trigger.name)
+                if name in found:
+                    message = (
+                        f"trigger {name} is provided by both plugin {providers[name]} and plugin "
+                        f"{impl.plugin_name}; the one from {providers[name]} is kept"
+                    )
+                    log.error("%s", message)
+                    self.failures.append(PluginInfo(impl.plugin_name, (), "", "", f"NameConflict: {message}"))
+                    continue
+                found[name], providers[name] = trigger, impl.plugin_name
+        return found
 
     # tracing -------------------------------------------------------------------
     def _before_hook(self, hook_name: str, hook_impls: Sequence[Any], kwargs: dict[str, Any]) -> None:

@@ -85,6 +85,7 @@ __all__ = [
     "parse_destination",
     "product_files",
     "run_rsync",
+    "transfer_anc",
     "transfer_record",
 ]
 
@@ -721,3 +722,63 @@ def _fail(job: _Job, problem: TransferProblem) -> TransferResult:
     )
     return TransferResult(record_id, State.ERROR, code, message, str(job.target), names, attempts,
                           seconds=time.monotonic() - job.started)  # fmt: skip
+
+
+# ------------------------------------------------------------------ ancillary files
+def anc_target(instrument: str, config: Config) -> Destination:
+    """Where ancillary copies go: ``<destination>/<INSTR>/anc/udf/``, as they lie in the output root.
+
+    Examples
+    --------
+    >>> from koadep.config import Config
+    >>> str(anc_target("nirc2", Config(transfer_destination="koa@ipac.example:/ingest")))
+    'koa@ipac.example:/ingest/NIRC2/anc/udf'
+    """
+    return parse_destination(config.transfer_destination).join(instrument.upper(), "anc", "udf")
+
+
+def transfer_anc(
+    path: Path,
+    instrument: str,
+    config: Config,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    io_timeout: float = 60,
+    timeout: float = 600,
+) -> CommandResult:
+    """Transfer an INVALID file's copy in ``anc/udf`` to the destination, and verify it; never notify.
+
+    The copy goes to :func:`anc_target` with rsync, retrying transient failures
+    as a record's transfer does, and its md5 is read back. The record is left as
+    it is (INVALID): the ingest API is never told about ancillary files.
+
+    Returns
+    -------
+    CommandResult
+        Exit status 0 when the copy is at the destination with the same md5.
+    """
+    target = anc_target(instrument, config)
+    local = file_md5(path)
+    until = time.monotonic() + timeout
+    attempts, wait = 0, config.transfer_backoff
+    while True:
+        attempts += 1
+        left = until - time.monotonic()
+        if left <= 0:
+            return CommandResult(
+                TIMEOUT_EXIT, "", f"the transfer of {path.name} did not finish within {timeout:g} s"
+            )
+        out = run_rsync(path.parent, [path.name], target, config, io_timeout=io_timeout, timeout=left)
+        if out.exit_status == 0:
+            digests, out = remote_md5(target, [path.name], config, timeout=max(1.0, until - time.monotonic()))
+            if digests.get(path.name) == local:
+                log.info("transferred the ancillary file %s to %s (not notified)", path.name, target)
+                return CommandResult(0)
+            if out.exit_status in (0, 1):
+                return CommandResult(1, "", f"md5 differs at the destination for {path.name}")
+        if not is_transient(out.exit_status) or attempts > config.transfer_retries:
+            return out
+        if time.monotonic() + wait >= until:
+            return out
+        sleep(wait)
+        wait *= 2

@@ -14,7 +14,8 @@ import pytest
 RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 QUICK = [
     "--sizes", "64", "--repeat", "1", "--header-reps", "3", "--header-size", "64", "--profile-top", "5",
-    "--services-files", "3",
+    "--services-files", "3", "--monitor-files", "3", "--monitor-trickle", "2", "--monitor-interval", "0.2",
+    "--monitor-settle", "0.2",
 ]  # fmt: skip
 #: The codes of a service that failed: none may appear while the fake services answer.
 SERVICE_CODES = {
@@ -70,6 +71,15 @@ def test_quick_run(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixt
     assert not SERVICE_CODES & set(koadep_row["codes_live"])
     assert SERVICE_CODES & set(koadep_row["codes_offline"])
     assert services["ratio_requests"] > 1
+
+    assert "koadep monitor (real process" in text
+    monitor = results["monitor"]
+    assert monitor["files"] == 5 and monitor["baseline"]["files_per_minute"] > 0
+    assert [run["workers"] for run in monitor["runs"]] == [1, 2]
+    for run in monitor["runs"]:
+        assert len(run["latency"]["runs"]) == 2
+        assert 0 < run["latency"]["median"] <= run["latency"]["p95"]
+        assert run["files_per_minute"] > 0 and run["ratio_rate"] > 0
 
 
 def test_quick_run_synthetic_without_tables(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:

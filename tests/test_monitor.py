@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import gzip
 import io
 import os
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from koadep.archive import run_worker
+from koadep.archive import run_worker, stage_path
 from koadep.cli import main
 from koadep.config import Config
 from koadep.monitor import Monitor, worker_capacity
@@ -115,7 +114,7 @@ def test_staging_copies_before_queueing(tmp_path: Path) -> None:
         settle_seconds=0.2,
     )
     rid = monitor.catch_up()[0]
-    staged = Path(store.get(rid).stage_file)
+    staged = stage_path(store.get(rid).stage_file, Config(output_root=tmp_path / "out"))
     assert staged.read_bytes() == path.read_bytes() and staged.is_relative_to(tmp_path / "out")
 
 
@@ -273,7 +272,7 @@ def test_a_slowly_written_file_is_staged_and_queued_once_when_complete(tmp_path:
         time.sleep(0.5)
     [record] = store.find()
     staged = sorted((tmp_path / "out" / "NIRC2" / "stage").rglob("*.fits"))
-    assert staged == [Path(record.stage_file)]
+    assert staged == [stage_path(record.stage_file, config)]
     assert staged[0].read_bytes() == content
     assert run_worker(store, config=config, ship=False) == 1
     assert store.get(record.id).status == "PROCESSED"
@@ -338,14 +337,13 @@ def test_a_staged_copy_left_by_a_killed_monitor_is_reused(tmp_path: Path) -> Non
     store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
     config = Config(output_root=tmp_path / "out")
     path = raw(tmp_path / "data" / "n0101.fits")
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
-    left = tmp_path / "out" / "NIRC2" / "stage" / stamp / "n0101.fits"
+    left = tmp_path / "out" / "NIRC2" / "stage" / "20240315" / "n0101.fits"  # by DATE-OBS
     left.parent.mkdir(parents=True)
     shutil.copy2(path, left)  # staged, but the monitor died before the record was written
     [rid] = Monitor(
         store, "NIRC2", [tmp_path / "data"], stage=True, config=config, settle_seconds=0.2
     ).catch_up()
-    assert store.get(rid).stage_file == str(left)
+    assert stage_path(store.get(rid).stage_file, config) == left
     assert sorted(p.name for p in left.parent.iterdir()) == ["n0101.fits"]
 
 
@@ -366,7 +364,7 @@ def test_archiving_a_file_again_while_it_is_written_adds_no_staged_version(tmp_p
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["INVALID", "INVALID", "PROCESSED"]
     assert all(line.split()[3] == str(path) for line in lines)
-    assert not (tmp_path / "out" / "NIRC2" / "stage").exists()
+    assert [p.name for p in (tmp_path / "out" / "NIRC2" / "stage").rglob("*.fits")] == ["n0101.fits"]
 
 
 def test_the_watching_command_queues_beside_bad_entries_and_stops_cleanly(tmp_path: Path) -> None:
@@ -450,3 +448,19 @@ def test_a_rescan_reads_no_unchanged_file_and_forgets_removed_ones(
     assert monitor.settle() == []
     assert [p for p in opened if p.startswith(str(data))] == []  # unchanged files are not read again
     assert sorted(monitor._done) == paths[:10]  # what it remembers follows the folder
+
+
+def test_once_logs_warnings_only_unless_verbose_and_appends_to_the_log_file(tmp_path: Path) -> None:
+    data, out, log_file = tmp_path / "data", tmp_path / "out", tmp_path / "monitor.log"
+    raw(data / "n0001.fits")
+    quiet = run_cli("monitor", "NIRC2", str(data), "--once", "--outdir", str(out), "--settle", "0.1")
+    assert quiet.returncode == 0 and quiet.stdout == "1 files queued\n" and quiet.stderr == ""
+    raw(data / "n0002.fits", utc="08:16:30.25")
+    common = ("--once", "--outdir", str(out), "--settle", "0.1", "--log-file", str(log_file))
+    loud = run_cli("monitor", "NIRC2", str(data), *common, "-v")
+    assert loud.returncode == 0 and loud.stdout == "1 files queued\n"
+    assert re.search(r"^\S+ \S+ INFO queued '.*n0002\.fits' as record 2$", loud.stderr, re.M)
+    assert log_file.read_text() == loud.stderr
+    again = run_cli("monitor", "NIRC2", str(data), *common, "-v")
+    assert log_file.read_text() == loud.stderr + again.stderr  # appended, never truncated
+    assert run_cli("monitor", "NIRC2", str(data), "-v", "-q").returncode == 2  # one or the other

@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 
 from koadep import process_file
-from koadep.archive import archive_file, run_worker
+from koadep.archive import archive_file, run_worker, stage_path
 from koadep.cli import main
 from koadep.config import Config
 from koadep.ingest import IngestResponseError, apply_ingest_response
@@ -152,7 +152,7 @@ def test_the_monitor_never_overwrites_a_staged_file(tmp_path: Path) -> None:
         config=Config(output_root=tmp_path / "out"),
     )
     ids = monitor.catch_up()
-    staged = [Path(store.get(i).stage_file) for i in ids]
+    staged = [stage_path(store.get(i).stage_file, Config(output_root=tmp_path / "out")) for i in ids]
     assert len(set(staged)) == 2
     assert {p.read_bytes() for p in staged} == {first.read_bytes(), second.read_bytes()}
     assert run_worker(store, config=Config(output_root=tmp_path / "out")) == 2

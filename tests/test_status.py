@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from koadep.archive import archive_file, run_worker
+from koadep.archive import archive_file, run_worker, stage_path
 from koadep.cli import main
 from koadep.config import Config
 from koadep.services import FixedClock, Services
@@ -331,7 +331,7 @@ def test_same_path_with_new_content_is_staged_as_a_new_version(db_url: str, tmp_
     assert second.result.state == "PROCESSED", second.result.issues
     assert second.staged is not None and second.staged.name == "n0101_v2.fits"
     record = store.get(second.record_id)
-    assert (record.version, record.stage_file) == (2, str(second.staged))
+    assert (record.version, stage_path(record.stage_file, config)) == (2, second.staged)
     assert record.koaid != store.get(first.record_id).koaid
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from koadep.alerts import alert_after_run
-from koadep.archive import ArchiveResult, RecordBusy, archive_file, record_file, reprocess_record, run_worker
+from koadep.archive import ArchiveResult, RecordBusy, archive_file, record_file, reprocess_record
 from koadep.cli.options import (
     add_common,
     add_filters,
@@ -260,20 +260,37 @@ def _work(args: argparse.Namespace) -> int:
         _print_outcome(outcome, args.json)
         last[outcome.record_id] = outcome
 
-    done = run_worker(
-        store,
-        config=config,
-        instrument=args.instrument,
-        lease_seconds=args.lease,
-        max_files=args.max_files,
-        on_result=report,
-        ship=not args.no_transfer,
-    )
+    from koadep.monitor.logs import log_to_stderr
+    from koadep.monitor.workers import StopRequest, run_until_stopped
+
+    log_to_stderr()
+    request = StopRequest()
+    request.install()  # SIGHUP: finish the file, then start again; SIGTERM, SIGINT: finish it and stop
+    try:
+        done = run_until_stopped(
+            store,
+            request,
+            config=config,
+            instrument=args.instrument,
+            lease_seconds=args.lease,
+            max_files=args.max_files,
+            on_result=report,
+            ship=not args.no_transfer,
+        )
+    finally:
+        request.uninstall()
     failures = [o for o in last.values() if not o.ok]
     if not args.json:
         attempts = f" ({done} attempts)" if done != len(last) else ""
         print(f"{len(last)} files processed{attempts}, {len(failures)} not PROCESSED")
     alert_after_run(store, config, failures)  # e-mail new ERRORs; never raises
+    if request.reason == "reload":
+        print("koadep work: SIGHUP: starting again with the code, plugins and configuration installed now")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, sys.orig_argv)
+    if request.reason == "stop":
+        print("koadep work: stopped cleanly; no file is left in flight", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -1,7 +1,12 @@
 """The monitor: queue new raw files as they appear, and run workers within the machine's means.
 
-* New files are seen through file-system events (watchdog), and by a scan every
-  ``rescan_seconds`` for what raises no event. A file is queued once it is complete:
+* New files are seen through the configured triggers (:mod:`koadep.monitor.triggers`;
+  the built-in ``files`` watches file-system events with inotify, or polls on a
+  network file system, :mod:`koadep.monitor.watch`), and by a scan every
+  ``rescan_seconds`` for what raises no event. The roots may be globs, expanded
+  again at every scan, so new night folders are watched without a restart; a scan
+  reads only files changed since the stored bookmark. A root that vanishes or
+  becomes unreadable is an alert. A file is queued once it is complete:
   its size and times have not changed for ``settle_seconds`` and it can be read to
   the END card of its last HDU, with the NEXTEND extensions its primary header
   declares (for a gzipped file, to the END card of its primary header, with a gzip
@@ -13,41 +18,45 @@
   file changed in the last ``settle_seconds`` is waited for, like an event.
 * A file already recorded with the same content (md5) is not queued again; the same
   path with new content is queued (archiving then stages it as ``_vN``).
-* With ``stage=True`` a file is copied to ``<root>/<INSTR>/stage/<YYYYMMDD>/`` before
-  it is queued, so the summit disks can be wiped safely. A staged copy with the same
-  content under the same name is reused, so a retry never adds a ``_vN`` copy.
+* With ``stage=True`` a file is copied to ``<root>/<INSTR>/stage/<YYYYMMDD>/`` (the
+  date of its observation) before it is queued, so the summit disks can be wiped
+  safely; ``stage_file`` is kept relative to ``output_root``, so any host resolves
+  it. A staged copy with the same content under the same name is reused, so a
+  retry never adds a ``_vN`` copy.
+* When the status store cannot be reached, complete files go to a local spool
+  (:mod:`koadep.monitor.spool`) and are queued in arrival order once it answers;
+  the monitor keeps running and starts workers again then.
 * One bad entry never stops the monitor: a file that vanishes, cannot be read, is not
   a regular file (a FIFO is never opened for reading), is a dangling or looping
   symbolic link, or whose name is not UTF-8 or holds control characters is logged and
-  skipped; an unreadable or vanished folder is logged and skipped; a store or staging
-  failure is logged and the file is tried again after ``retry_seconds``. Symbolic
+  skipped; an unreadable or vanished folder is logged and skipped; a staging failure
+  is logged and the file is tried again after ``retry_seconds``. Symbolic
   links to folders are not followed.
-* The number of worker processes follows the machine: one per idle core
-  (:func:`worker_capacity`, from psutil), instead of a fixed maximum.
+* The worker pool follows the machine's load, memory and free disk, within the
+  configured bounds, and never drops to zero while files are QUEUED
+  (:func:`koadep.monitor.workers.pool_size`). :meth:`Monitor.reload` (SIGHUP) reads
+  the configuration again and renews the workers after their files in flight;
+  :meth:`Monitor.stop` lets them finish (or release) those files.
 
 Examples
 --------
->>> worker_capacity(cpus=8, load=2.5, ceiling=4)
-4
->>> worker_capacity(cpus=2, load=3.0)
-0
+>>> from koadep.monitor.workers import pool_size
+>>> pool_size(Config(), cpus=2, load=3.0, available_mb=8192.0, free_disk_gb=100.0)
+1
 """
 
 from __future__ import annotations
 
-import datetime
 import errno
 import fnmatch
 import hashlib
 import logging
-import multiprocessing
 import os
 import re
-import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +65,23 @@ from koadep.monitor.files import (
     CHUNK,
     Signature,
     Skip,
-    copy_fd,
-    file_md5,
     is_complete,
     kind,
     shown,
     signature,
 )
 from koadep.monitor.logs import log
-from koadep.monitor.staging import remove_stale_partials
-from koadep.monitor.workers import work, worker_capacity
+from koadep.monitor.spool import (
+    Outage,
+    SpoolError,
+    open_spool,
+    release_dead_workers,
+    spool_path,
+    state_folder,
+)
+from koadep.monitor.staging import StageChanged, stage_raw, staged_columns
+from koadep.monitor.watch import Bookmark, Roots, Scan, Watcher, ctime_of, mail_alert
+from koadep.monitor.workers import WorkerPool
 from koadep.status import Store, StoreError, StoreUnavailable
 
 __all__ = ["PATTERNS", "REJECT", "Monitor"]
@@ -110,9 +126,11 @@ class Monitor:
         After a store or staging failure, the file is tried again this much later
         (default: the configuration's ``retry_backoff``).
     rescan_seconds
-        While watching, the folders are also scanned this often, for what events
-        miss (writes by other hosts on a network file system, lost events). Only
-        files changed since they were handled are read again.
+        While watching, the roots are expanded and scanned again this often (default:
+        the configuration's ``monitor_rescan_seconds``), for new folders and for what
+        events miss (lost events, a folder that cannot be watched). Only files whose
+        ctime is after the stored bookmark (less a margin) are read, and of these
+        only the ones changed since they were handled.
     """
 
     def __init__(
@@ -128,11 +146,13 @@ class Monitor:
         ship: bool = True,
         incomplete_seconds: float | None = None,
         retry_seconds: float | None = None,
-        rescan_seconds: float = 60.0,
+        rescan_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.instrument = instrument.upper()
-        self.directories = [Path(d).absolute() for d in directories]
+        #: The watch roots (folders or globs) and the folders they give now.
+        self.roots = Roots(directories)
+        self.directories = self.roots.expand(quiet=True)
         self.config = config or Config()
         self.patterns = tuple(patterns)
         self.settle_seconds = settle_seconds
@@ -140,7 +160,8 @@ class Monitor:
             max(60.0, 30 * settle_seconds) if incomplete_seconds is None else incomplete_seconds
         )
         self.retry_seconds = self.config.retry_backoff if retry_seconds is None else retry_seconds
-        self.rescan_seconds = rescan_seconds
+        self.rescan_seconds = self.config.monitor_rescan_seconds if rescan_seconds is None else rescan_seconds
+        self.bookmark = Bookmark.of(self.config, self.instrument, self.roots.patterns, settle_seconds + 5.0)
         self.stage = stage
         self.ship = ship
         self._lock = threading.Lock()
@@ -152,6 +173,16 @@ class Monitor:
         self._stop = threading.Event()
         #: The last time the store could not be reached (None while it answers).
         self.outage: StoreUnavailable | None = None
+        #: Queue requests made while the store is down, replayed in arrival order (opened
+        #: at the first outage, or now when an earlier run left one); None until then.
+        self.spool_path = spool_path(
+            state_folder(self.config.monitor_state_dir, self.config.output_root), self.instrument
+        )
+        self.spool = open_spool(self.spool_path) if self.spool_path.exists() else None
+        self._spool_broken = self.spool is None and self.spool_path.exists()
+        self._down = Outage(
+            first_seconds=min(1.0, self.retry_seconds), longest_seconds=max(self.retry_seconds, 1.0)
+        )
 
     # which files ----------------------------------------------------------------------
     def wanted(self, path: Path) -> bool:
@@ -163,20 +194,28 @@ class Monitor:
             and not path.name.startswith(".")
         )
 
-    def _walk(self, directory: Path) -> Iterator[Path]:
-        """The wanted names under ``directory``; unreadable folders are logged and skipped."""
-        folders = [directory]
+    def _walk(self, directory: Path, scan: Scan | None = None) -> Iterator[Path]:
+        """The wanted names under ``directory``; unreadable folders are logged and skipped.
+
+        With a ``scan``, only the files it wants (changed since the bookmark) are
+        given, and a folder that cannot be read marks it failed.
+        """
+        folders = [(directory, scan is None or scan.whole(directory, ctime_of(directory)))]
         while folders:
-            folder = folders.pop()
+            folder, whole = folders.pop()
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
             except FileNotFoundError:
                 level = logging.WARNING if folder == directory else logging.INFO
                 log.log(level, "folder %s does not exist (or vanished during the scan)", shown(folder))
+                if scan is not None and folder == directory:
+                    scan.failed = True
                 continue
             except OSError as exc:
                 log.warning("cannot read the folder %s: %s; skipped", shown(folder), exc.strerror or exc)
+                if scan is not None:
+                    scan.failed = True
                 continue
             below = []
             for entry in entries:
@@ -186,15 +225,25 @@ class Monitor:
                     is_folder = False
                 path = Path(entry.path)
                 if is_folder:
-                    below.append(path)
-                elif self.wanted(path):
+                    below.append((path, whole or (scan is not None and scan.whole(path, ctime_of(entry)))))
+                elif self.wanted(path) and (scan is None or scan.wants(ctime_of(entry)) or whole):
                     yield path
             folders.extend(reversed(below))
 
     def files(self) -> Iterable[Path]:
-        """Every wanted name in the watched directories (recursively, not through links to folders)."""
+        """The wanted names in the watched directories changed since the bookmark (all without one).
+
+        The roots are expanded again first. Recursively, not through links to
+        folders. Once every folder has been listed, the bookmark may move to the
+        start of this scan (see :class:`koadep.monitor.watch.Bookmark`).
+        """
+        self.directories = self.roots.expand()
+        scan = self.bookmark.begin()
         for directory in self.directories:
-            yield from self._walk(directory)
+            yield from self._walk(directory, scan)
+        if self.roots.problems:
+            scan.failed = True
+        self.bookmark.finished(scan)
 
     # queueing -------------------------------------------------------------------------
     def _stat(self, path: Path) -> os.stat_result:
@@ -242,65 +291,116 @@ class Monitor:
         return digest.hexdigest(), complete
 
     def _stage_copy(self, path: Path, st: os.stat_result, md5: str) -> tuple[Path, bool]:
-        """Copy a file to the stage area; return the copy and whether it was made now.
+        """Copy a file to the stage folder of its observation date; return the copy and whether it is new.
 
-        A copy of the same content under the same name (or one of its ``_vN`` names)
-        is reused. The copy is written under a hidden name and linked to its final
-        name, which is never overwritten.
+        See :func:`koadep.monitor.staging.stage_raw`: a copy of the same content is
+        reused, and the final name is never overwritten.
         """
-        from koadep.archive import link_to_free_name, versioned_name
-
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
-        first = self.config.output_root / self.instrument / "stage" / stamp / path.name
-        first.parent.mkdir(parents=True, exist_ok=True)
-        n, candidate = 1, first
-        while os.path.lexists(candidate):
-            try:
-                same = os.stat(candidate).st_size == st.st_size and file_md5(candidate) == md5
-            except (OSError, Skip):
-                same = False
-            if same:
-                return candidate, False
-            n += 1
-            candidate = first.with_name(versioned_name(first, n))
-        remove_stale_partials(first.parent)
-        temp = first.with_name(f".koadep-stage-{os.getpid()}-{threading.get_ident()}.partial")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-            try:
-                with open(temp, "wb") as out:
-                    copy_fd(fd, out.fileno())
-                    os.fsync(out.fileno())
-                changed = signature(os.fstat(fd)) != signature(st)
-            finally:
-                os.close(fd)
-            if changed or file_md5(temp) != md5:
-                raise _Changed
-            shutil.copystat(path, temp)
-            candidate = link_to_free_name(temp, first, n)
-        finally:
-            temp.unlink(missing_ok=True)
-        return candidate, True
+            return stage_raw(path, st, md5, self.config, self.instrument)
+        except StageChanged:
+            raise _Changed from None
 
     def _queue_read(self, path: Path, st: os.stat_result, md5: str) -> int | None:
-        """Queue a file read whole (md5) unless the store has it with the same content."""
+        """Queue a file read whole (md5) unless the store has it with the same content.
+
+        While the store cannot be reached, or files it missed still wait in the
+        spool (they are queued first, in arrival order), the request is spooled
+        instead (None is returned).
+        """
         ofname = str(path)
-        known = self.store.find(instrument=self.instrument, ofname=ofname, level=0)
+        if not self._store_ready():
+            return self._spool_file(path, st, md5)
+        try:
+            known = self.store.find(instrument=self.instrument, ofname=ofname, level=0)
+        except StoreUnavailable as exc:
+            self._store_failed(exc)
+            return self._spool_file(path, st, md5)
         if any(r.file_md5 == md5 for r in known):
             return None
         columns: dict[str, Any] = {"file_md5": md5}
         staged, made = None, False
         if self.stage:
             staged, made = self._stage_copy(path, st, md5)
-            columns["stage_file"] = str(staged)
+            columns.update(staged_columns(staged, self.config))
         try:
             record_id = self.store.queue(self.instrument, ofname, **columns)
+        except StoreUnavailable as exc:
+            self._store_failed(exc)
+            return self._spool_file(path, st, md5, columns)
         except BaseException:
             if staged is not None and made:
                 staged.unlink(missing_ok=True)
             raise
         log.info("queued %s as record %s", shown(path), record_id)
         return record_id
+
+    def _spool_file(
+        self, path: Path, st: os.stat_result, md5: str, columns: dict[str, Any] | None = None
+    ) -> None:
+        """Write a file's queue request to the spool (staging it first when asked).
+
+        Raises
+        ------
+        koadep.status.StoreUnavailable
+            When there is no usable spool: the file is then tried again from memory.
+        """
+        if columns is None:
+            columns = {"file_md5": md5}
+            if self.stage:
+                columns.update(staged_columns(self._stage_copy(path, st, md5)[0], self.config))
+        error = self._down.error or StoreUnavailable("the status store is unavailable")
+        if self.spool is None and not self._spool_broken:
+            self.spool = open_spool(self.spool_path)
+            self._spool_broken = self.spool is None
+        if self.spool is None:
+            raise error
+        try:
+            self.spool.add(self.instrument, str(path), columns)
+        except SpoolError as exc:
+            log.error("%s; %s is tried again from memory", exc, shown(path))
+            raise error from exc
+        log.info("spooled %s (the status store is unavailable; %d files wait)", shown(path), len(self.spool))
+
+    def _store_ready(self) -> bool:
+        """True when the store may be used now (call with ``_queue_lock`` held).
+
+        During an outage the store is tried again only once its wait is over; the
+        spooled requests are then queued first, in arrival order.
+        """
+        if not self._down.due():
+            return False
+        waiting = len(self.spool) if self.spool is not None else 0
+        if not self._down and not waiting:
+            return True
+        try:
+            if self._down:
+                self.store.find(instrument=self.instrument, limit=1)
+            queued = (
+                self.spool.replay(self.store, self._replayed) if self.spool is not None and waiting else []
+            )
+        except StoreUnavailable as exc:
+            self._store_failed(exc)
+            return False
+        except SpoolError as exc:
+            log.error("%s; the files still spooled are queued by the next start", exc)
+            self.spool, self._spool_broken, queued = None, True, []
+        if self._down:
+            try:
+                release_dead_workers(self.store, self.instrument)
+            except StoreError as exc:
+                log.warning("cannot release the records of stopped workers: %s", exc)
+            self._down.answered(len(queued))
+        self.outage = None
+        return True
+
+    def _replayed(self, entry: Any, record_id: int) -> None:
+        log.info("queued %s as record %s (spooled)", shown(Path(entry.ofname)), record_id)
+
+    def _store_failed(self, exc: StoreUnavailable) -> None:
+        """Note that the store cannot be reached (one ERROR line per outage)."""
+        self.outage = exc
+        self._down.failed(exc, spooled=not self._spool_broken)
 
     def queue(self, path: Path) -> int | None:
         """Queue a file now (complete or not) unless the store already has it with the same content.
@@ -433,10 +533,12 @@ class Monitor:
         Raises
         ------
         koadep.status.StoreUnavailable
-            With ``wait``, when the store could not be reached (nothing is lost:
-            the next scan queues the files).
+            With ``wait``, when the store could not be reached and there is no
+            spool (nothing is lost: the next scan queues the files). With a spool
+            the files are spooled, and queued once the store answers.
         """
-        self.outage = None
+        with self._queue_lock:
+            self._store_ready()  # what an earlier run spooled comes first
         for path in self.files():
             self.note(path.absolute())
         queued = self.settle()
@@ -447,7 +549,7 @@ class Monitor:
                 queued += self.settle()
             with self._lock:
                 left = [p for p, e in self._pending.items() if e.retry_at <= time.monotonic()]
-            if self.outage is not None:
+            if self.outage is not None and self._spool_broken:
                 raise self.outage
             for path in left:
                 log.info("%s is still being written; left for the next scan", shown(path))
@@ -477,9 +579,7 @@ class Monitor:
             try:
                 record_id = self._try(path, now)
             except StoreUnavailable as exc:
-                if self.outage is None:
-                    log.error("the status store is unavailable: %s; files are queued when it answers", exc)
-                self.outage = exc
+                self._store_failed(exc)
                 break
             except Exception as exc:  # one file never stops the monitor
                 log.error("cannot queue %s: %s: %s", shown(path), type(exc).__name__, exc)
@@ -527,15 +627,38 @@ class Monitor:
                 return os.path.join(str(directory) + real[len(root) :], name)
         return None
 
-    def _start_workers(self, pool: list[multiprocessing.Process], workers: int | None) -> None:
-        pool[:] = [p for p in pool if p.is_alive()]
-        limit = worker_capacity() if workers is None else workers
-        while len(pool) < limit and self.store.find(instrument=self.instrument, status="QUEUED", limit=1):
-            proc = multiprocessing.get_context("spawn").Process(
-                target=work, args=(self.config, self.instrument, self.ship), daemon=True
-            )
-            proc.start()
-            pool.append(proc)
+    #: The configuration loader of a reload asked for (:meth:`reload`), applied by :meth:`run`.
+    _reload_with: Callable[[], Config] | None = None
+
+    def reload(self, load: Callable[[], Config]) -> None:
+        """Ask :meth:`run` to reload: ``load`` gives the new configuration, the workers are renewed.
+
+        Each worker finishes its file in flight and leaves; fresh ones (spawned: the
+        code and plugins installed now) take their places. Safe in a signal handler.
+        """
+        self._reload_with = load
+
+    def _apply_reload(self, pool: WorkerPool) -> None:
+        load, self._reload_with = self._reload_with, None
+        if load is None:
+            return
+        from koadep.plugins import Registry
+
+        Registry.set_default(None)
+        try:
+            self.config = load()
+        except Exception as exc:
+            log.error("cannot reload the configuration: %s: %s; it is kept", type(exc).__name__, exc)
+        pool.retire()
+        log.info("reloaded: the configuration is read again; workers restart with the code installed now")
+
+    def _start_workers(self, pool: WorkerPool, workers: int | None) -> None:
+        self._apply_reload(pool)
+        pool.fill(
+            self.config,
+            workers,
+            lambda: bool(self.store.find(instrument=self.instrument, status="QUEUED", limit=1)),
+        )
 
     def run(
         self, *, workers: int | None = None, poll: float = 0.5, until: threading.Event | None = None
@@ -548,8 +671,10 @@ class Monitor:
         these scans only.
         """
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
 
+        from koadep.monitor.triggers import attach_files, configured_triggers, start_triggers, stop_triggers
+
+        triggers = configured_triggers(self.config)  # an unusable trigger: ConfigError, before any work
         monitor = self
 
         class Handler(FileSystemEventHandler):
@@ -565,51 +690,79 @@ class Monitor:
                     log.error("cannot handle the event %s: %s", shown(event.src_path), exc)
 
         stop = until or self._stop
-        observer = Observer()
-        for directory in self.directories:
-            if not directory.is_dir():
-                log.error("cannot watch %s: not a folder; it is scanned periodically", shown(directory))
-                continue
-            try:
-                observer.schedule(Handler(), str(directory), recursive=True)
-            except OSError as exc:
-                log.error("cannot watch %s: %s; it is scanned periodically", shown(directory), exc)
-        try:
-            observer.start()
-        except OSError as exc:
-            log.error("cannot watch the folders: %s; they are scanned periodically", exc)
-        watching = observer.is_alive()
+        from koadep.monitor.status import Sight
+
+        sight = Sight(self, workers)
+        sight.start()
+        if self.roots.on_alert is None:
+            self.roots.on_alert = mail_alert(self.config, self.instrument)
+        self.directories = self.roots.expand()
+        watcher = Watcher(
+            Handler(), polling=self.config.monitor_polling, poll_seconds=self.config.monitor_poll_seconds
+        )
+        watcher = attach_files(triggers, watcher, lambda: self.directories)  # the "files" trigger
+        started = start_triggers(triggers, self.seen)
+        watching = watcher.alive()
         last_scan = time.monotonic()
-        pool: list[multiprocessing.Process] = []
+        pool = WorkerPool(self.instrument, self.ship)
         try:
             try:
                 self.catch_up(wait=False)
             except Exception as exc:
                 log.error("the catch-up scan failed: %s: %s", type(exc).__name__, exc)
             while not stop.is_set():
-                if watching and not observer.is_alive():
+                if watching and not watcher.alive():
                     log.error("the file-system watcher stopped; the folders are scanned periodically")
                     watching = False
                 if time.monotonic() - last_scan >= self.rescan_seconds:
-                    with self._lock:
-                        self._folders.extend(self.directories)
                     last_scan = time.monotonic()
+                    try:
+                        self.directories = self.roots.expand()
+                        watcher.update(self.directories)
+                        found = {path.absolute() for path in self.files()}
+                        for path in found:
+                            self.note(path)
+                        self._forget(found)
+                    except Exception as exc:
+                        log.error("the rescan failed: %s: %s", type(exc).__name__, exc)
                 try:
                     self.settle()
+                    with self._lock:
+                        pending = list(self._pending)
+                    self.bookmark.commit(pending)
                 except Exception as exc:
                     log.error("the settling step failed: %s: %s", type(exc).__name__, exc)
                 try:
-                    self._start_workers(pool, workers)
+                    with self._queue_lock:
+                        ready = self._store_ready()  # replays the spool once the store answers
+                    if ready:
+                        self._start_workers(pool, workers)
+                except StoreUnavailable as exc:
+                    self._store_failed(exc)
                 except Exception as exc:
                     log.error("cannot start a worker: %s: %s", type(exc).__name__, exc)
+                try:
+                    sight.tick(pool)
+                except Exception as exc:
+                    log.error("cannot report the monitor's state: %s: %s", type(exc).__name__, exc)
                 stop.wait(poll)
         finally:
-            if observer.is_alive():
-                observer.stop()
-                observer.join(timeout=5)
-            for proc in pool:
-                proc.join(timeout=60)
+            watcher.stop()
+            stop_triggers(started)
+            pool.stop(self._graceful)
+            try:
+                sight.stop()
+            except Exception as exc:
+                log.error("cannot report the monitor's state: %s: %s", type(exc).__name__, exc)
 
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish."""
+    #: Whether the workers finish their files in flight when :meth:`run` ends.
+    _graceful = True
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask :meth:`run` to finish: no more claims; each worker finishes (or releases) its file.
+
+        Without ``graceful`` the workers are killed (their records are taken again,
+        as their owners are gone).
+        """
+        self._graceful = graceful
         self._stop.set()

@@ -59,7 +59,7 @@ RESET_COLUMNS = (
     "status_code", "status_code_ipac", "process_dir", "archive_dir", "process_start_time",
     "process_end_time", "xfr_start_time", "xfr_end_time", "ipac_notify_time",
     "ingest_start_time", "ingest_copy_start_time", "ingest_copy_end_time", "ingest_end_time",
-    "ipac_response_time", "stage_time", "filesize_mb", "archsize_mb", "koaimtyp", "semid",
+    "ipac_response_time", "filesize_mb", "archsize_mb", "koaimtyp", "semid",
     "propint", "error_time", "lease_owner", "lease_expires", "elaptime", "attempts", "not_before",
 )  # fmt: skip
 

@@ -75,8 +75,10 @@ log = logging.getLogger("koadep.status")
 TEXT_MAX_CHARS = 16000
 #: Columns whose value is an identity: never cut to fit (too long is an error).
 _EXACT_COLUMNS = frozenset({"koaid", "lease_owner", "status", "file_md5"})
-#: Columns holding local paths: stored absolute and normalised.
-PATH_COLUMNS = frozenset({"ofname", "stage_file", "process_dir"})
+#: Columns holding local paths: stored absolute and normalised. (``stage_file`` is
+#: kept relative to ``output_root``, so that any host resolves it: see
+#: :func:`koadep.archive.stage_path`.)
+PATH_COLUMNS = frozenset({"ofname", "process_dir"})
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # a MariaDB INT
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
