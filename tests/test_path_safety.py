@@ -66,7 +66,7 @@ _PARTS = (
 )
 
 
-_STAGED = (re.compile(r"archive"), _PARTS[1], re.compile(r"anc"), re.compile(r"\d{8}|udf"), _PARTS[4])
+_STAGED = (re.compile(r"archive"), _PARTS[1], re.compile(r"anc|stage"), re.compile(r"\d{8}|udf"), _PARTS[4])
 
 
 def in_level_folder(relative: str, parts_allowed: tuple[re.Pattern[str], ...] = _PARTS) -> bool:
@@ -79,7 +79,8 @@ def in_level_folder(relative: str, parts_allowed: tuple[re.Pattern[str], ...] = 
 
 
 def in_archive_folder(relative: str) -> bool:
-    """A level folder of ``koadep archive``, or its ``anc/<date>/`` folder of staged raw copies."""
+    """A level folder of ``koadep archive``, its ``stage/<date>/`` folder of staged raw copies, or
+    ``anc/udf/`` of INVALID ones."""
     level = ("archive/" + relative.split("/", 1)[1]) if "/" in relative else "archive"
     return in_level_folder(relative.replace("archive", "out", 1)) or in_level_folder(level, _STAGED)
 

@@ -141,12 +141,7 @@ def _load() -> float:
 
 
 def _count(store: Store, instrument: str, status: str, since: str | None = None) -> int:
-    sql = "SELECT COUNT(*) AS n FROM koa_status WHERE instrument = %s AND status = %s"
-    params: list[Any] = [instrument.upper(), status]
-    if since is not None:
-        sql += " AND error_time >= %s"
-        params.append(since)
-    return int(store.query(sql, params)[0]["n"])
+    return store.count_records(instrument, status, errors_since=since)
 
 
 def _utc(seconds_ago: float = 0.0) -> str:
@@ -241,13 +236,7 @@ class Sight:
         if getattr(self.monitor, "outage", None) is not None:
             return  # the store is down: the lines come once it answers
         try:
-            rows = store.query(
-                "SELECT id, ofname, koaid, status, status_code, last_mod FROM koa_status "
-                "WHERE instrument = %s AND last_mod >= %s "
-                f"AND status IN ({', '.join(['%s'] * len(SETTLED))}) "
-                "ORDER BY last_mod, id",
-                (self.instrument, self._since, *SETTLED),
-            )
+            rows = store.settled_since(self.instrument, self._since, SETTLED)
         except StoreError as exc:
             log.debug("cannot read the settled records: %s", exc)
             return

@@ -438,6 +438,36 @@ class Store:
         rows = self.query("SELECT * FROM koa_status WHERE id = %s", (record_id,))
         return _record(rows[0]) if rows else None
 
+    def count_records(self, instrument: str, status: str, *, errors_since: str | None = None) -> int:
+        """How many records of an instrument are in a state (``errors_since``: ended ERROR since then)."""
+        sql = "SELECT COUNT(*) AS n FROM koa_status WHERE instrument = %s AND status = %s"
+        params: list[Any] = [instrument.upper(), status]
+        if errors_since is not None:
+            sql += " AND error_time >= %s"
+            params.append(errors_since)
+        return int(self.query(sql, params)[0]["n"])
+
+    def settled_since(self, instrument: str, since: str, states: Sequence[str]) -> list[dict[str, Any]]:
+        """The records of an instrument that reached one of ``states`` since a time, oldest change first.
+
+        Each is a mapping of id, ofname, koaid, status, status_code and last_mod.
+        """
+        marks = ", ".join(["%s"] * len(states))
+        return self.query(
+            "SELECT id, ofname, koaid, status, status_code, last_mod FROM koa_status "
+            f"WHERE instrument = %s AND last_mod >= %s AND status IN ({marks}) ORDER BY last_mod, id",
+            (instrument.upper(), since, *states),
+        )
+
+    def expire_lease(self, record_id: int, owner: str) -> bool:
+        """End now the lease ``owner`` holds on a PROCESSING record (its worker is dead); True if it did."""
+        changed = self.execute(
+            "UPDATE koa_status SET lease_expires = %s WHERE id = %s AND status = 'PROCESSING' "
+            "AND lease_owner = %s",
+            (utc_now(), record_id, owner),
+        )
+        return bool(changed)
+
     def find(
         self,
         *,
