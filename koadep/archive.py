@@ -665,6 +665,7 @@ class _Run:
     progid: str | None
     remove_output: bool
     ship: bool
+    force: bool = False
 
 
 def archive_file(
@@ -683,6 +684,7 @@ def archive_file(
     worker: str | None = None,
     ship: bool = False,
     lease_seconds: float = 600,
+    force: bool = False,
 ) -> ArchiveResult:
     """Process one file and keep its life in the status store (see the module docstring).
 
@@ -704,6 +706,9 @@ def archive_file(
         After a PROCESSED result, transfer the products and notify the ingest
         API (:func:`koadep.handoff.hand_off`) when ``transfer_destination``
         is configured.
+    force
+        Transfer products made without a keyword table too (see
+        :func:`koadep.transfer.transfer_record`); without it they are refused.
 
     Raises
     ------
@@ -736,6 +741,7 @@ def archive_file(
         progid=progid,
         remove_output=remove_output,
         ship=ship,
+        force=force,
     )
     path_md5 = None if record_id is not None or reprocess else _md5_of(path)
     claimed = _claim_record(run, record_id, path_md5)
@@ -789,7 +795,8 @@ def reprocess_record(
     A QUEUED record was never processed: its file is processed for the first
     time. Any other record is reprocessed: copied to history and reset, and its
     KOAID may be given again. A dry run computes everything and writes nothing,
-    to the store or the archive.
+    to the store or the archive. The parameters not listed here are those of
+    :func:`archive_file`.
 
     Parameters
     ----------
@@ -797,8 +804,6 @@ def reprocess_record(
         The record, as :meth:`koadep.status.Store.find` selected it.
     store
         The status store (ignored for a dry run).
-
-    Other parameters are those of :func:`archive_file`.
     """
     return archive_file(
         record.ofname,
@@ -1044,7 +1049,7 @@ def _keep_outcome(
     if run.ship and state == State.PROCESSED and run.config.transfer_destination:
         from koadep.handoff import hand_off
 
-        handoff = hand_off(store, record_id, run.config)
+        handoff = hand_off(store, record_id, run.config, force=run.force)
         after = store.get(record_id)
         if after is not None:
             state, code = State(after.status), after.status_code or ""
@@ -1091,6 +1096,7 @@ def run_worker(
     on_result: Callable[[ArchiveResult], None] | None = None,
     ship: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    force: bool = False,
 ) -> int:
     """Claim and archive records until none is left (or ``max_files``); return the count.
 
@@ -1099,7 +1105,8 @@ def run_worker(
     is recorded as ERROR and the worker goes on to the next record; only a store
     that cannot be reached (:class:`koadep.status.StoreUnavailable`) stops it.
     ``should_stop`` is asked before each claim: once it answers True no more
-    records are claimed (the one in flight is finished first).
+    records are claimed (the one in flight is finished first). ``force`` is
+    passed to :func:`archive_file`.
     """
     worker = worker or worker_name()
     config = config or Config()
@@ -1122,6 +1129,7 @@ def run_worker(
                 worker=worker,
                 ship=ship,
                 lease_seconds=lease_seconds,
+                force=force,
             )
         except StoreUnavailable:
             raise
@@ -1133,7 +1141,10 @@ def run_worker(
             handled.add((str(outcome.result.instrument or record.instrument or ""), str(koaid)))
         if on_result is not None:
             on_result(outcome)
-    remove_stale_staging(config.output_root, handled)  # the temporaries of killed workers
+    try:
+        remove_stale_staging(config.output_root, handled)  # the temporaries of killed workers
+    except OSError as exc:
+        log.warning("cannot sweep the temporaries of killed workers: %s", exc)
     return done
 
 

@@ -31,6 +31,7 @@ AttributeError: 'ProcessingSettings' object has no attribute 'db_password'
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 import tomllib
@@ -43,7 +44,16 @@ import attrs
 
 from koadep.version import __version__
 
-__all__ = ["Config", "ConfigError", "ConfigWarning", "ProcessingSettings", "load_config"]
+__all__ = [
+    "OTHER_VARIABLES",
+    "Config",
+    "ConfigError",
+    "ConfigWarning",
+    "ProcessingSettings",
+    "closest_key",
+    "load_config",
+    "resolve_config",
+]
 
 DEFAULT_REJECT = ("mira", "savier-protected", "SPEC/ORP", "/subtracted", "idf")
 
@@ -94,9 +104,18 @@ def _source(*choices: str) -> Any:
     return _one_of("auto", *choices, "none")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        text = value.strip().lower()
+        if text not in _TRUE + _FALSE:
+            raise ValueError(f"{value!r} is not true or false")
+        return text in _TRUE
+    if not isinstance(value, (bool, int)):
+        raise ValueError(f"{value!r} is not true or false")
     return bool(value)
 
 
@@ -344,8 +363,14 @@ class Config:
         names = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(flat) - names)
         if unknown:
-            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**flat)
+            hints = [_with_hint(k) for k in unknown]
+            raise ValueError(
+                f"unknown configuration key{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}"
+            )
+        try:
+            return cls(**flat)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(_bad_value(cls, flat, exc)) from exc
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed (None values are ignored)."""
@@ -356,13 +381,80 @@ class Config:
         return ProcessingSettings(**{a.name: getattr(self, a.name) for a in attrs.fields(ProcessingSettings)})
 
     def describe(self) -> dict[str, str]:
-        """Return the settings as text, with secrets hidden."""
-        out = {}
-        for a in attrs.fields(type(self)):
-            value = getattr(self, a.name)
-            secret = a.name.endswith(("password", "token"))
-            out[a.name] = "***" if secret and value else str(value)
-        return out
+        """Return every setting as the text its ``KOADEP_<KEY>`` variable takes, secrets masked.
+
+        A list is comma separated, a flag ``true`` or ``false``, an unset value
+        empty; a secret (a key ending in ``password`` or ``token``, or the
+        password in a URL such as ``db_url``) is ``***`` when set
+        (:func:`koadep.display.setting_text`).
+
+        Examples
+        --------
+        >>> d = Config(db_url="mysql://koa:pw@db/koa", smtp_password="pw").describe()
+        >>> d["db_url"], d["smtp_password"], d["keyword_tables"], d["dev"]
+        ('mysql://koa:***@db/koa', '***', '', 'false')
+        >>> d["reject_path_substrings"]
+        'mira,savier-protected,SPEC/ORP,/subtracted,idf'
+        """
+        from koadep.display import setting_text
+
+        return {a.name: setting_text(a.name, getattr(self, a.name)) for a in attrs.fields(type(self))}
+
+    def __repr__(self) -> str:
+        """A short description: the settings that differ from the defaults, secrets masked.
+
+        Examples
+        --------
+        >>> Config(dev=True, smtp_password="pw")
+        Config(dev='true', smtp_password='***')
+        """
+        from koadep.display import settings_repr
+
+        return settings_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Every setting as an HTML table (for notebooks), secrets masked."""
+        from koadep.display import settings_html
+
+        return settings_html(self)
+
+
+def closest_key(name: str) -> str | None:
+    """The configuration key closest to ``name`` (a misspelling), or None when none is close.
+
+    Examples
+    --------
+    >>> closest_key("output_rot")
+    'output_root'
+    >>> closest_key("colour") is None
+    True
+    """
+    names = [a.name for a in attrs.fields(Config)]
+    found = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def _with_hint(name: str) -> str:
+    near = closest_key(name)
+    return f"{name} (did you mean {near}?)" if near else name
+
+
+_KINDS = {int: "a whole number", float: "a number", _boolean: "true or false"}
+
+
+def _bad_value(cls: type[Config], flat: Mapping[str, Any], exc: BaseException) -> str:
+    """One line naming the key whose value could not be used, and why."""
+    fields = attrs.fields_dict(cls)
+    for key, value in flat.items():
+        try:
+            cls(**{key: value})
+        except (TypeError, ValueError) as one:
+            kind = _KINDS.get(fields[key].converter)  # type: ignore[call-overload]
+            if kind is not None:
+                return f"{key} must be {kind}, not {value!r}"
+            text = str(one)
+            return text if key in text else f"{key}: {value!r} cannot be used ({text})"
+    return str(exc)
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -423,12 +515,27 @@ make it readable by its owner only: chmod 600 k.toml
     warnings.warn(message, ConfigWarning, stacklevel=3)
 
 
+#: ``KOADEP_*`` environment variables that are not configuration keys (tests and scripts).
+OTHER_VARIABLES = frozenset(
+    {
+        "KOADEP_TEST_MYSQL_URL",
+        "KOADEP_MARIADB_DIR",
+        "KOADEP_MARIADB_PORT",
+        "KOADEP_CRASH_REPORT",
+        "KOADEP_CRASH_SEED",
+        "KOADEP_CRASH_KILLS",
+    }
+)
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load the configuration from a TOML file and ``KOADEP_*`` environment variables.
 
     A file that holds secrets (a non-empty key ending in ``password`` or
     ``token``) and that its group or others can read gives a
     :class:`ConfigWarning`; with ``production`` true it is a :class:`ConfigError`.
+    A ``KOADEP_*`` variable that is no configuration key (a misspelling) gives a
+    :class:`ConfigWarning` naming the closest key.
 
     Parameters
     ----------
@@ -443,6 +550,32 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         For a file that cannot be read or parsed, unknown keys or bad values, or
         (production mode) a file holding secrets that others can read.
     """
+    return resolve_config(path, env)[0]
+
+
+def resolve_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Config, dict[str, str]]:
+    """Load the configuration as :func:`load_config` does, and say where each setting came from.
+
+    Returns
+    -------
+    config
+        The configuration.
+    sources
+        For every key: ``default``, the path of the file, or the name of the
+        ``KOADEP_*`` variable that set it.
+
+    Examples
+    --------
+    >>> config, sources = resolve_config(env={"KOADEP_DEV": "yes"})
+    >>> config.dev, sources["dev"], sources["output_root"]
+    (True, 'KOADEP_DEV', 'default')
+    >>> resolve_config(env={"KOADEP_DEV": "maybe"})
+    Traceback (most recent call last):
+    ...
+    koadep.config.ConfigError: dev must be true or false, not 'maybe'
+    """
     values: dict[str, Any] = {}
     mode, owner = 0, None
     if path is not None:
@@ -451,10 +584,15 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 info = os.fstat(fh.fileno())
                 mode, owner = info.st_mode, info.st_uid
                 values = _flatten(tomllib.load(fh))
+        except IsADirectoryError as exc:
+            raise ConfigError(f"the configuration file {path} is a folder") from exc
+        except FileNotFoundError as exc:
+            raise ConfigError(f"the configuration file {path} does not exist") from exc
         except OSError as exc:
             raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror or exc}") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"the configuration file {path} is not valid TOML: {exc}") from exc
+    sources = dict.fromkeys(values, str(path))
     from_file = dict(values)
     env = os.environ if env is None else env
     names = {a.name for a in attrs.fields(Config)}
@@ -462,6 +600,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         key = f"KOADEP_{name.upper()}"
         if key in env:
             values[name] = env[key]
+            sources[name] = key
+    _warn_unknown_variables(env, names)
     try:
         config = Config.from_mapping(values)
     except (TypeError, ValueError) as exc:
@@ -469,4 +609,16 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError(f"{where}{exc}") from exc
     if path is not None:
         check_secret_file(Path(path), mode, from_file, config.production, owner)
-    return config
+    return config, {name: sources.get(name, "default") for name in (a.name for a in attrs.fields(Config))}
+
+
+def _warn_unknown_variables(env: Mapping[str, str], names: set[str]) -> None:
+    for key in sorted(env):
+        if not key.startswith("KOADEP_") or key in OTHER_VARIABLES:
+            continue
+        name = key[len("KOADEP_") :].lower()
+        if name in names:
+            continue
+        near = closest_key(name)
+        hint = f"; did you mean KOADEP_{near.upper()}?" if near else ""
+        warnings.warn(f"{key} is not a koadep setting and is ignored{hint}", ConfigWarning, stacklevel=3)

@@ -5,7 +5,9 @@ after a PROCESSED result when a ``transfer_destination`` is configured (and
 ``--no-transfer`` is not given): :func:`koadep.transfer.transfer_record`, then,
 when the products arrived, :func:`koadep.ingest.notify_ingest` (if an
 ``ingest_url`` is configured). The record ends TRANSFERRED (notified, or with
-``IPAC_NOTIFY_ERROR``) or ERROR ``TRANSFER_ERROR``; the archive operator's
+``IPAC_NOTIFY_ERROR``) or ERROR ``TRANSFER_ERROR`` (or
+``TRANSFER_REFUSED_INFERRED_METADATA`` for products made without a keyword
+table, kept in place and sent only when forced); the archive operator's
 response later makes it COMPLETE or ERROR.
 """
 
@@ -48,9 +50,14 @@ class HandoffResult:
         }
 
 
-def hand_off(store: Store, record_id: int, config: Config) -> HandoffResult:
-    """Transfer a record's products, then notify the ingest API (see the module docstring)."""
-    moved = transfer_record(store, record_id, config)
+def hand_off(store: Store, record_id: int, config: Config, *, force: bool = False) -> HandoffResult:
+    """Transfer a record's products, then notify the ingest API (see the module docstring).
+
+    Products made without a keyword table are refused (ERROR
+    ``TRANSFER_REFUSED_INFERRED_METADATA``) and nobody is notified, unless
+    ``force`` is true (see :func:`koadep.transfer.transfer_record`).
+    """
+    moved = transfer_record(store, record_id, config, force=force)
     notified = None
     if moved.ok and config.ingest_url:
         record = store.get(record_id)

@@ -31,6 +31,8 @@ from typing import Any
 
 import attrs
 
+from koadep.display import html_table, shorten
+
 __all__ = ["COMMENTARY", "Card", "Change", "Header", "diff", "is_present"]
 
 CARD_LENGTH = 80
@@ -261,6 +263,18 @@ def _freeze_cards(cards: Iterable[Card]) -> tuple[Card, ...]:
     return tuple(cards)
 
 
+def _has_value(card: Card) -> bool:
+    """True for a ``KEY = value`` card (a card koadep made always has a value)."""
+    image = card.image
+    if image is None:
+        return True
+    return image[8:10] == "= " or (image[:8].upper() == "HIERARCH" and "=" in image)
+
+
+#: The number of cards the HTML view of a header shows.
+HTML_ROWS = 2000
+
+
 @attrs.frozen(slots=True)
 class Header:
     """An immutable, ordered sequence of FITS cards.
@@ -350,6 +364,25 @@ class Header:
         value = self.get(keyword)
         return value if is_present(value) else default
 
+    def repeated(self) -> dict[str, list[Card]]:
+        """Return the keywords that have more than one value card, with their cards in order.
+
+        Commentary cards (COMMENT, HISTORY, blank), CONTINUE cards and cards
+        without a value indicator do not count: only ``KEY = value`` cards.
+
+        Examples
+        --------
+        >>> h = Header.from_text("A       = 1\\nCOMMENT x\\nCOMMENT x\\nB       = 2\\nA       = 1\\nEND")
+        >>> {k: [c.value for c in cards] for k, cards in h.repeated().items()}
+        {'A': [1, 1]}
+        """
+        cards: dict[str, list[Card]] = {}
+        for card in self.cards:
+            if card.is_commentary or card.keyword == "CONTINUE" or not _has_value(card):
+                continue
+            cards.setdefault(card.keyword, []).append(card)
+        return {k: v for k, v in cards.items() if len(v) > 1}
+
     # changing ---------------------------------------------------------------------
     def set(self, keyword: str, value: Any, comment: str = "") -> Header:
         """Return a header with ``keyword`` set; an existing card is replaced in place."""
@@ -380,6 +413,31 @@ class Header:
         """Return a header with every card of the given keywords removed."""
         drop = {k.upper() for k in keywords}
         return Header(c for c in self.cards if c.keyword not in drop)
+
+    # display ----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """A short description: the number of cards and the instrument, if any.
+
+        Examples
+        --------
+        >>> Header.from_mapping({"INSTRUME": "NIRC2", "UTC": "09:04:42.82"})
+        <Header 2 cards INSTRUME='NIRC2'>
+        """
+        instrument = self.get("INSTRUME")
+        shown = f" INSTRUME={shorten(str(instrument), 20)!r}" if is_present(instrument) else ""
+        koaid = self.get("KOAID")
+        shown += f" KOAID={shorten(str(koaid), 40)!r}" if is_present(koaid) else ""
+        return f"<Header {len(self.cards)} card{'s' if len(self.cards) != 1 else ''}{shown}>"
+
+    def _repr_html_(self) -> str:
+        """The header as an HTML table (keyword, value, comment), every cell escaped."""
+        rows = [(card.keyword, card.value, card.comment) for card in self.cards[:HTML_ROWS]]
+        return html_table(
+            ("keyword", "value", "comment"),
+            rows,
+            caption=repr(self),
+            more=max(len(self.cards) - HTML_ROWS, 0),
+        )
 
     # output -----------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["CODES", "Issue", "Severity", "worst"]
+__all__ = ["CODES", "GENERIC_CODES", "Issue", "Severity", "specific", "worst"]
 
 
 class Severity(enum.IntEnum):
@@ -70,11 +70,38 @@ class Issue:
         }
 
 
+#: Codes that say only that something failed, not what: a step that raised (a bug),
+#: a critical step that failed without an issue of its own. Any other code names
+#: the problem and is *specific*.
+GENERIC_CODES = frozenset({"CODE_ERROR", "STEP_FAILED"})
+
+
+def specific(issue: Issue) -> bool:
+    """True when the issue's code names the problem (it is not one of :data:`GENERIC_CODES`)."""
+    return issue.code not in GENERIC_CODES
+
+
 def worst(issues: Iterable[Issue]) -> Issue | None:
-    """Return the most severe issue; among equals, the last one raised."""
+    """Return the issue that gives a record its status code.
+
+    The most severe issue wins (INVALID over ERROR over WARN). Among issues of
+    the same severity a specific code wins over a generic one (a code of
+    :data:`GENERIC_CODES`, which says only that a step raised or failed); among
+    issues equal in both, the last one raised.
+
+    Examples
+    --------
+    >>> named = Issue.error("SET_SEMESTER_FAIL", "no DATE-OBS")
+    >>> worst([named, Issue.error("CODE_ERROR", "KeyError")]).code
+    'SET_SEMESTER_FAIL'
+    >>> worst([Issue.warn("KOAIMTYP_UDF", "?"), Issue.error("CODE_ERROR", "KeyError")]).code
+    'CODE_ERROR'
+    >>> worst([]) is None
+    True
+    """
     best: Issue | None = None
     for issue in issues:
-        if best is None or issue.severity >= best.severity:
+        if best is None or (issue.severity, specific(issue)) >= (best.severity, specific(best)):
             best = issue
     return best
 
@@ -161,6 +188,12 @@ CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "rsync failed (after its retries), or a product's md5 differs before or after the copy.",
     ),
+    "TRANSFER_REFUSED_INFERRED_METADATA": (
+        Severity.ERROR,
+        "The products were made without a keyword table (METADATA_TABLES_MISSING), so their metadata "
+        "was inferred from the header: they are kept and not transferred unless forced "
+        "(``koadep transfer --force``), or reprocessed with keyword tables.",
+    ),
     "NO_TRANSFER_DIR": (Severity.ERROR, "The record's product directory does not exist."),
     "NO_TRANSFER_FILES": (Severity.ERROR, "No products of the KOAID were found to transfer."),
     "TRANSFER_FILE_MISSING": (Severity.ERROR, "A product listed in the md5sum table is missing."),
@@ -202,4 +235,13 @@ CODES: dict[str, tuple[Severity, str]] = {
     ),
     "SCHEDULE_API_ERROR": (Severity.WARN, "The schedule service gave no usable answer; PROGID is NONE."),
     "NIGHT_STAFF_ERROR": (Severity.WARN, "The night-staff service failed; OA is None."),
+    # repeated keywords in the raw primary header
+    "DUPLICATE_KEYWORD": (
+        Severity.WARN,
+        "A keyword appears more than once in the primary header, always with the same value.",
+    ),
+    "CONFLICTING_KEYWORD": (
+        Severity.INVALID,
+        "A keyword appears more than once in the primary header with different values.",
+    ),
 }

@@ -230,12 +230,10 @@ def run_step(step: PipelineStep, header: Header, ctx: Context) -> StepResult:
             severity = Severity.ERROR if step.critical else Severity.WARN
             text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"
             issue = Issue(severity, "CODE_ERROR", text.strip(), step.name)
-        ctx.log.error("step %s raised: %s", step.name, issue.message)
         return StepResult.failed(issue)
     except Exception as exc:
         severity = Severity.ERROR if step.critical else Severity.WARN
         text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}"
-        ctx.log.error("step %s raised: %s", step.name, text)
         return StepResult.failed(Issue(severity, "CODE_ERROR", text.strip(), step.name))
     if not isinstance(result, StepResult):
         issue = Issue(Severity.ERROR, "CODE_ERROR", f"returned {result!r}", step.name)

@@ -23,14 +23,17 @@ import attrs
 
 from koadep.config import Config
 from koadep.context import Context, FileRejected
+from koadep.display import html_table, shorten
 from koadep.header import Change, Header, diff
 from koadep.issues import Issue, Severity, worst
 from koadep.koaid import is_archived_koaid
 from koadep.pipeline import Outcome, PipelineStep, StepResult, critical, run
 from koadep.plugins import Registry
-from koadep.products.level0 import write_products
+from koadep.products.level0 import level_dir, write_products
+from koadep.products.md5 import file_md5
 from koadep.services import Services
-from koadep.steps.identity import set_dateobs, set_koaid, set_utc
+from koadep.steps.identity import duplicate_keyword_issues, set_dateobs, set_koaid, set_utc
+from koadep.version import __version__
 
 __all__ = [
     "ProcessResult",
@@ -69,7 +72,10 @@ class ProcessResult:
 
     @property
     def status_code(self) -> str:
-        """The code of the most severe issue ('' when there is none)."""
+        """The code of the most severe issue, the most specific among equals ('' when there is none).
+
+        See :func:`koadep.issues.worst`.
+        """
         top = worst(self.issues)
         return top.code if top else ""
 
@@ -103,6 +109,44 @@ class ProcessResult:
             "seconds": round(self.seconds, 4),
         }
 
+    def __repr__(self) -> str:
+        """A short description: the file, the state and status code, the KOAID and the issues.
+
+        Examples
+        --------
+        >>> ProcessResult(Path("raw/n0001.fits"), "ERROR", (Issue.error("FITS_NOT_FOUND", "gone"),))
+        <ProcessResult 'n0001.fits' ERROR FITS_NOT_FOUND, 1 issue>
+        """
+        parts = [repr(self.path.name), self.state]
+        if self.status_code:
+            parts.append(self.status_code)
+        if self.koaid:
+            parts.append(repr(self.koaid))
+        text = " ".join(parts)
+        if self.issues:
+            text += f", {len(self.issues)} issue{'s' if len(self.issues) != 1 else ''}"
+        return f"<ProcessResult {text}>"
+
+    def _repr_html_(self) -> str:
+        """The result as HTML: a summary table, then its issues, every cell escaped."""
+        products = ", ".join(sorted(Path(p).name for p in self.products.values()))
+        rows = [
+            ("file", str(self.path)),
+            ("state", self.state),
+            ("status code", self.status_code),
+            ("KOAID", self.koaid),
+            ("instrument", self.instrument),
+            ("products", products),
+            ("seconds", f"{self.seconds:.3f}"),
+        ]
+        parts = [html_table(("", ""), rows, caption=repr(self))]
+        if self.issues:
+            issues = [(i.severity.name, i.code, i.step, shorten(i.message, 2000)) for i in self.issues]
+            parts.append(html_table(("severity", "code", "step", "message"), issues, caption="issues"))
+        else:
+            parts.append("<p>No issues.</p>")
+        return "\n".join(parts)
+
 
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
@@ -112,11 +156,38 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: The format of an issue's line in the per-file log: the issue's own severity, once.
+_ISSUE_FORMAT = "%s %s: %s"
+
+
+class _LogFormat(logging.Formatter):
+    """``<time> <LEVEL>: <message>``; an issue's line is ``<time> <SEVERITY> <CODE>: <message>``.
+
+    An issue is logged with the format ``"%s %s: %s"`` and the arguments
+    (severity, code, message): its severity (WARN, ERROR, INVALID) stands in
+    for the logging level, so the line names one severity, the issue's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        if (
+            record.msg == _ISSUE_FORMAT
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and str(args[0]) in Severity.__members__
+        ):
+            return f"{self.formatTime(record)} {args[0]} {args[1]}: {args[2]}"
+        return super().format(record)
+
+
 class _Lines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+        self.setFormatter(_LogFormat())
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
@@ -258,6 +329,7 @@ def process_file(
     write: bool = True,
     original_name: str | None = None,
     koaid_check: KoaidCheck | None = None,
+    config_source: str | None = None,
 ) -> ProcessResult:
     """Process one raw FITS file into its level-0 products.
 
@@ -285,6 +357,10 @@ def process_file(
     koaid_check
         Called with the KOAID before any product is written; an issue it returns
         is added (an INVALID or ERROR issue stops the file before its products).
+    config_source
+        Where ``config`` came from (a file's path, ``KOADEP_*`` variables), for
+        the per-file log; by default the log says whether the defaults or a
+        caller's Config were used.
 
     Returns
     -------
@@ -299,11 +375,14 @@ def process_file(
     """
     started = time.perf_counter()
     path = Path(path)
+    source = config_source or ("the defaults" if config is None else "a Config given by the caller")
     config = config or Config()
     if outdir is not None:
         config = config.replace(output_root=Path(outdir))
     logger, handler = _run_logger(path.name)
     logger.info("processing %s", path)
+    tables = str(config.keyword_tables) if config.keyword_tables is not None else "none (columns inferred)"
+    logger.info("koadep %s; configuration: %s; keyword tables: %s", __version__, source, tables)
     try:
         opts = _Run(
             config, services, registry, progid, write, original_name, koaid_check, logger, handler, started
@@ -315,7 +394,7 @@ def process_file(
             "the file needs more memory than is available now; "
             "give the host more memory or lower max_data_bytes to reject such files"
         )
-        logger.error("ERROR OUT_OF_MEMORY: %s", message)
+        logger.error(_ISSUE_FORMAT, "ERROR", "OUT_OF_MEMORY", message)
         return _finish(path, [Issue.error("OUT_OF_MEMORY", message, "process_file")], started, handler)
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
@@ -360,6 +439,7 @@ def _process(path: Path, opts: _Run) -> ProcessResult:
     related, related_issues = _find_related(outcome, ctx)
     issues.extend(related_issues)
     fields = _result_fields(outcome, ctx, related)
+    _log_identity(outcome, fields, opts)
     issues.extend(_reserve_koaid(fields["koaid"], issues, opts))
     if _stops(issues):
         return _finish(path, issues, opts.started, opts.handler, **fields)
@@ -389,14 +469,25 @@ def _context(path: Path, opts: _Run) -> Context:
 def _rejected(path: Path, exc: FileRejected, opts: _Run) -> ProcessResult:
     """Finish a file the context rejected, logging its issue."""
     issue = exc.issue
-    opts.logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
+    opts.logger.error(_ISSUE_FORMAT, issue.severity.name, issue.code, issue.message)
     return _finish(path, [issue], opts.started, opts.handler, raw_header=exc.raw_header)
 
 
 def _run_identity(ctx: Context) -> Outcome:
-    """Run the identity steps (:func:`identity_steps`) on the raw header."""
+    """Check the raw header's repeated keywords (:func:`duplicate_keyword_issues`), then run
+    the identity steps (:func:`identity_steps`) on it."""
     assert ctx.fits is not None
-    return run(identity_steps(), ctx.fits.header, ctx)
+    duplicates = duplicate_keyword_issues(ctx.fits.header)
+    for issue in duplicates:
+        ctx.log.log(
+            30 if issue.severity == Severity.WARN else 40,
+            "%s %s: %s",
+            issue.severity.name,
+            issue.code,
+            issue.message,
+        )
+    outcome = run(identity_steps(), ctx.fits.header, ctx)
+    return attrs.evolve(outcome, issues=(*duplicates, *outcome.issues)) if duplicates else outcome
 
 
 def _run_dqa(identity: Outcome, ctx: Context) -> Outcome:
@@ -443,6 +534,15 @@ def _result_fields(outcome: Outcome, ctx: Context, related: Sequence[str]) -> di
     }
 
 
+def _log_identity(outcome: Outcome, fields: Mapping[str, Any], opts: _Run) -> None:
+    """Log what ops look a file up by: its KOAID, image type, program and proprietary period."""
+    header, extras = outcome.header, fields["extras"]
+    keys = ("KOAIMTYP", "PROGID", "PROPINT")
+    values = [fields["koaid"], *(header.present(k, extras.get(k)) for k in keys)]
+    shown = ["-" if v is None or v == "" else str(v) for v in values]
+    opts.logger.info("KOAID %s KOAIMTYP %s PROGID %s PROPINT %s", *shown)
+
+
 def _stops(issues: Sequence[Issue]) -> bool:
     """True when an issue worse than a warning stops the file before its products."""
     top = worst(issues)
@@ -461,41 +561,98 @@ def _reserve_koaid(koaid: str | None, issues: Sequence[Issue], opts: _Run) -> li
 _FINISHED = "finished: %s %s in %.3f s"
 
 
-def _log_product(issues: Sequence[Issue], opts: _Run) -> Callable[[Sequence[Issue]], bytes]:
+def _line(opts: _Run, level: int, message: str, *args: Any) -> str:
+    """One line in the per-file log's format, not emitted (for the log product's own lines)."""
+    record = opts.logger.makeRecord(opts.logger.name, level, __file__, 0, message, args, None)
+    return opts.handler.format(record)
+
+
+def _issue_level(issue: Issue) -> int:
+    return logging.WARNING if issue.severity == Severity.WARN else logging.ERROR
+
+
+def _log_product(issues: Sequence[Issue], opts: _Run, began: float | None = None) -> Callable[..., bytes]:
     """The log product's text, written with the set: it ends with the outcome the set commits.
 
-    The closing line goes only into the product: the run's own log gets the
-    outcome once the set is committed, or has failed.
+    The text is the run's log so far, the product issues, each product staged
+    with its md5 (when the writer gives the digests), the time the products
+    took since ``began`` (default: the start of the run) and the closing line.
+    The closing line goes only into the product: the run's own log gets the outcome once the set is committed,
+    or has failed.
     """
-    logger, handler = opts.logger, opts.handler
+    handler = opts.handler
+    began = opts.started if began is None else began
 
-    def log_text(product_issues: Sequence[Issue]) -> bytes:
+    def log_text(product_issues: Sequence[Issue], digests: Mapping[str, str] | None = None) -> bytes:
+        lines = list(handler.lines)
+        for i in product_issues:
+            lines.append(_line(opts, _issue_level(i), _ISSUE_FORMAT, i.severity.name, i.code, i.message))
+        for name, digest in sorted((digests or {}).items()):
+            lines.append(_line(opts, logging.INFO, _PRODUCT, name, digest))
+        lines.append(_line(opts, logging.INFO, _MADE, time.perf_counter() - began))
         top = worst([*issues, *product_issues])
         values = (PROCESSED, top.code if top else "", time.perf_counter() - opts.started)
-        line = logger.makeRecord(logger.name, logging.INFO, __file__, 0, _FINISHED, values, None)
-        return "\n".join([*handler.lines, handler.format(line)]).encode("utf-8", "replace") + b"\n"
+        lines.append(_line(opts, logging.INFO, _FINISHED, *values))
+        return "\n".join(lines).encode("utf-8", "replace") + b"\n"
 
     return log_text
+
+
+#: A product's line in the per-file log: its name and md5.
+_PRODUCT = "product %s md5 %s"
+#: The time the products of a file took to make and write.
+_MADE = "products made in %.3f s"
+
+
+def _log_written(products: Mapping[str, Path], opts: _Run, began: float) -> None:
+    """Log the committed products, each with its md5, and the time they took."""
+    seconds = time.perf_counter() - began
+    table = products.get("md5sum")
+    digests: dict[str, str] = {}
+    if table is not None:
+        for row in table.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, name = row.partition("  ")
+            if name:
+                digests[name] = digest
+    for kind in ("md5sum", "log"):
+        if kind in products:
+            digests[products[kind].name] = file_md5(products[kind])
+    opts.logger.info("wrote %d products in %.3f s", len(products), seconds)
+    for name, digest in sorted(digests.items()):
+        opts.logger.info(_PRODUCT, name, digest)
 
 
 def _write(
     outcome: Outcome, ctx: Context, fields: Mapping[str, Any], issues: Sequence[Issue], opts: _Run
 ) -> tuple[Any, list[Issue]]:
-    """Write the products (nothing on a dry run); the products and their issues, the bad ones logged."""
+    """Write the products (nothing on a dry run); the products and their issues, all logged.
+
+    The log says where the products go, each product issue, and once the set
+    is committed each product with its md5 and the time the writing took.
+    """
     assert ctx.fits is not None
+    koaid = fields["koaid"]
+    began = time.perf_counter()
+    if opts.write:
+        opts.logger.info(
+            "writing the products into %s", level_dir(ctx.config.output_root, ctx.instrument, koaid)
+        )
+    else:
+        opts.logger.info("dry run: the products are made and not written")
     products, product_issues = write_products(
         ctx.fits,
         outcome.header,
         fields["extras"],
-        fields["koaid"],
+        koaid,
         ctx,
         write=opts.write,
         hdu_cards=outcome.hdu_cards,
-        log=_log_product(issues, opts),
+        log=_log_product(issues, opts, began),
     )
     for issue in product_issues:
-        if issue.severity > Severity.WARN:
-            opts.logger.error("%s %s: %s", issue.severity.name, issue.code, issue.message)
+        opts.logger.log(_issue_level(issue), _ISSUE_FORMAT, issue.severity.name, issue.code, issue.message)
+    if products and opts.write:
+        _log_written(products, opts, began)
     return products, list(product_issues)
 
 

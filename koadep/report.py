@@ -9,7 +9,10 @@ records make it CRITICAL, INVALID or unfinished ones WARNING, else INFO).
 For each instrument and UT date (records whose ``utdatetime`` falls on the date;
 records without one, such as unreadable files, by their ``creation_time``):
 
-* counts by state and by KOAIMTYP;
+* counts by state and by KOAIMTYP, and the files archived (TRANSFERRED or
+  COMPLETE) apart from the INVALID ones, which are never archived;
+* the reprocessed records (run more than once): they stay in the night they
+  were observed (or created) in;
 * science (KOAIMTYP ``object``) and calibration (any other known KOAIMTYP)
   files and exposure time (sum of ELAPTIME, kept in the ``elaptime`` column;
   INVALID files are not counted);
@@ -19,11 +22,13 @@ records without one, such as unreadable files, by their ``creation_time``):
   ``ipac_notify_time`` or ``xfr_end_time`` to ``ipac_response_time``): min,
   median and max in seconds;
 * the data volume (sum of ``archsize_mb``);
-* the INVALID and ERROR files with their status codes.
+* the INVALID and ERROR files with their status codes; a ``DUPLICATE_KOAID``
+  file with the KOAID it collides with and the record holding it.
 
 The report is text (:func:`format_text`), a self-contained HTML page with a
-timeline plot of each file through its states (:func:`format_html`; the plot needs
-matplotlib, the ``report`` extra), a row per (UT date, instrument) of the
+plot of the files against their observation time (:func:`plot_observations`)
+and a timeline plot of each file through its states (:func:`format_html`; the
+plots need matplotlib, the ``report`` extra), a row per (UT date, instrument) of the
 ``koa_summary`` table (:func:`save_summary`) and an e-mail (:func:`email_report`).
 
 Examples
@@ -47,6 +52,7 @@ import base64
 import datetime
 import html
 import io
+import re
 import socket
 import statistics
 from collections import Counter
@@ -59,7 +65,7 @@ import attrs
 from koadep.config import Config
 from koadep.mail import send_mail
 from koadep.status import State, Store
-from koadep.status.store import utc_now
+from koadep.status.store import parse_time, utc_now
 
 __all__ = [
     "InstrumentNight",
@@ -69,6 +75,7 @@ __all__ = [
     "email_report",
     "format_html",
     "format_text",
+    "plot_observations",
     "plot_size",
     "plot_timeline",
     "save_summary",
@@ -79,6 +86,10 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 UNKNOWN_TYPES = frozenset({"", "undefined", "unknown", "none"})
 #: States of a record still on its way (they make the level WARNING).
 UNFINISHED = (State.QUEUED, State.PROCESSING, State.TRANSFERRING, State.TRANSFERRED)
+#: States of a record whose products reached the archive operator.
+ARCHIVED = (State.TRANSFERRED, State.COMPLETE)
+#: The message of a ``DUPLICATE_KOAID`` issue (:mod:`koadep.archive`): the KOAID and the record holding it.
+DUPLICATE_MESSAGE = re.compile(r"KOAID (?P<koaid>\S+) is already held by record (?P<record>\d+)")
 #: At most this many files are drawn in a timeline plot.
 PLOT_MAX_FILES = 200
 LEVELS = ("INFO", "WARNING", "CRITICAL")
@@ -123,11 +134,20 @@ class InstrumentNight:
     error: list[dict[str, Any]] = attrs.field(repr=False)
     codes: dict[str, int]
     level: str
+    #: Records whose products reached the archive (TRANSFERRED or COMPLETE).
+    n_archived: int = 0
+    #: Records processed more than once (their ``run`` is above 1: reprocessed).
+    reprocessed: int = 0
 
     @property
     def files(self) -> int:
         """How many records."""
         return len(self.records)
+
+    @property
+    def n_invalid(self) -> int:
+        """How many records are INVALID (never archived)."""
+        return self.by_state.get(str(State.INVALID), 0)
 
     def summary_row(self) -> dict[str, Any]:
         """The ``koa_summary`` row of these numbers."""
@@ -168,14 +188,8 @@ class NightlyReport:
 
 
 def _time(value: Any) -> datetime.datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime.datetime):
-        return value
-    try:
-        return datetime.datetime.strptime(str(value)[:19], TIME_FORMAT)
-    except ValueError:
-        return None
+    """A store time with its microseconds (None when absent or not a time)."""
+    return parse_time(value)
 
 
 def _seconds(start: Any, end: Any) -> float | None:
@@ -211,7 +225,19 @@ def _listing(r: dict[str, Any]) -> dict[str, Any]:
         "status_code": r.get("status_code") or "",
         "status_code_ipac": r.get("status_code_ipac") or "",
         "reviewed": bool(r.get("reviewed")),
+        "collides_with": r.get("collides_with") or "",
     }
+
+
+def _collisions(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Add ``collides_with`` (``<KOAID> (record <id>)``) to the rows of ``DUPLICATE_KOAID`` records."""
+    for r in rows:
+        if r.get("status_code") != "DUPLICATE_KOAID":
+            continue
+        for issue in store.issues(int(r["id"]), int(r.get("run") or 0)):
+            found = DUPLICATE_MESSAGE.search(str(issue.get("message") or ""))
+            if issue.get("code") == "DUPLICATE_KOAID" and found:
+                r["collides_with"] = f"{found['koaid']} (record {found['record']})"
 
 
 def _night(instrument: str, utdate: str, rows: list[dict[str, Any]]) -> InstrumentNight:
@@ -256,6 +282,8 @@ def _night(instrument: str, utdate: str, rows: list[dict[str, Any]]) -> Instrume
         error=error,
         codes=dict(codes.most_common()),
         level=level,
+        n_archived=sum(by_state.get(str(s), 0) for s in ARCHIVED),
+        reprocessed=sum(1 for r in rows if int(r.get("run") or 0) > 1),
     )
 
 
@@ -276,12 +304,13 @@ def build_report(store: Store, utdate: str, instruments: Sequence[str] | None = 
     datetime.date.fromisoformat(utdate)
     wanted = [i.upper() for i in instruments] if instruments else None
     rows = _rows(store, utdate, wanted[0] if wanted and len(wanted) == 1 else None)
+    _collisions(store, rows)
     by_instrument: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_instrument.setdefault(str(r.get("instrument") or "UNKNOWN"), []).append(r)
     names = wanted if wanted is not None else sorted(by_instrument)
     nights = [_night(name, utdate, by_instrument.get(name, [])) for name in names]
-    return NightlyReport(utdate, nights, utc_now(), socket.gethostname())
+    return NightlyReport(utdate, nights, utc_now()[:19], socket.gethostname())
 
 
 # text ----------------------------------------------------------------------------------------
@@ -297,7 +326,16 @@ def _file_line(e: dict[str, Any]) -> str:
     ipac = f" IPAC:{e['status_code_ipac']}" if e["status_code_ipac"] else ""
     reviewed = " (reviewed)" if e["reviewed"] else ""
     where = f"{e['koaid'] or '-'} {e['ofname'] or '-'}"
-    return f"  id {e['id']:<6} {e['status_code'] or '-':<24}{ipac} {where}{reviewed}"
+    collides = f" collides with {e['collides_with']}" if e.get("collides_with") else ""
+    return f"  id {e['id']:<6} {e['status_code'] or '-':<24}{ipac} {where}{collides}{reviewed}"
+
+
+def _files_line(n: InstrumentNight) -> str:
+    other = n.files - n.n_archived - n.n_invalid
+    return (
+        f"Files: {n.files}: archived {n.n_archived}, INVALID {n.n_invalid} (not archived), "
+        f"other states {other}; reprocessed {n.reprocessed}"
+    )
 
 
 def format_text(report: NightlyReport) -> str:
@@ -312,7 +350,7 @@ def format_text(report: NightlyReport) -> str:
         lines += [
             "",
             f"=== {n.instrument} {n.utdate} === Level: {n.level}",
-            f"Files: {n.files}",
+            _files_line(n),
             f"By state: {_counts(n.by_state)}",
             f"By KOAIMTYP: {_counts(n.by_imtyp)}",
             f"Science: {n.n_science} files, {n.science_exptime_s:.1f} s exposure",
@@ -412,11 +450,64 @@ def plot_timeline(night: InstrumentNight) -> bytes | None:
     return buffer.getvalue()
 
 
+#: The colour of each state in the plot against observation time.
+STATE_COLOURS = {
+    State.QUEUED: "#c7c7c7",
+    State.PROCESSING: "#17becf",
+    State.PROCESSED: "#1f77b4",
+    State.TRANSFERRING: "#ffbb78",
+    State.TRANSFERRED: "#ff7f0e",
+    State.COMPLETE: "#2ca02c",
+    State.INVALID: "#9467bd",
+    State.ERROR: "#d62728",
+}
+
+
+def plot_observations(night: InstrumentNight) -> bytes | None:
+    """A PNG of the files against their observation time (``utdatetime``), one row per state.
+
+    Every file with an observation time is drawn (not only the first
+    :data:`PLOT_MAX_FILES`), so gaps in the night and a burst of INVALID or
+    ERROR files show where they happened. None without matplotlib or without a
+    file that has an observation time.
+    """
+    try:
+        from matplotlib import dates as mdates
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    points = [(t, str(r["status"])) for r in night.records if (t := _time(r.get("utdatetime"))) is not None]
+    if not points:
+        return None
+    states = [str(s) for s in STATE_COLOURS if any(p[1] == str(s) for p in points)]
+    fig = Figure(figsize=(10, 1.2 + 0.35 * len(states)), dpi=PLOT_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for y, state in enumerate(states):
+        when = [mdates.date2num(t) for t, s in points if s == state]
+        ax.plot(when, [y] * len(when), "|", color=STATE_COLOURS[State(state)], markersize=14, mew=1.5)
+    ax.set_yticks(range(len(states)), [f"{s} ({sum(p[1] == s for p in points)})" for s in states])
+    ax.set_ylim(-0.6, len(states) - 0.4)
+    ax.invert_yaxis()
+    ax.xaxis_date()
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("observation time (UTC)")
+    ax.set_title(f"{night.instrument} {night.utdate}: {len(points)} files by observation time", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PLOT_DPI)
+    return buffer.getvalue()
+
+
 # html -------------------------------------------------------------------------------------------
 _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #bbb;padding:2px 8px;text-align:left}th{background:#eee}
 .CRITICAL{color:#b00;font-weight:bold}.WARNING{color:#b60;font-weight:bold}.INFO{color:#070}
-img.timeline{max-width:100%;border:1px solid #ccc}.noplot{color:#b60}"""
+img.timeline,img.observations{max-width:100%;border:1px solid #ccc}.noplot{color:#b60}"""
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -444,6 +535,9 @@ def format_html(report: NightlyReport, *, plot: bool = True) -> str:
             _table(
                 (
                     "files",
+                    "archived",
+                    "INVALID (not archived)",
+                    "reprocessed",
                     "science files",
                     "science exposure (s)",
                     "calibration files",
@@ -453,6 +547,9 @@ def format_html(report: NightlyReport, *, plot: bool = True) -> str:
                 [
                     (
                         n.files,
+                        n.n_archived,
+                        n.n_invalid,
+                        n.reprocessed,
                         n.n_science,
                         f"{n.science_exptime_s:.1f}",
                         n.n_calibration,
@@ -482,13 +579,14 @@ def format_html(report: NightlyReport, *, plot: bool = True) -> str:
                 parts.append(f"<h3>{title} files ({len(items)})</h3>")
                 parts.append(
                     _table(
-                        ("id", "status code", "IPAC", "KOAID", "file", "reviewed"),
+                        ("id", "status code", "IPAC", "KOAID", "collides with", "file", "reviewed"),
                         [
                             (
                                 i["id"],
                                 i["status_code"],
                                 i["status_code_ipac"],
                                 i["koaid"],
+                                i["collides_with"],
                                 i["ofname"],
                                 "yes" if i["reviewed"] else "",
                             )
@@ -504,12 +602,19 @@ def format_html(report: NightlyReport, *, plot: bool = True) -> str:
                 "<p class='noplot'>The timeline plot needs matplotlib: "
                 "<code>pip install 'koadep[report]'</code>.</p>"
             )
-        else:
-            data = base64.b64encode(png).decode("ascii")
+            continue
+        observed = plot_observations(n)
+        if observed is not None:
+            data = base64.b64encode(observed).decode("ascii")
             parts.append(
-                f"<p><img class='timeline' alt='timeline of the {e(n.instrument)} files' "
+                f"<p><img class='observations' alt='the {e(n.instrument)} files by observation time' "
                 f"src='data:image/png;base64,{data}'></p>"
             )
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<p><img class='timeline' alt='timeline of the {e(n.instrument)} files' "
+            f"src='data:image/png;base64,{data}'></p>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

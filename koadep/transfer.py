@@ -18,6 +18,13 @@ transfer) -> TRANSFERRING -> TRANSFERRED, or -> ERROR with every issue kept. It
    a local destination, ``md5sum`` run over ssh with the same options for a
    remote one) and reports success only when each one matches.
 
+Products whose metadata was inferred from the header, because no keyword
+table was configured when they were made (processing gave the run
+``METADATA_TABLES_MISSING``), never reach the archive by default: the record is
+claimed and ends ERROR ``TRANSFER_REFUSED_INFERRED_METADATA`` with nothing sent
+and its products kept. Reprocessing with keyword tables clears it; a transfer
+with ``force`` sends them as they are.
+
 A transfer, retries included, never runs longer than :data:`LIVE_SHARE` of the
 ``stale_transfer_seconds`` setting (one hour by default), so a record still
 TRANSFERRING after that time was left by a process that died, and is taken over.
@@ -77,10 +84,12 @@ from koadep.status import State, Store, StoreError, StoreUnavailable
 from koadep.status.store import Record
 
 __all__ = [
+    "REFUSED",
     "TRANSFER_CODES",
     "TRANSIENT_EXIT",
     "Destination",
     "TransferResult",
+    "inferred_metadata",
     "is_transient",
     "parse_destination",
     "product_files",
@@ -99,6 +108,10 @@ TIMEOUT_EXIT = -1
 TRANSFER_CODES = ("TRANSFER_ERROR", "NO_TRANSFER_DIR", "NO_TRANSFER_FILES", "TRANSFER_FILE_MISSING")
 #: Step name of the issues a transfer records.
 STEP = "transfer_ipac"
+#: The code of a record whose products were made without a keyword table and are held back.
+REFUSED = "TRANSFER_REFUSED_INFERRED_METADATA"
+#: The processing code that marks products whose metadata was inferred from the header.
+INFERRED = "METADATA_TABLES_MISSING"
 
 
 def is_transient(exit_status: int) -> bool:
@@ -409,20 +422,35 @@ def _stale(record: Record, stale_seconds: float, now: datetime.datetime | None =
     return (now - started).total_seconds() > stale_seconds
 
 
-def transferable(record: Record, stale_seconds: float | None = None) -> bool:
+def transferable(record: Record, stale_seconds: float | None = None, *, force: bool = False) -> bool:
     """True for a record waiting for (PROCESSED) or retrying (ERROR after a transfer) a transfer,
     or one left TRANSFERRING by a process that died: its transfer started more than
-    ``stale_seconds`` ago (default: the ``stale_transfer_seconds`` setting's default, one hour)."""
+    ``stale_seconds`` ago (default: the ``stale_transfer_seconds`` setting's default, one hour).
+
+    With ``force``, also a record whose transfer was refused for inferred metadata (:data:`REFUSED`).
+    """
     if stale_seconds is None:
         stale_seconds = Config().stale_transfer_seconds
     if record.status == State.PROCESSED or _stale(record, stale_seconds):
         return True
-    return record.status == State.ERROR and record.status_code in TRANSFER_CODES
+    codes = (*TRANSFER_CODES, REFUSED) if force else TRANSFER_CODES
+    return record.status == State.ERROR and record.status_code in codes
+
+
+def inferred_metadata(store: Store, record: Record) -> bool:
+    """True when the record's last processing run made its metadata without a keyword table
+    (it holds a ``METADATA_TABLES_MISSING`` issue)."""
+    return any(i["code"] == INFERRED for i in store.issues(record.id, int(record.run or 0)))
 
 
 def why_not_transferable(record: Record, stale_seconds: float) -> str:
     """Why :func:`transferable` is false for this record, in one sentence for the operator."""
     what = f"record {record.id} is {record.status} {record.status_code or ''}".strip()
+    if record.status == State.ERROR and record.status_code == REFUSED:
+        return (
+            f"{what}: its metadata was inferred without a keyword table; "
+            "reprocess it with keyword_tables set, or transfer it with --force"
+        )
     if record.status != State.TRANSFERRING:
         return f"{what}; only PROCESSED records (or ERROR after a failed transfer) are transferred"
     started = _transfer_started(record)
@@ -453,6 +481,7 @@ def transfer_record(
     sleep: Callable[[float], None] = time.sleep,
     io_timeout: float = 60,
     timeout: float = 3600,
+    force: bool = False,
 ) -> TransferResult:
     """Transfer one record's products and verify them (see the module docstring).
 
@@ -464,6 +493,11 @@ def transfer_record(
     started it having died); a live transfer, retries and md5 check included,
     ends within :data:`LIVE_SHARE` of that time, or fails ``TRANSFER_ERROR``.
 
+    Products whose metadata was inferred (:func:`inferred_metadata`) are not
+    sent: the record ends ERROR ``TRANSFER_REFUSED_INFERRED_METADATA`` and its
+    products stay where they are, unless ``force`` is true (which also takes a
+    record refused before).
+
     The phases, in order: resolve the record, claim it, list its products, copy
     them (rsync) and verify them at the destination, and finish the record.
 
@@ -473,7 +507,7 @@ def transfer_record(
         When the store itself fails, or the record does not exist.
     """
     started = time.monotonic()
-    record = _resolve(store, record_id, config)
+    record = _resolve(store, record_id, config, force)
     if isinstance(record, TransferResult):
         return record
     target = _target(record, config)
@@ -484,6 +518,13 @@ def transfer_record(
     deadline = started + LIVE_SHARE * config.stale_transfer_seconds
     job = _Job(store, claimed, config, target, started, deadline, sleep, io_timeout, timeout)
     try:
+        if not force and inferred_metadata(store, claimed):
+            message = (
+                f"the products of {job.koaid} were made without a keyword table (their metadata was "
+                "inferred from the header): they are kept in place and not transferred; set "
+                "keyword_tables and reprocess, or transfer with --force"
+            )
+            return _fail(job, TransferProblem(REFUSED, message))
         return _ship(job)
     except StoreError:
         raise
@@ -492,7 +533,7 @@ def transfer_record(
         return _fail(job, TransferProblem("TRANSFER_ERROR", f"unexpected {type(exc).__name__}: {exc}"))
 
 
-def _resolve(store: Store, record_id: int, config: Config) -> Record | TransferResult:
+def _resolve(store: Store, record_id: int, config: Config, force: bool = False) -> Record | TransferResult:
     """The record to transfer, or the skipped result saying why it is not transferred.
 
     Raises
@@ -507,9 +548,9 @@ def _resolve(store: Store, record_id: int, config: Config) -> Record | TransferR
         return TransferResult(record_id, record.status, record.status_code or "", "already transferred",
                               skipped=True)  # fmt: skip
     stale_seconds = config.stale_transfer_seconds
-    if not transferable(record, stale_seconds) or not record.koaid:
+    if not transferable(record, stale_seconds, force=force) or not record.koaid:
         message = why_not_transferable(record, stale_seconds)
-        if not record.koaid and transferable(record, stale_seconds):
+        if not record.koaid and transferable(record, stale_seconds, force=force):
             message = f"record {record_id} has no KOAID; nothing to transfer"
         return TransferResult(record_id, record.status, record.status_code or "", message, skipped=True)
     return record

@@ -2,13 +2,21 @@
 # Start (or stop) a private MariaDB server for the MySQL back-end tests.
 #   eval "$(bash scripts/mariadb.sh start)"   # prints the variables the tests read
 #   bash scripts/mariadb.sh stop
-# Data lives in $KOADEP_MARIADB_DIR (default /tmp/koadep-mariadb); the server listens on
-# 127.0.0.1:$KOADEP_MARIADB_PORT (default 3307) only.
+#   bash scripts/mariadb.sh status             # exit 0 when the server answers, 1 when not
+#   bash scripts/mariadb.sh where              # the data folder and the port, nothing started
+# Each checkout has a server of its own, so two checkouts (a clean clone in CI beside a
+# working copy) never share or stop each other's: the data lives in
+# ${TMPDIR:-/tmp}/koadep-mariadb-<name>-<hash> and the server listens on 127.0.0.1:<port> only,
+# both derived from the checkout's absolute path (a port in 13306..14305).
+# $KOADEP_MARIADB_DIR and $KOADEP_MARIADB_PORT override them.
 # A data folder is initialised only when it holds no data yet; an existing one is never
 # deleted: if the server cannot be started on it, the script says why and exits 1.
 set -euo pipefail
-DIR=${KOADEP_MARIADB_DIR:-/tmp/koadep-mariadb}
-PORT=${KOADEP_MARIADB_PORT:-3307}
+CHECKOUT=$(cd "$(dirname "$0")/.." && pwd -P)
+SUM=$(printf '%s' "$CHECKOUT" | cksum | cut -d' ' -f1)
+NAME=$(basename "$CHECKOUT" | tr -c 'A-Za-z0-9_.\n-' '_')
+DIR=${KOADEP_MARIADB_DIR:-${TMPDIR:-/tmp}/koadep-mariadb-$NAME-$(printf '%08x' "$SUM")}
+PORT=${KOADEP_MARIADB_PORT:-$((13306 + SUM % 1000))}
 SOCK="$DIR/mysqld.sock"
 PASSWORD=koadep-test
 
@@ -54,6 +62,18 @@ SQL
   echo "export KOADEP_TEST_MYSQL_URL=mysql://koadep@127.0.0.1:$PORT/koadep_test"
   echo "export KOADEP_DB_PASSWORD=$PASSWORD"
   ;;
+status)
+  if [ -S "$SOCK" ] && answers; then
+    echo "mariadb.sh: the server of $DIR answers on 127.0.0.1:$PORT"
+  else
+    echo "mariadb.sh: no server of $DIR answers" >&2
+    exit 1
+  fi
+  ;;
+where)
+  echo "dir=$DIR"
+  echo "port=$PORT"
+  ;;
 stop)
   if [ -f "$DIR/mysqld.pid" ]; then
     pid=$(cat "$DIR/mysqld.pid")
@@ -65,7 +85,7 @@ stop)
   fi
   ;;
 *)
-  echo "usage: $0 start|stop" >&2
+  echo "usage: $0 start|stop|status|where" >&2
   exit 2
   ;;
 esac

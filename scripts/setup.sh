@@ -26,5 +26,5 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -d .venv ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,mysql]'
+.venv/bin/python -m pip install -q -e '.[test,mysql,docs]'
 echo "ready: run the tests with .venv/bin/python -m pytest"

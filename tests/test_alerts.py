@@ -28,6 +28,7 @@ from koadep.mail import MailError, send_mail
 from koadep.status import State, Store, open_store
 
 from .test_status import db_url  # noqa: F401  (the SQLite / MariaDB fixture)
+from .test_weather_outage import nirc2_night
 
 T0 = datetime.datetime(2026, 1, 15, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -251,22 +252,25 @@ def test_a_run_ending_in_error_sends_the_alert(
 ) -> None:
     port, inbox = smtp
     mail_env(monkeypatch, port)
-    missing = tmp_path / "raw" / "n0404.fits"
+    raws = nirc2_night(tmp_path / "raw")
+    level = tmp_path / "out" / "NIRC2" / "20240315" / "lev0"
+    level.parent.mkdir(parents=True)
+    level.write_text("a file where the level folder goes: the products cannot be written")
     args = ["--db", db_url, "--outdir", str(tmp_path / "out")]
-    assert main(["archive", "NIRC2", "--filepath", str(missing), *args]) == 1
+    assert main(["archive", "NIRC2", "--filepath", str(raws[0]), *args]) == 1
     assert "ERROR" in capsys.readouterr().out
     assert len(inbox.messages) == 1
     body = inbox.messages[0].get_content()
-    assert "FITS_NOT_FOUND" in body and "n0404.fits does not exist" in body
+    assert "WRITE_ERROR" in body and "n0001.fits" in body
     # a worker run: the new error is throttled (same instrument, within the interval)
-    assert main(["queue", "NIRC2", str(tmp_path / "raw" / "n0405.fits"), *args]) == 0
+    assert main(["queue", "NIRC2", str(raws[1]), *args]) == 0
     assert main(["work", *args]) == 1
     assert len(inbox.messages) == 1
     # the SMTP server down: the run still ends normally, the failure goes to stderr
     monkeypatch.setenv("KOADEP_SMTP_PORT", str(free_port()))
     monkeypatch.setenv("KOADEP_ALERT_INTERVAL_MINUTES", "0")
     capsys.readouterr()
-    assert main(["archive", "NIRC2", "--filepath", str(tmp_path / "raw" / "n0406.fits"), *args]) == 1
+    assert main(["archive", "NIRC2", "--filepath", str(raws[2]), *args]) == 1
     captured = capsys.readouterr()
     assert "ERROR" in captured.out and "error alert for NIRC2 not sent" in captured.err
 

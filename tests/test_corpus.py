@@ -216,7 +216,7 @@ def test_archive_records_every_case_and_copies_no_file_rejected_for_its_size(tmp
         "DATA_TOO_LARGE",
     )
     status = run_cli(["status", "--db", store, "--json"], cwd=tmp_path / "cwd", timeout=60)
-    records = json.loads(status.stdout)
+    records = [json.loads(line) for line in status.stdout.splitlines()]
     assert len(records) == len(results)
     assert {r["status"] for r in records} <= {"PROCESSED", "INVALID", "ERROR"}
     copies = [p for p in (tmp_path / "out").rglob("*") if "anc" in p.parts and p.is_file()]

@@ -54,7 +54,9 @@ from koadep.status import open_store
 from koadep.steps.provenance import set_koaimtyp
 from koadep.testing import write_raw_fits
 
-from .conftest import ROOT
+from .conftest import ROOT, json_lines
+
+pytestmark = pytest.mark.third_party_plugins
 
 HOOKS = sorted(
     name
@@ -438,7 +440,7 @@ def test_two_plugins_giving_the_same_instrument_name_is_a_recorded_conflict(
     assert registry.claim(nirc2_header()) == "NIRC2"  # the copy is not loaded, so not ambiguous
 
     assert main(["plugins", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json_lines(capsys.readouterr().out)
     failed = [r for r in rows if r["name"] == "nirc2copy" and r["error"]]
     assert len(failed) == 1 and failed[0]["error"].startswith("NameConflict: ")
     assert main(["plugins"]) == 0
@@ -467,7 +469,7 @@ def test_cli_plugins_lists_the_builtin_instruments(
     capsys: pytest.CaptureFixture[str], fresh_default: None
 ) -> None:
     assert main(["plugins", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json_lines(capsys.readouterr().out)
     by_name = {tuple(r["instruments"]): r for r in rows}
     version = importlib.metadata.version("koadep")
     assert version == koadep.__version__
@@ -497,7 +499,7 @@ def test_cli_plugins_lists_failed_plugins_with_their_error(
         {f"{unique}_broken": "raise ImportError('needs scipy')\n"},
     )
     assert main(["plugins", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    rows = {r["name"]: r for r in json_lines(capsys.readouterr().out)}
     assert rows["broken"]["error"] == "ImportError: needs scipy"
     assert (rows["broken"]["package"], rows["broken"]["version"]) == ("fakeplug", "1.0")
     assert rows["nirc2"]["error"] == ""
@@ -539,7 +541,7 @@ def test_registry_load_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_koadep_load_plugins_in_a_subprocess(value: str, names: list[str]) -> None:
     done = run_koadep("plugins", "--json", env={"KOADEP_LOAD_PLUGINS": value})
     assert done.returncode == 0, done.stderr
-    assert [r["name"] for r in json.loads(done.stdout)] == names
+    assert [r["name"] for r in json_lines(done.stdout)] == names
 
 
 def test_config_load_plugins_through_the_cli(
@@ -565,7 +567,7 @@ def test_config_load_plugins_through_the_cli(
     cfg = tmp_path / "koadep.toml"
     cfg.write_text('load_plugins = ["nirc2"]\n')
     assert main(["process", "--config", str(cfg), "--outdir", str(out), str(raw)]) == 0
-    assert capsys.readouterr().out.startswith("PROCESSED")
+    assert capsys.readouterr().out.splitlines()[1].startswith("PROCESSED")
     assert Registry.default().names() == ["NIRC2"]
     assert Registry.default().load == ("nirc2",)
 
@@ -626,7 +628,7 @@ def test_koadep_trace_plugins_in_a_subprocess(tmp_path: Path) -> None:
         "process", "--outdir", str(tmp_path / "out"), str(raw), env={"KOADEP_TRACE_PLUGINS": "1"}
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("PROCESSED")
+    assert done.stdout.splitlines()[1].startswith("PROCESSED")
     lines = trace_lines(done.stderr)
     calls = {line["plugin_call"] for line in lines}
     assert {"NIRC2.claims", "NIRC2.pipeline", "NIRC2.koaid_prefix"} <= calls

@@ -31,8 +31,7 @@ from koadep.status.migrations import SCHEMA_VERSION, legacy_schema, statements
 from koadep.status.schema import COLUMN_KINDS
 
 from . import test_status
-from .test_robustness import SlowWeather
-from .test_status import nirc2_file, utc_of
+from .test_status import clock_at, nirc2_file, utc_of
 
 db_url = test_status.db_url
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +42,7 @@ def _common(tmp_path: Path, db_url: str) -> list[str]:
 
 
 def _seconds_between(a: str, b: str) -> float:
-    fmt = "%Y-%m-%d %H:%M:%S"
-    return (datetime.datetime.strptime(b, fmt) - datetime.datetime.strptime(a, fmt)).total_seconds()
-
-
-def _wait_until(when: str) -> None:
-    """Sleep until the store's clock (whole UTC seconds) reaches ``when``."""
-    target = datetime.datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.UTC)
-    time.sleep(max(0.0, (target - datetime.datetime.now(datetime.UTC)).total_seconds()) + 0.05)
+    return (datetime.datetime.fromisoformat(b) - datetime.datetime.fromisoformat(a)).total_seconds()
 
 
 # ------------------------------------------------------------------ defect 2: never stuck in PROCESSING
@@ -213,8 +205,9 @@ def test_an_error_is_retried_with_backoff_until_retries_exhausted(db_url: str, t
         record = store.get(missing)
         assert (record.status, record.status_code, record.attempts) == ("ERROR", "FITS_NOT_FOUND", attempt)
         assert backoff <= _seconds_between(record.error_time, record.not_before) <= backoff + 1
+        store.clock = clock_at(record.not_before, -0.5)
         assert run_worker(store, config=config) == 0  # not before its retry time
-        _wait_until(record.not_before)
+        store.clock = clock_at(record.not_before)
         assert run_worker(store, config=config) == 1
     record = store.get(missing)
     assert (record.status, record.status_code, record.attempts, record.not_before) == (
@@ -269,7 +262,7 @@ def test_upgrading_a_version_3_database_keeps_its_records(
     )
     assert store.schema_version() == 3
     assert main(["db", "upgrade", "--db", db_url]) == 0
-    assert f"schema at version {SCHEMA_VERSION} (applied: [4])" in capsys.readouterr().out
+    assert f"schema at version {SCHEMA_VERSION} (applied: [4, 5])" in capsys.readouterr().out
     store = open_store(db_url)
     (record,) = store.find()
     assert (record.status, record.attempts, record.not_before) == ("ERROR", None, None)
@@ -420,6 +413,7 @@ def test_status_limit_must_not_be_negative(db_url: str, capsys: pytest.CaptureFi
         main(["status", "--limit", "-1", "--db", db_url])
     assert stop.value.code == 2
     assert "--limit: -1 is negative" in capsys.readouterr().err
+    open_store(db_url)  # a reader never creates the store
     assert main(["status", "--limit", "0", "--db", db_url]) == 0
 
 
@@ -456,6 +450,31 @@ def test_mariadb_script_never_deletes_an_existing_data_folder(tmp_path: Path) ->
     assert done.returncode == 1
     assert "nothing was deleted" in done.stderr and "KOADEP_TEST_MYSQL_URL" not in done.stdout
     assert (data / "keep.txt").read_text() == "precious"
+
+
+def _mariadb_where(checkout: Path, **env: str) -> dict[str, str]:
+    """The data folder and port ``scripts/mariadb.sh`` uses in ``checkout`` (no server is started)."""
+    script = checkout / "scripts" / "mariadb.sh"
+    if not script.exists():
+        script.parent.mkdir(parents=True)
+        shutil.copy(ROOT / "scripts" / "mariadb.sh", script)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KOADEP_MARIADB_")}
+    done = subprocess.run(
+        ["bash", str(script), "where"], env={**environment, **env}, capture_output=True, text=True, check=True
+    )
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def test_mariadb_script_gives_each_checkout_a_folder_and_port_of_its_own(tmp_path: Path) -> None:
+    one, two = _mariadb_where(tmp_path / "one" / "koadep"), _mariadb_where(tmp_path / "two" / "koadep")
+    assert one["dir"] != two["dir"]  # the ports differ too, but for 1 pair of checkouts in 1000
+    assert one == _mariadb_where(tmp_path / "one" / "koadep")  # the same checkout, the same server
+    for where in (one, two):
+        assert Path(where["dir"]).name.startswith("koadep-mariadb-koadep-")
+        assert 13306 <= int(where["port"]) < 14306
+    chosen = {"KOADEP_MARIADB_DIR": str(tmp_path / "db"), "KOADEP_MARIADB_PORT": "3399"}
+    overridden = _mariadb_where(tmp_path / "one" / "koadep", **chosen)
+    assert overridden == {"dir": str(tmp_path / "db"), "port": "3399"}
 
 
 # ------------------------------------------------------------------ review: races, take-overs, the schema
@@ -575,12 +594,9 @@ def test_an_upgrade_killed_halfway_and_concurrent_upgrades_finish_the_schema(db_
         thread.join()
     assert errors == []
     assert store.schema_version() == SCHEMA_VERSION
-    assert [r["version"] for r in store.query("SELECT version FROM koadep_schema ORDER BY version")] == [
-        1,
-        2,
-        3,
-        4,
-    ]
+    assert [r["version"] for r in store.query("SELECT version FROM koadep_schema ORDER BY version")] == list(
+        range(1, SCHEMA_VERSION + 1)
+    )
     rid = store.queue("NIRC2", "/s/n0101.fits", attempts=1, not_before="2000-01-01 00:00:00")
     assert store.get(rid).attempts == 1
 
@@ -629,12 +645,24 @@ def test_an_archive_rerun_racing_a_worker_for_an_error_record_leaves_it_to_the_w
     assert len(store.history(rid)) == 0
 
 
+class Hangs:
+    """A weather service whose call does not return until ``released`` is set (a minute at most)."""
+
+    def __init__(self, released: threading.Event) -> None:
+        self.released = released
+
+    def samples(self, telnr, when):  # type: ignore[no-untyped-def]
+        self.released.wait(60)
+        return {}
+
+
 def test_a_hung_worker_loses_its_record_after_the_longest_processing_time(
     db_url: str, tmp_path: Path
 ) -> None:
     store = open_store(db_url)
     rid = store.queue("NIRC2", str(nirc2_file(tmp_path / "n0101.fits")))
     outcomes: list[koadep.archive.ArchiveResult] = []
+    rescued = threading.Event()
     hung = threading.Thread(
         target=run_worker,
         args=(store,),
@@ -642,19 +670,20 @@ def test_a_hung_worker_loses_its_record_after_the_longest_processing_time(
             "config": Config(output_root=tmp_path / "out", max_processing_seconds=1),
             "worker": "hung",
             "lease_seconds": 1,
-            "services": Services(weather=SlowWeather(6)),
+            "services": Services(weather=Hangs(rescued)),
             "max_files": 1,
             "on_result": outcomes.append,
         },
     )
     hung.start()
-    deadline = time.time() + 20
-    while store.get(rid).lease_owner != "hung" and time.time() < deadline:
+    deadline = time.monotonic() + 60
+    while store.get(rid).lease_owner != "hung" and time.monotonic() < deadline:
         time.sleep(0.01)
     rescuer, taken = open_store(db_url), None
-    while taken is None and time.time() < deadline:
+    while taken is None and time.monotonic() < deadline:  # until the hung worker's lease runs out
         taken = rescuer.claim("rescuer", lease_seconds=60)
-        time.sleep(0.2)
+        time.sleep(0.1)
+    rescued.set()
     hung.join(timeout=30)
     assert taken is not None and (taken.id, taken.attempts) == (rid, 1)
     [outcome] = outcomes

@@ -270,9 +270,9 @@ def test_report_cli_email_and_smtp_down(
     assert "not e-mailed: cannot send mail through 127.0.0.1" in capsys.readouterr().err
 
 
-def _embedded_png(page: str) -> Image.Image:
-    match = re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert match, "no embedded plot"
+def _embedded_png(page: str, kind: str = "timeline") -> Image.Image:
+    match = re.search(rf"<img class='{kind}'[^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert match, f"no embedded {kind} plot"
     return Image.open(io.BytesIO(base64.b64decode(match.group(1))))
 
 
@@ -298,6 +298,7 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
     page = page_file.read_text()
     plot = _embedded_png(page)
     assert plot.size == plot_size(7) == (1000, 325)
+    assert _embedded_png(page, "observations").size[0] == 1000
     assert plot.format == "PNG" and len(plot.convert("L").getcolors(maxcolors=256) or ()) > 10
     assert plot_timeline(build_report(store, DAY, ["NIRC2"]).instruments[0]) is not None
     if not CHROMIUM.exists():

@@ -23,7 +23,7 @@ from koadep.transfer import transfer_record
 
 from . import test_status
 from .test_shipping import base_config, processed, response
-from .test_status import nirc2_file, utc_of
+from .test_status import clock_at, nirc2_file, utc_of
 
 db_url = test_status.db_url
 
@@ -53,15 +53,6 @@ def test_two_files_with_one_koaid_at_once_one_wins_and_the_other_is_a_duplicate(
         assert hdul[0].header["OBJECT"] == winner.result.raw_header["OBJECT"]  # type: ignore[attr-defined]
 
 
-class SlowWeather:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def samples(self, telnr, when):  # type: ignore[no-untyped-def]
-        time.sleep(self.seconds)
-        return {}
-
-
 class TakeOver:
     """A weather service during whose call another worker takes the record over (the lease is lost)."""
 
@@ -73,34 +64,49 @@ class TakeOver:
         return {}
 
 
+class RenewedLease:
+    """A weather service that waits until the worker's heartbeat has renewed its lease.
+
+    It then tries, as another worker whose clock is past the first lease's end and
+    before the renewed one's, to take the record: ``stolen`` holds what that claim
+    returned.
+    """
+
+    def __init__(self, store, thief, record_id: int) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.thief, self.record_id = store, thief, record_id
+        self.first = self.renewed = None
+        self.stolen: list[object] = []
+
+    def samples(self, telnr, when):  # type: ignore[no-untyped-def]
+        self.first = self.store.get(self.record_id).lease_expires
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ends = self.store.get(self.record_id).lease_expires
+            if clock_at(ends).instant > clock_at(self.first).instant:
+                self.renewed = ends
+                break
+            time.sleep(0.05)
+        if self.renewed is not None:
+            gap = clock_at(self.renewed).instant - clock_at(self.first).instant
+            self.thief.clock = clock_at(self.first, gap.total_seconds() / 2)
+            self.stolen.append(self.thief.claim("thief", lease_seconds=60))
+        return {}
+
+
 def test_a_slow_worker_keeps_its_lease_while_it_works(db_url: str, tmp_path: Path) -> None:
     store = open_store(db_url)
     rid = store.queue("NIRC2", str(nirc2_file(tmp_path / "n0101.fits")))
-    config = Config(output_root=tmp_path / "out")
-    worker = threading.Thread(
-        target=run_worker,
-        args=(store,),
-        kwargs={
-            "config": config,
-            "worker": "slow",
-            "lease_seconds": 1,
-            "services": Services(weather=SlowWeather(3.5)),
-        },
+    weather = RenewedLease(store, open_store(db_url), rid)
+    run_worker(
+        store,
+        config=Config(output_root=tmp_path / "out"),
+        worker="slow",
+        lease_seconds=1,
+        services=Services(weather=weather),
+        max_files=1,
     )
-    worker.start()
-    started = time.time() + 30
-    while store.get(rid).lease_owner != "slow" and time.time() < started:  # the worker claims first
-        time.sleep(0.01)
-    stolen = []
-    thief = open_store(db_url)
-    deadline = time.time() + 4.5
-    while time.time() < deadline:
-        record = thief.claim("thief", lease_seconds=60)
-        if record is not None:
-            stolen.append(record.id)
-        time.sleep(0.2)
-    worker.join(timeout=30)
-    assert stolen == []
+    assert weather.renewed is not None, f"the lease ending {weather.first} was never renewed"
+    assert weather.stolen == [None]
     record = store.get(rid)
     assert (record.status, record.run) == ("PROCESSED", 1)
     assert {i["run"] for i in store.issues(rid)} == {1}

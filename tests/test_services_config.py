@@ -27,6 +27,7 @@ from koadep.services.keck import KeckApi
 from koadep.status import open_store
 from koadep.testing.services import FakeServices
 
+from .conftest import json_lines
 from .test_weather_outage import PATH, archiver_data, nirc2_night
 
 SCHEDULE = [
@@ -140,7 +141,7 @@ def test_services_check_reports_what_answered(
 ) -> None:
     config = write_config(tmp_path, fake)
     assert main(["services", "check", "--config", str(config), *WHEN]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()[1:]  # below the header row
     assert [line.split()[:3] for line in lines] == [
         ["schedule", "api", "ok"],
         ["proposals", "api", "ok"],
@@ -151,7 +152,7 @@ def test_services_check_reports_what_answered(
     ]
     assert "'Doe'" in lines[1] and "'jdoe'" in lines[3] and "9 values" in lines[4]
     assert main(["services", "check", "--config", str(config), *WHEN, "--json"]) == 0
-    checks = json.loads(capsys.readouterr().out)
+    checks = json_lines(capsys.readouterr().out)
     assert {c["service"]: c["state"] for c in checks}["weather"] == "ok"
     assert all(set(c) == {"service", "source", "state", "seconds", "answer", "where"} for c in checks)
 
@@ -210,14 +211,14 @@ def test_reprocess_by_issue_fills_the_weather_once_the_archiver_is_back(
         )
     capsys.readouterr()
     assert main(["status", "NIRC2", "--issue", "WEATHER_DATA_FAIL", "--config", str(config), "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert len(json_lines(capsys.readouterr().out)) == 3
 
     fake.up()
     args = ["reprocess", "NIRC2", "--issue", "WEATHER_DATA_FAIL", "--config", str(config), "--no-transfer"]
     assert main([*args, "--confirm"]) == 0
     capsys.readouterr()
     assert main(["status", "NIRC2", "--issue", "WEATHER_DATA_FAIL", "--config", str(config), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json_lines(capsys.readouterr().out) == []
     products = sorted((tmp_path / "out").rglob("lev0/*.fits"))
     assert len(products) == 3
     for product in products:

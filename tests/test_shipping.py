@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from koadep.archive import archive_file
@@ -44,6 +45,7 @@ from koadep.status import State, open_store
 from koadep.transfer import TIMEOUT_EXIT, parse_destination, remote_md5, run_rsync, transfer_record
 
 from . import test_status
+from .conftest import shared_dir
 from .test_status import nirc2_file, utc_of
 
 #: The store on each back end (SQLite, MariaDB), as in test_status.
@@ -235,9 +237,15 @@ def ingest_api() -> Iterator[FakeIngestApi]:
     api.close()
 
 
+def keyword_tables() -> str:
+    """The KOA keyword tables (products made without them are refused by transfers)."""
+    return str(shared_dir() / "KeywordTables")
+
+
 def base_config(tmp_path: Path, **changes: Any) -> Config:
     return Config(
         output_root=tmp_path / "out",
+        keyword_tables=Path(keyword_tables()),
         transfer_destination=str(tmp_path / "dest"),
         transfer_retries=2,
         transfer_backoff=0.01,
@@ -613,7 +621,7 @@ def test_acceptance_end_to_end_from_the_command_line(
 ) -> None:
     raw = nirc2_file(tmp_path / "raw" / "n0101.fits")
     cfg = write_config(tmp_path, ingest_api.url)
-    common = ["--db", db_url, "--config", cfg]
+    common = ["--db", db_url, "--config", cfg, "--keyword-tables", keyword_tables()]
     assert main(["queue", "NIRC2", str(raw), *common]) == 0
     store = open_store(db_url)
     (record,) = store.find()
@@ -657,7 +665,8 @@ def test_acceptance_faults_end_in_the_documented_state_and_a_rerun_completes(
     )
     ingest_api.mode, ingest_api.delay = {"api-slow": "slow", "api-garbage": "garbage"}.get(fault, "ok"), 1.0
     assert main(["queue", "NIRC2", str(raw), "--db", db_url, "--config", bad]) == 0
-    assert main(["work", "--db", db_url, "--config", bad, "--outdir", str(tmp_path / "out")]) == 1
+    tables = ["--keyword-tables", keyword_tables()]
+    assert main(["work", "--db", db_url, "--config", bad, "--outdir", str(tmp_path / "out"), *tables]) == 1
     store = open_store(db_url)
     (record,) = store.find()
     lev0 = Path(record.process_dir)
@@ -800,6 +809,41 @@ def test_transfer_dbid_on_a_live_transfer_explains_and_a_stale_one_is_retried_af
     # one --dbid in a state that is never transferred says so, and exits non-zero
     assert main(["transfer", "--dbid", "999999", *common[2:]]) == 1
     assert "no record 999999" in capsys.readouterr().err
+
+
+def test_inferred_metadata_is_sent_only_with_force(
+    db_url: str, tmp_path: Path, ingest_api: FakeIngestApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Products made without keyword tables are refused, unless sent with --force."""
+    cfg = write_config(tmp_path, ingest_api.url)  # no keyword_tables
+    common = ["--db", db_url, "--config", cfg]
+    dest = tmp_path / "dest" / "NIRC2" / "20240315" / "lev0"
+    store = open_store(db_url)
+    refused = "TRANSFER_REFUSED_INFERRED_METADATA"
+    # koadep archive: refused without --force, sent with it
+    raw = nirc2_file(tmp_path / "raw" / "n0000.fits", utc_of(0))
+    assert main(["archive", "NIRC2", "--filepath", str(raw), *common]) == 1
+    (record,) = store.find(ofname=str(raw))
+    assert (record.status, record.status_code) == ("ERROR", refused)
+    assert not dest.exists() and Path(record.process_dir).is_dir()  # kept in place, nothing sent
+    assert main(["archive", "NIRC2", "--dbid", str(record.id), "--force", *common]) == 0
+    assert store.get(record.id).status == "TRANSFERRED"
+    assert_identical(Path(record.process_dir), dest)
+    # koadep transfer: the same, on a record processed without tables
+    rid = processed(store, attrs.evolve(base_config(tmp_path), keyword_tables=None), tmp_path, 1)
+    capsys.readouterr()
+    assert main(["transfer", "--dbid", str(rid), *common]) == 1
+    assert refused in capsys.readouterr().out
+    assert (store.get(rid).status, store.get(rid).status_code) == ("ERROR", refused)
+    assert main(["transfer", "--dbid", str(rid), "--force", *common]) == 0
+    assert store.get(rid).status == "TRANSFERRED"
+    assert_identical(Path(store.get(rid).process_dir), dest)
+    # koadep work --force: a queued file is sent
+    raw = nirc2_file(tmp_path / "raw" / "n0002.fits", utc_of(2))
+    assert main(["queue", "NIRC2", str(raw), *common]) == 0
+    assert main(["work", "--force", *common]) == 0
+    (record,) = store.find(ofname=str(raw))
+    assert record.status == "TRANSFERRED"
 
 
 # ------------------------------------------------------------------ issue 8: the ingest client

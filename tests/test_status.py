@@ -8,6 +8,7 @@ skip with a reason, and under CI they fail instead.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import multiprocessing
@@ -30,9 +31,10 @@ from koadep.config import Config
 from koadep.services import FixedClock, Services
 from koadep.status import IllegalTransition, State, StoreError, StoreUnavailable, open_store
 from koadep.status.migrations import SCHEMA_VERSION
+from koadep.status.store import utc_now
 from koadep.testing import write_raw_fits
 
-from .conftest import NOW
+from .conftest import NOW, json_lines
 
 MYSQL_URL = os.environ.get("KOADEP_TEST_MYSQL_URL", "")
 
@@ -131,7 +133,7 @@ def test_state_machine_table_and_timestamps(db_url: str) -> None:
 def test_schema_versioning_and_upgrade_is_idempotent(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     store = open_store(db_url, upgrade=False)
     assert store.schema_version() == 0
-    assert store.upgrade() == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4]
+    assert store.upgrade() == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5]
     assert store.upgrade() == []
     assert main(["db", "upgrade", "--db", db_url]) == 0
     assert "applied: none" in capsys.readouterr().out
@@ -171,15 +173,50 @@ def test_bad_file_name_and_header_values_through_archiving(db_url: str, tmp_path
 
 
 # ------------------------------------------------------------------ claims and leases
-def test_lease_expiry_makes_a_record_claimable_again(db_url: str) -> None:
+def test_stored_file_names_are_normalised_absolute_paths(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every way a file name reaches the store, and every lookup by one, uses the same spelling."""
+    monkeypatch.chdir(tmp_path)
     store = open_store(db_url)
+    first, second = tmp_path / "raw" / "n0101.fits", tmp_path / "raw" / "n0102.fits"
+    queued = store.queue("NIRC2", "raw/./sub/../n0101.fits")
+    started = store.start("NIRC2", f"{tmp_path}//raw/../raw/n0102.fits", worker="w")
+    store.update(queued, process_dir="out/NIRC2/./20240315/../20240315/lev0/")
+    store.finish(started, State.PROCESSED, koaid="N2.20240315.29730.25", process_dir=f"{tmp_path}/out//lev0")
+    assert store.get(queued).ofname == str(first)
+    assert store.get(queued).process_dir == str(tmp_path / "out" / "NIRC2" / "20240315" / "lev0")
+    assert store.get(started).ofname == str(second)
+    assert store.get(started).process_dir == str(tmp_path / "out" / "lev0")
+    assert [r.id for r in store.find(ofname="raw/n0101.fits")] == [queued]
+    assert [r.id for r in store.find(ofname=f"{tmp_path}/raw/sub/../n0102.fits")] == [started]
+    assert store.koaid_for_ofname(f"{tmp_path}/./raw//n0102.fits") == "N2.20240315.29730.25"
+    store.reset(started, worker="w2")  # the history keeps the same spelling
+    assert [h["ofname"] for h in store.history(started)] == [str(second)]
+
+
+def clock_at(when: str, seconds: float = 0.0) -> FixedClock:
+    """A clock stopped ``seconds`` after the store time ``when`` (a lease's end, a retry time)."""
+    instant = datetime.datetime.fromisoformat(str(when)).replace(tzinfo=datetime.UTC)
+    return FixedClock(instant + datetime.timedelta(seconds=seconds))
+
+
+def test_lease_expiry_makes_a_record_claimable_again(db_url: str) -> None:
+    store, other = open_store(db_url), open_store(db_url)
     rid = store.queue("NIRC2", "/a.fits")
-    assert store.claim("w1", lease_seconds=1).id == rid
-    assert store.claim("w2", lease_seconds=1) is None
+    assert store.claim("w1", lease_seconds=60).id == rid
+    ends = store.get(rid).lease_expires
+    other.clock = clock_at(ends, -0.5)  # the lease has not run out yet
+    assert other.claim("w2", lease_seconds=60) is None
+    store.clock = clock_at(ends)  # renewed at the moment it would have run out
     assert store.renew(rid, "w1", 1)
     assert not store.renew(rid, "w2", 1)
-    time.sleep(2.1)
-    again = store.claim("w2", lease_seconds=60)
+    renewed = store.get(rid).lease_expires
+    assert clock_at(renewed).instant == clock_at(ends, 1).instant
+    other.clock = clock_at(ends, 0.5)  # past the first end, before the renewed one
+    assert other.claim("w2", lease_seconds=60) is None
+    other.clock = clock_at(renewed)
+    again = other.claim("w2", lease_seconds=60)
     assert again.id == rid and again.lease_owner == "w2" and again.run == 2
     assert not store.renew(rid, "w1", 60)
 
@@ -245,7 +282,7 @@ def _doomed_worker(url: str, outdir: str, marker: str) -> None:
         config=Config(output_root=Path(outdir)),
         worker="doomed",
         services=Services(weather=SlowWeather(Path(marker))),
-        lease_seconds=2,
+        lease_seconds=60,
     )
 
 
@@ -268,8 +305,9 @@ def test_a_killed_worker_leaves_a_record_another_worker_finishes(db_url: str, tm
     record = store.get(rid)
     assert (record.status, record.lease_owner) == ("PROCESSING", "doomed")
     assert run_worker(store, config=Config(output_root=tmp_path / "out"), worker="w2") == 0
-    time.sleep(3.1)
-    assert run_worker(store, config=Config(output_root=tmp_path / "out"), worker="w2") == 1
+    later = open_store(db_url)
+    later.clock = clock_at(record.lease_expires)  # the killed worker's lease has run out
+    assert run_worker(later, config=Config(output_root=tmp_path / "out"), worker="w2") == 1
     record = store.get(rid)
     assert (record.status, record.run, record.lease_owner) == ("PROCESSED", 2, None)
     assert hashlib.md5(path.read_bytes()).hexdigest() == before
@@ -369,7 +407,7 @@ def test_cli_files_confirm_status_and_reprocess_by_query(
     assert main(["archive", "nirc2", "--files", str(tmp_path / "raw/*.fits"), "--confirm", *common]) == 0
     capsys.readouterr()
     assert main(["status", "NIRC2", "--json", *common]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json_lines(capsys.readouterr().out)
     assert [r["status"] for r in rows] == ["PROCESSED"] * 3
     assert main(["reprocess", "NIRC2", "--ofname", "n0001", *common]) == 0
     assert "1 records" in capsys.readouterr().out
@@ -468,11 +506,12 @@ def test_losing_the_database_mid_run_is_a_clear_error_and_a_later_run_finishes(
             config=Config(output_root=tmp_path / "out"),
             worker="w1",
             services=Services(weather=CutAfterFirst()),
-            lease_seconds=1,
+            lease_seconds=60,
         )
     direct = open_store(db_url)
     assert len(direct.find(status="PROCESSED")) >= 1
-    time.sleep(2.1)
+    held = [r.lease_expires for r in direct.find(status="PROCESSING")]
+    direct.clock = clock_at(max(held, default=utc_now()))  # the cut-off worker's leases have run out
     run_worker(direct, config=Config(output_root=tmp_path / "out"), worker="w2")
     assert {r.status for r in direct.find()} == {"PROCESSED"}
 

@@ -9,7 +9,6 @@ plugins`` lists and describes it, and ``process_file`` turns a TOYCAM file into 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -31,8 +30,10 @@ from koadep.services import Services
 from koadep.status import State, open_store
 from koadep.testing import write_raw_fits
 
-from .conftest import ROOT
+from .conftest import ROOT, json_lines
 from .test_plugins import Staff
+
+pytestmark = pytest.mark.third_party_plugins
 
 EXAMPLE = ROOT / "examples" / "thirdparty"
 
@@ -97,7 +98,7 @@ def test_the_registry_loads_it_from_its_entry_point(registry: Registry) -> None:
 
 def test_koadep_plugins_lists_it(as_default: Registry, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json_lines(capsys.readouterr().out)
     toycam = [r for r in rows if r["instruments"] == ["TOYCAM"]]
     assert toycam == [
         {

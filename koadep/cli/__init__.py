@@ -13,7 +13,10 @@ sets ``args.handler``, which :func:`main` calls:
 * :mod:`koadep.cli.report`: ``report``;
 * :mod:`koadep.cli.transfer`: ``transfer``, ``notify``, ``serve-ingest-api``;
 * :mod:`koadep.cli.compare`: ``compare-metadata``;
-* :mod:`koadep.cli.services`: ``services check``, ``services fake``.
+* :mod:`koadep.cli.keywords`: ``keywords check``;
+* :mod:`koadep.cli.services`: ``services check``, ``services fake``;
+* :mod:`koadep.cli.check`: ``check``;
+* :mod:`koadep.cli.config`: ``config show``.
 
 The options several commands share are in :mod:`koadep.cli.options`, what
 they print in :mod:`koadep.cli.output`. No library module imports this package.
@@ -25,7 +28,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from koadep.cli import alerts, archive, compare, monitor, plugins, process, report, services, transfer
+from koadep.cli import (
+    alerts,
+    archive,
+    check,
+    compare,
+    keywords,
+    monitor,
+    plugins,
+    process,
+    report,
+    services,
+    transfer,
+)
+from koadep.cli import config as config_command
 from koadep.config import ConfigError
 from koadep.version import __version__
 
@@ -49,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_commands(sub)
     transfer.add_commands(sub)
     compare.add_commands(sub)
+    keywords.add_commands(sub)
     services.add_commands(sub)
+    check.add_commands(sub)
+    config_command.add_commands(sub)
     return parser
 
 

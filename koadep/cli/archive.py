@@ -8,8 +8,6 @@ arguments, open the store and call :mod:`koadep.archive`; each sets
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +16,7 @@ from typing import Any
 
 from koadep.alerts import alert_after_run
 from koadep.archive import ArchiveResult, RecordBusy, archive_file, record_file, reprocess_record
+from koadep.cli.filters import check_filters, existing_file, files_of, known_instrument, reader_store
 from koadep.cli.options import (
     add_common,
     add_filters,
@@ -30,7 +29,7 @@ from koadep.cli.options import (
     selected,
     store_of,
 )
-from koadep.cli.output import Progress, list_records, shown
+from koadep.cli.output import Progress, emit, examples, list_records, shown, summary
 from koadep.config import Config
 from koadep.handoff import summary_line
 from koadep.services import Services
@@ -47,6 +46,10 @@ def add_commands(sub: Any) -> None:
         help="process files and record them in the status store",
         description="Process raw files (lev0) and keep each file's life in the "
         "status store. Exactly one of --filepath, --files or --dbid.",
+        **examples(
+            "koadep archive NIRC2 --filepath /s/sdata/nirc2/n0001.fits",
+            "koadep archive NIRC2 --files '/s/sdata/nirc2/2024mar15/*.fits' --confirm --json",
+        ),
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument (case-insensitive)")
     which = p.add_mutually_exclusive_group(required=True)
@@ -59,6 +62,7 @@ def add_commands(sub: Any) -> None:
         help="reprocess: history copy, reset, the KOAID may be given again",
     )
     add_processing(p)
+    _add_force(p)
     add_common(p)
     p.set_defaults(handler=_archive)
 
@@ -67,6 +71,7 @@ def add_commands(sub: Any) -> None:
         help="reprocess records chosen by a query",
         description="Select records by a query and reprocess them (needs --confirm "
         "to process; without it the selection is listed).",
+        **examples("koadep reprocess NIRC2 --status error --issue WEATHER_DATA_FAIL --confirm"),
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument (case-insensitive)")
     add_filters(p)
@@ -75,7 +80,12 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=_reprocess)
 
     p = sub.add_parser(
-        "status", help="list status records", description="List status records matching the filters."
+        "status",
+        help="list status records",
+        description="List status records matching the filters. Reads the store; never creates it.",
+        **examples(
+            "koadep status NIRC2 --status error --starttime 2024-03-15 --issues", "koadep status --json"
+        ),
     )
     p.add_argument("instrument", nargs="?", metavar="INSTR", help="instrument")
     add_filters(p)
@@ -89,6 +99,7 @@ def add_commands(sub: Any) -> None:
         "queue",
         help="queue raw files for the workers",
         description="Insert QUEUED records for raw files (what the monitor does).",
+        **examples("koadep queue NIRC2 /s/sdata/nirc2/n0001.fits /s/sdata/nirc2/n0002.fits"),
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="raw files")
@@ -100,6 +111,7 @@ def add_commands(sub: Any) -> None:
         help="claim and process queued records until none is left",
         description="A worker: claims QUEUED records (or records whose lease "
         "expired) one at a time and archives them. Several can run at once.",
+        **examples("koadep work NIRC2 --max-files 10 --no-transfer"),
     )
     p.add_argument("instrument", nargs="?", metavar="INSTR", help="only this instrument")
     p.add_argument(
@@ -111,34 +123,49 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--max-files", type=positive, help="stop after this many files")
     p.add_argument("--no-transfer", action="store_true", help="do not transfer (records end PROCESSED)")
+    _add_force(p)
     add_common(p)
     p.set_defaults(handler=_work)
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also transfer products made without a keyword table (metadata inferred from the header)",
+    )
 
 
 def add_db_command(sub: Any) -> None:
     """Add ``koadep db`` to the ``koadep`` sub-command parser."""
     p = sub.add_parser(
-        "db", help="manage the status store schema", description="Manage the status store schema."
+        "db",
+        help="manage the status store schema",
+        description="Manage the status store schema: upgrade creates or migrates it; version only reads.",
+        **examples("koadep db version --db sqlite:////data/koa/koadep.sqlite", "koadep db upgrade"),
     )
     p.add_argument("action", choices=("upgrade", "version"), help="upgrade: apply migrations")
     add_common(p)
     p.set_defaults(handler=_db)
 
 
-def _print_outcome(outcome: ArchiveResult, as_json: bool) -> None:
+OUTCOME_HEADER = f"{'ID':>6} {'STATE':<9} {'KOAID':<26} FILE CODE"
+
+
+def _print_outcome(outcome: ArchiveResult, as_json: bool, out: Callable[..., None] = print) -> None:
     if as_json:
-        print(json.dumps(outcome.to_dict()), flush=True)
+        emit(outcome.to_dict())
         return
     r = outcome.result
     rid = outcome.record_id if outcome.record_id is not None else "-"
     code = f" {outcome.code}" if outcome.state != "PROCESSED" and outcome.code else ""
-    print(f"{rid!s:>6} {outcome.state:<9} {shown(r.koaid or '-'):<26} {shown(r.path)}{code}", flush=True)
+    out(f"{rid!s:>6} {outcome.state:<9} {shown(r.koaid):<26} {shown(r.path)}{code}", flush=True)
     if outcome.already_archived:
-        print(f"    already archived in record {rid}; use --reprocess to process it again", flush=True)
+        out(f"    already archived in record {rid}; use --reprocess to process it again", flush=True)
     if outcome.problem:
         print(f"koadep: {outcome.problem}", file=sys.stderr, flush=True)
     if outcome.handoff is not None:  # transfer and notification (koadep.handoff)
-        print(summary_line(outcome.handoff), flush=True)
+        out(summary_line(outcome.handoff), flush=True)
 
 
 def _run_many(
@@ -151,19 +178,23 @@ def _run_many(
     progress = Progress(len(items))
     failures = 0
     outcomes = []
+    if not as_json:
+        print(OUTCOME_HEADER, flush=True)
     for item in items:
         try:
             outcome = run(item)
         except (IllegalTransition, LeaseLost, RecordBusy) as exc:  # one record in the wrong state: go on
-            print(
+            progress.print(
                 f"koadep: {item if not hasattr(item, 'id') else f'record {item.id}'}: {exc}", file=sys.stderr
             )
+            progress.step(str(item))
             failures += 1
             continue
         outcomes.append(outcome)
+        _print_outcome(outcome, as_json, progress.print)
         progress.step(str(outcome.result.path.name))
-        _print_outcome(outcome, as_json)
         failures += not outcome.ok
+    summary([(o.state, o.code) for o in outcomes], f"{len(items)} files, {failures} not archived", as_json)
     alert_after_run(store, config, outcomes)  # e-mail new ERRORs; never raises
     return 1 if failures else 0
 
@@ -171,6 +202,21 @@ def _run_many(
 @guarded
 def _archive(args: argparse.Namespace) -> int:
     config = config_of(args)
+    args.instrument = known_instrument(args.instrument)
+    paths: list[Path] = []
+    if args.filepath:  # a mistyped name: one line, no record, no alert
+        paths = [existing_file(args.filepath)]
+    elif args.files:
+        paths = files_of(args.files)  # a glob that matches nothing is an error
+    if args.files and not args.confirm:
+        for p in paths:
+            if args.json:
+                emit({"file": str(p)})
+            else:
+                print(shown(p))
+        hint = f"{len(paths)} files found. Use --confirm to process them."
+        print(f"koadep: {hint}" if args.json else hint, file=sys.stderr if args.json else sys.stdout)
+        return 0
     store = None if args.dry_run else store_of(config)
     services = Services.from_config(config, catalog=store)  # one cache and breaker for the whole run
 
@@ -189,31 +235,26 @@ def _archive(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             remove_output=args.remove_output,
             ship=not args.no_transfer,
+            force=args.force,
         )
 
-    if args.filepath:
-        return _run_many([args.filepath], one, args.json, store, config)
     if args.dbid is not None:
         return _run_many([args.dbid], lambda i: one(record_id=i), args.json, store, config)
-    pattern = args.files + "*" if args.files.endswith("/") else args.files
-    paths = sorted(Path(p) for p in glob.glob(pattern))
-    if not args.confirm:
-        for p in paths:
-            print(shown(p))
-        print(f"{len(paths)} files found. Use --confirm to process them.")
-        return 0
     return _run_many(paths, one, args.json, store, config)
 
 
 @guarded
 def _reprocess(args: argparse.Namespace) -> int:
+    check_filters(args)
     config = config_of(args)
+    args.instrument = known_instrument(args.instrument)
+    if not args.confirm:  # only a listing: read the store, never create it
+        list_records(selected(reader_store(config), args), args.json)
+        if not args.json:
+            print("Use --confirm to reprocess them.")
+        return 0
     store = store_of(config)
     records = selected(store, args)
-    if not args.confirm:
-        list_records(records, args.json)
-        print("Use --confirm to reprocess them.")
-        return 0
     services = Services.from_config(config, catalog=store)  # one cache and breaker for the whole run
 
     def one(record: Record) -> ArchiveResult:
@@ -233,26 +274,37 @@ def _reprocess(args: argparse.Namespace) -> int:
 
 @guarded
 def _status(args: argparse.Namespace) -> int:
+    check_filters(args)
     config = config_of(args)
-    store = store_of(config)
-    records = selected(store, args, limit=args.limit)
-    list_records(records, args.json, store, args.issues)
+    args.instrument = known_instrument(args.instrument)
+    store = reader_store(config)
+    records = selected(store, args, limit=args.limit + 1 if args.limit else None)
+    more = bool(args.limit) and len(records) > args.limit
+    list_records(records[: args.limit or None], args.json, store, args.issues, more=more)
     return 0
 
 
 @guarded
 def _queue(args: argparse.Namespace) -> int:
-    store = store_of(config_of(args))
-    for path in args.files:
-        name = os.path.abspath(path)
-        rid = store.queue(args.instrument, name)
-        print(f"{rid} QUEUED {shown(name)}")
+    config = config_of(args)
+    instrument = known_instrument(args.instrument)
+    names = [os.path.abspath(path) for path in args.files]  # a file not there yet is the workers' ERROR
+    store = store_of(config)
+    if not args.json:
+        print(f"{'ID':>6} {'STATE':<9} FILE")
+    for name in names:
+        rid = store.queue(instrument, name)
+        if args.json:
+            emit({"id": rid, "status": "QUEUED", "ofname": name})
+        else:
+            print(f"{rid:>6} {'QUEUED':<9} {shown(name)}")
     return 0
 
 
 @guarded
 def _work(args: argparse.Namespace) -> int:
     config = config_of(args)
+    args.instrument = known_instrument(args.instrument)
     store = store_of(config)
     last: dict[Any, ArchiveResult] = {}  # record id -> its last outcome (a retried record counts once)
 
@@ -264,6 +316,8 @@ def _work(args: argparse.Namespace) -> int:
     from koadep.monitor.workers import StopRequest, run_until_stopped
 
     log_to_stderr()
+    if not args.json:
+        print(OUTCOME_HEADER, flush=True)
     request = StopRequest()
     request.install()  # SIGHUP: finish the file, then start again; SIGTERM, SIGINT: finish it and stop
     try:
@@ -276,16 +330,20 @@ def _work(args: argparse.Namespace) -> int:
             max_files=args.max_files,
             on_result=report,
             ship=not args.no_transfer,
+            force=args.force,
         )
     finally:
         request.uninstall()
     failures = [o for o in last.values() if not o.ok]
-    if not args.json:
-        attempts = f" ({done} attempts)" if done != len(last) else ""
-        print(f"{len(last)} files processed{attempts}, {len(failures)} not PROCESSED")
+    attempts = f" ({done} attempts)" if done != len(last) else ""
+    headline = f"{len(last)} files processed{attempts}, {len(failures)} not PROCESSED"
+    summary([(o.state, o.code) for o in last.values()], headline, args.json)
     alert_after_run(store, config, failures)  # e-mail new ERRORs; never raises
     if request.reason == "reload":
-        print("koadep work: SIGHUP: starting again with the code, plugins and configuration installed now")
+        print(
+            "koadep work: SIGHUP: starting again with the code, plugins and configuration installed now",
+            file=sys.stderr if args.json else sys.stdout,
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, sys.orig_argv)
@@ -296,10 +354,18 @@ def _work(args: argparse.Namespace) -> int:
 
 @guarded
 def _db(args: argparse.Namespace) -> int:
-    store = store_of(config_of(args), upgrade=False)
+    config = config_of(args)
     if args.action == "upgrade":
+        store = store_of(config, upgrade=False)
         applied = store.upgrade()
-        print(f"schema at version {store.schema_version()} (applied: {applied or 'none'})")
+        if args.json:
+            emit({"schema_version": store.schema_version(), "applied": applied or []})
+        else:
+            print(f"schema at version {store.schema_version()} (applied: {applied or 'none'})")
+        return 0
+    version = reader_store(config).schema_version()
+    if args.json:
+        emit({"schema_version": version})
     else:
-        print(f"schema version {store.schema_version()}")
+        print(f"schema version {version}")
     return 0

@@ -12,7 +12,9 @@ from typing import Any
 
 import attrs
 
+from koadep.cli.filters import known_instrument
 from koadep.cli.options import add_common, config_of, guarded, store_of
+from koadep.cli.output import emit, examples
 from koadep.config import Config
 from koadep.monitor import Monitor
 from koadep.monitor.logs import configure
@@ -33,6 +35,11 @@ def add_commands(sub: Any) -> None:
         "as the machine's load, memory and disk allow. SIGHUP reloads the configuration and "
         "renews the workers (new code and plugins for the next file); SIGTERM stops claiming, "
         "lets the workers finish their files and exits 0.",
+        **examples(
+            "koadep monitor NIRC2 '/s/sdata*/nirc2*/20*' --log-file /var/log/koadep/nirc2.log",
+            "koadep monitor NIRC2 /s/sdata1001/nirc2 --once",
+            "koadep monitor NIRC2 --status --json",
+        ),
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument")
     p.add_argument(
@@ -81,19 +88,28 @@ def add_commands(sub: Any) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     """``koadep monitor INSTR --status``: the daemon's status file and the queue in the store."""
-    import json
-
     from koadep.config import ConfigError
     from koadep.monitor.status import alive_exit, format_report, report
-    from koadep.status import StoreError
+    from koadep.status import StoreError, open_store
+    from koadep.status.backends import StoreMissing
 
     try:
         config = config_of(args)
+        args.instrument = known_instrument(args.instrument)
     except ConfigError as exc:
         print(f"koadep: {exc}", file=sys.stderr)
         return 2
-    try:
-        store = store_of(config, upgrade=False)
+    try:  # read only: a store that is not there is not created
+        store = open_store(
+            config.db_url or None,
+            default_dir=config.output_root,
+            password=config.db_password or None,
+            upgrade=False,
+            create=False,
+        )
+    except StoreMissing as exc:
+        store = None
+        print(f"koadep: {exc}: no queue to show", file=sys.stderr)
     except StoreError as exc:
         store = None
         print(f"koadep: the status store cannot be opened: {exc}", file=sys.stderr)
@@ -102,7 +118,10 @@ def _status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"koadep: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str) if args.json else format_report(result))
+    if args.json:
+        emit(result)
+    else:
+        print(format_report(result))
     return alive_exit(result)
 
 
@@ -124,6 +143,7 @@ def _monitor(args: argparse.Namespace) -> int:
     level = logging.WARNING if args.once or args.quiet else logging.INFO
     configure(logging.DEBUG if args.verbose else level, args.log_file)
     config = _config(args)
+    args.instrument = known_instrument(args.instrument)
     configured_triggers(config)  # an unknown or unusable trigger: one line and exit 2, before any work
     try:
         store = store_of(config)
@@ -143,7 +163,10 @@ def _monitor(args: argparse.Namespace) -> int:
     monitor.config_source = config_source(args.config)
     if args.once:
         queued = monitor.catch_up()
-        print(f"{len(queued)} files queued")
+        if args.json:
+            emit({"queued": len(queued)})
+        else:
+            print(f"{len(queued)} files queued")
         return 0
     from koadep.monitor.logs import log
 

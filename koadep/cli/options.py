@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from koadep.config import Config, load_config
+from koadep.checks import (
+    Check,
+    check_file_instrument,
+    check_folder,
+    check_instrument,
+    check_keyword_tables,
+    check_schedule,
+    require,
+)
+from koadep.config import Config, ConfigWarning, resolve_config
 from koadep.plugins import Registry
 from koadep.status import IllegalTransition, Record, Store, StoreError, StoreUnavailable, open_store
 
@@ -22,6 +33,8 @@ __all__ = [
     "add_common",
     "add_filters",
     "add_processing",
+    "check_setup",
+    "config_and_sources",
     "config_of",
     "count",
     "guarded",
@@ -143,16 +156,128 @@ def selected(store: Store, args: argparse.Namespace, limit: int | None = None) -
     )
 
 
-def config_of(args: argparse.Namespace) -> Config:
-    """The configuration: the ``--config`` file and environment, then the options given."""
-    config = load_config(getattr(args, "config", None))
+#: The configuration keys the common options set, and the option that sets each.
+OPTION_KEYS = {
+    "output_root": "--outdir",
+    "keyword_tables": "--keyword-tables",
+    "schedule_file": "--schedule",
+    "db_url": "--db",
+    "koaid_fraction": "--koaid-fraction",
+}
+
+#: The commands that write products, records or folders under ``output_root``.
+WRITERS = frozenset({"archive", "reprocess", "work", "monitor", "process", "queue"})
+
+
+def config_and_sources(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
+    """The configuration of a command, and where each setting came from.
+
+    The ``--config`` file and the ``KOADEP_*`` environment come first, then the
+    options given (``--outdir``, ``--keyword-tables``, ``--schedule``, ``--db``,
+    ``--koaid-fraction``). A configuration warning (a misspelt ``KOADEP_*``
+    variable, a readable file holding secrets) is printed as one line on
+    standard error.
+
+    Raises
+    ------
+    ConfigError
+        For a configuration that cannot be used (exit status 2).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        config, sources = resolve_config(getattr(args, "config", None))
+    for warning in caught:
+        if issubclass(warning.category, ConfigWarning):
+            print(f"koadep: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     Registry.use_settings(config.load_plugins, config.trace_plugins)
-    return config.replace(
-        output_root=args.outdir,
-        keyword_tables=args.keyword_tables,
-        schedule_file=args.schedule,
-        db_url=args.db,
-    )
+    attribute = {
+        "output_root": "outdir",
+        "keyword_tables": "keyword_tables",
+        "schedule_file": "schedule",
+        "db_url": "db",
+    }
+    changes = {}
+    for key, option in OPTION_KEYS.items():
+        value = getattr(args, attribute.get(key, key), None)
+        if value is not None:
+            changes[key] = value
+            sources[key] = option
+    return config.replace(**changes), sources
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    """The configuration of a command (:func:`config_and_sources`), after :func:`check_setup`.
+
+    Raises
+    ------
+    ConfigError
+        For a configuration that cannot be used, or a failed check (exit status 2).
+    """
+    config = config_and_sources(args)[0]
+    check_setup(args, config)
+    return config
+
+
+def _is_pattern(path: Path) -> bool:
+    return glob.has_magic(str(path))
+
+
+def setup_checks(args: argparse.Namespace, config: Config) -> list[Check]:
+    """The checks a command depends on, from its arguments (see :func:`check_setup`)."""
+    command = getattr(args, "command", None)
+    instrument = getattr(args, "instrument", None)
+    monitor_status = command == "monitor" and bool(getattr(args, "status", False))
+    checks: list[Check] = []
+    if instrument:
+        checks.append(check_instrument(instrument))
+    if config.keyword_tables is not None:
+        named = [instrument] if instrument and checks[0].ok and command in WRITERS else []
+        tables = check_keyword_tables(config, named)
+        checks.extend(c for c in tables if c.name != "keyword tables" or not c.ok)
+    if config.schedule_file is not None:
+        checks.append(check_schedule(config))
+    if command in WRITERS and getattr(args, "status", False) is not True:
+        checks.append(check_folder(config.output_root, "output folder", create=True))
+    if command == "monitor" and not monitor_status:
+        folders = [d for d in getattr(args, "directories", None) or [] if not _is_pattern(d)]
+        checks.extend(c for c in (check_folder(d, "watch folder") for d in folders) if not c.ok)
+    if instrument and checks[0].ok:
+        filepath = getattr(args, "filepath", None)
+        files = [filepath] if isinstance(filepath, Path) else []
+        if command == "queue":
+            files = [f for f in getattr(args, "files", None) or [] if Path(f).is_file()]
+        checks.extend(check_file_instrument(Path(f), instrument) for f in files)
+    return checks
+
+
+def check_setup(args: argparse.Namespace, config: Config) -> None:
+    """Run the checks a command depends on, before it touches any file.
+
+    Every command calls it (through :func:`config_of`) before opening the store
+    or reading a raw file: the instrument (``args.instrument``) is known; the
+    ``keyword_tables`` folder exists (with the instrument's table, for a command
+    that processes); the ``schedule_file`` reads; the output folder of a command
+    that writes is (or can be made) a writable folder; the plain folders
+    ``monitor`` watches exist; the file ``archive --filepath`` names (and each
+    existing file ``queue`` is given) exists and is the instrument's.
+
+    Parameters
+    ----------
+    args
+        The command's arguments; the checks follow the attributes it has
+        (``command``, ``instrument``, ``filepath``, ``files``, ``directories``, ``status``).
+    config
+        The command's configuration.
+
+    Raises
+    ------
+    koadep.checks.SetupError
+        Naming the first failed check (a :class:`~koadep.config.ConfigError`:
+        :func:`koadep.cli.main` prints it as one line, exit status 2).
+    """
+    require(setup_checks(args, config))
 
 
 def store_of(config: Config, *, upgrade: bool = True) -> Store:

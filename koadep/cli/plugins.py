@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
+from koadep.cli.output import emit, examples, shown, table
 from koadep.instrument_pages import instrument_page
 from koadep.plugins import Registry, UnknownInstrument
 
@@ -20,8 +20,9 @@ def add_commands(sub: Any) -> None:
         help="list the installed instrument plugins",
         description="List the installed instrument plugins with their package and version; "
         "plugins that failed to load are listed with the error.",
+        **examples("koadep plugins", "koadep plugins --describe NIRC2", "koadep plugins --json"),
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON lines: one plugin per line")
     p.add_argument(
         "--describe",
         metavar="NAME",
@@ -35,7 +36,11 @@ def _plugins(args: argparse.Namespace) -> int:
     registry = Registry.default()
     if args.describe:
         try:
-            print(instrument_page(args.describe, registry), end="")
+            page = instrument_page(args.describe, registry)
+            if args.json:
+                emit({"name": registry.instrument(args.describe).name, "page": page})
+            else:
+                print(page, end="")
         except UnknownInstrument as exc:
             print(f"koadep plugins: {exc} (installed: {', '.join(registry.names())})", file=sys.stderr)
             return 1
@@ -51,9 +56,20 @@ def _plugins(args: argparse.Namespace) -> int:
         for i in [*registry.infos, *registry.failures]
     ]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        for row in rows:
+            emit(row)
         return 0
-    for row in rows:
-        status = f"FAILED: {row['error']}" if row["error"] else ", ".join(row["instruments"])
-        print(f"{row['name']:<12} {row['package']:<20} {row['version']:<10} {status}")
+    table(
+        ("plugin", "package", "version", "instruments"),
+        (12, 20, 10, 0),
+        (
+            (
+                row["name"],
+                row["package"],
+                row["version"],
+                f"FAILED: {shown(row['error'])}" if row["error"] else ", ".join(row["instruments"]),
+            )
+            for row in rows
+        ),
+    )
     return 0

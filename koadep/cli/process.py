@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from koadep.cli.output import cut, emit, examples, shown, summary
 from koadep.config import Config, load_config
 from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
@@ -22,6 +22,10 @@ def add_commands(sub: Any) -> None:
         help="process raw FITS files into level-0 archive products",
         description="Process raw FITS files into level-0 archive products in "
         "OUTDIR/<INSTR>/<YYYYMMDD>/lev0/. Exits 0 only if every file was processed.",
+        **examples(
+            "koadep process /s/sdata/nirc2/n0001.fits --outdir /tmp/koa-out",
+            "koadep process raw/*.fits --dry-run --json",
+        ),
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="raw FITS files (plain or .gz)")
     p.add_argument("--outdir", type=Path, help="output root (default: config output_root)")
@@ -40,7 +44,9 @@ def add_commands(sub: Any) -> None:
         help="hundredths rule of the KOAID (default: archive)",
     )
     p.add_argument("--dry-run", action="store_true", help="compute everything, write nothing")
-    p.add_argument("--json", action="store_true", help="print one JSON result object per file")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON lines: one result per file, then the summary"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="list every issue")
     p.set_defaults(handler=_process)
 
@@ -61,25 +67,31 @@ def _print_result(result: ProcessResult, verbose: bool) -> None:
     label = result.koaid or "-"
     code = f" {result.status_code}" if result.state != "PROCESSED" else ""
     plural = "" if warnings == 1 else "s"
-    print(f"{result.state:<9} {label:<26} {result.path}{code} ({warnings} warning{plural})")
+    print(f"{result.state:<9} {shown(label):<26} {shown(result.path)}{code} ({warnings} warning{plural})")
     if verbose or result.state != "PROCESSED":
         for issue in result.issues:
-            first = issue.message.splitlines()[0] if issue.message else ""
-            print(f"    {issue.severity.name:<7} {issue.code:<24} {issue.step}: {first}")
+            lines = issue.message.splitlines() if issue.message else [""]
+            first = lines[0] + (" …" if len(lines) > 1 else "")
+            print(f"    {issue.severity.name:<7} {issue.code:<24} {issue.step}: {cut(shown(first), 100)}")
 
 
 def _process(args: argparse.Namespace) -> int:
     config = _config(args)
     services = Services.from_config(config)  # one cache and breaker for the whole run
     failures = 0
+    outcomes = []
+    if not args.json:
+        print(f"{'STATE':<9} {'KOAID':<26} FILE CODE (WARNINGS)")
     for name in args.files:
         result = process_file(
             name, config=config, services=services, progid=args.progid, write=not args.dry_run
         )
         if result.state != "PROCESSED":
             failures += 1
+        outcomes.append((result.state, result.status_code))
         if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
+            emit(result.to_dict())
         else:
             _print_result(result, args.verbose)
+    summary(outcomes, f"{len(outcomes)} files, {failures} not PROCESSED", args.json)
     return 1 if failures else 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from koadep.cli.options import add_common, config_of, guarded, store_of, utdate
+from koadep.cli.filters import known_instrument, reader_store
+from koadep.cli.options import add_common, config_of, guarded, utdate
+from koadep.cli.output import emit, examples
+from koadep.config import ConfigError
 from koadep.mail import MailError
 from koadep.report import build_report, email_report, format_html, format_text, save_summary
 
@@ -23,7 +25,12 @@ def add_commands(sub: Any) -> None:
         help="the nightly report of one UT date",
         description="Counts by state and KOAIMTYP, exposure times, processing, transfer and "
         "ingest times, data volume, INVALID and ERROR files of one UT date, per instrument. "
-        "Prints text; writes the koa_summary rows; optionally an HTML page and an e-mail.",
+        "Prints text; writes the koa_summary rows; optionally an HTML page and an e-mail. "
+        "Needs an existing status store; never creates one.",
+        **examples(
+            "koadep report NIRC2 --date 2024-03-15",
+            "koadep report --date 2024-03-15 --html /data/reports/2024-03-15.html --email",
+        ),
     )
     yesterday = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)).date().isoformat()
     p.add_argument(
@@ -33,7 +40,8 @@ def add_commands(sub: Any) -> None:
         metavar="YYYY-MM-DD",
         help="UT date (default: yesterday, UTC)",
     )
-    p.add_argument("--instrument", metavar="INSTR", help="only this instrument")
+    p.add_argument("instrument", nargs="?", metavar="INSTR", help="only this instrument")
+    p.add_argument("--instrument", dest="instrument_option", help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
     p.add_argument("--email", action="store_true", help="also e-mail it (alert_to, smtp_* settings)")
     add_common(p)
@@ -43,15 +51,18 @@ def add_commands(sub: Any) -> None:
 @guarded
 def _report(args: argparse.Namespace) -> int:
     config = config_of(args)
-    store = store_of(config)
-    report = build_report(store, args.date, [args.instrument] if args.instrument else None)
+    instrument = known_instrument(args.instrument or args.instrument_option)
+    if args.html and not args.html.parent.is_dir():
+        raise ConfigError(f"--html: no folder {args.html.parent}")
+    store = reader_store(config)
+    report = build_report(store, args.date, [instrument] if instrument else None)
     save_summary(store, report)
     if args.json:
-        print(json.dumps([n.summary_row() for n in report.instruments], indent=1))
+        for n in report.instruments:
+            emit(n.summary_row())
     else:
         print(format_text(report), end="")
     if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(format_html(report), encoding="utf-8")
         print(f"HTML report written to {args.html}", file=sys.stderr)
     if args.email:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from koadep.cli.options import add_common, config_of, guarded, store_of
-from koadep.cli.output import shown
+from koadep.cli.filters import reader_store
+from koadep.cli.options import add_common, config_of, guarded
+from koadep.cli.output import emit, examples, shown
 from koadep.plugins import Registry, UnknownInstrument
 from koadep.services import Services
 from koadep.services.check import check_services
@@ -26,6 +26,7 @@ def add_commands(sub: Any) -> None:
         "services",
         help="check the live services, or serve fake ones",
         description="Check the services the configuration names, or serve fake ones for a demonstration.",
+        **examples("koadep services check NIRC2", "koadep services fake tests/fixtures/services.json"),
     )
     group = p.add_subparsers(dest="services_command", metavar="ACTION")
     check = group.add_parser(
@@ -33,12 +34,18 @@ def add_commands(sub: Any) -> None:
         help="ask each configured service one question",
         description="Ask each configured service (schedule, proposals, twilight, staff, weather, "
         "catalogue) one question, and print what answered and how fast. Exit status 0 when every "
-        "configured service answered, 1 when one did not, 2 for a configuration that cannot work.",
+        "configured service answered, 1 when one did not, 2 for a configuration that cannot work. "
+        "Reads the status store (the catalogue) only if it exists; never creates it.",
+        **examples("koadep services check", "koadep services check KCWI --when 2024-03-15T09:00:00 --json"),
     )
-    add_common(check)
     check.add_argument(
-        "--instrument", default="NIRC2", help="whose schedule, staff and weather (default NIRC2)"
+        "instrument",
+        nargs="?",
+        metavar="INSTR",
+        help="whose schedule, staff and weather (default NIRC2)",
     )
+    check.add_argument("--instrument", dest="instrument_option", help=argparse.SUPPRESS)  # the old spelling
+    add_common(check)
     check.add_argument("--semid", help="the program whose PI is asked (default: <semester>_ENG)")
     check.add_argument(
         "--when",
@@ -52,6 +59,7 @@ def add_commands(sub: Any) -> None:
         help="serve fake Keck API and archiver answers from a fixture file",
         description="Serve a JSON fixture file (path -> [{params, answer}]) like the Keck API and the "
         "EPICS archiver, until interrupted (see koadep.testing.services).",
+        **examples("koadep services fake tests/fixtures/services.json --port 8765"),
     )
     fake.add_argument("fixtures", type=Path, help="the JSON fixture file")
     fake.add_argument("--port", type=int, default=8765, help="the port (default 8765)")
@@ -63,12 +71,12 @@ def add_commands(sub: Any) -> None:
 def _check(args: argparse.Namespace) -> int:
     config = config_of(args)
     try:
-        instrument = Registry.default().instrument(args.instrument)
+        instrument = Registry.default().instrument(args.instrument or args.instrument_option or "NIRC2")
     except UnknownInstrument as exc:
         print(f"koadep services check: {exc}", file=sys.stderr)
         return 2
     existing = config.db_url or (config.output_root / "koadep.sqlite").exists()
-    store = store_of(config, upgrade=False) if existing and config.catalog_service != "none" else None
+    store = reader_store(config) if existing and config.catalog_service != "none" else None
     try:
         services = Services.from_config(config, catalog=store)
     except ValueError as exc:
@@ -79,8 +87,10 @@ def _check(args: argparse.Namespace) -> int:
         services, instrument=instrument.name, telnr=telnr, semid=args.semid, when=args.when
     )
     if args.json:
-        print(json.dumps([c.to_dict() for c in checks], indent=2))
+        for c in checks:
+            emit(c.to_dict())
     else:
+        print(f"{'SERVICE':<10} {'SOURCE':<9} {'STATE':<7} {'TIME':>9}  ANSWER")
         for c in checks:
             where = f"  {shown(c.where)}" if c.where else ""
             print(f"{c.service:<10} {c.source:<9} {c.state:<7} {c.seconds:>7.3f} s  {shown(c.answer)}{where}")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
 import sys
 from typing import Any
 
+from koadep.cli.filters import check_filters, known_instrument, reader_store
 from koadep.cli.options import add_common, add_filters, config_of, guarded, selected, store_of
-from koadep.cli.output import list_records
+from koadep.cli.output import emit, examples, list_records, shown, summary
 from koadep.handoff import HandoffResult, hand_off, summary_line
 from koadep.ingest import notify_ingest, pending_records
 from koadep.status import Store, open_store
@@ -32,11 +32,17 @@ def add_commands(sub: Any) -> None:
         description="Transfer the products of PROCESSED records (or ERROR records whose transfer "
         "failed) to transfer_destination, verify their md5 there, and notify the ingest API. "
         "One --dbid is transferred at once; any other selection is listed until --confirm is given.",
+        **examples("koadep transfer --dbid 812", "koadep transfer NIRC2 --starttime 2024-03-15 --confirm"),
     )
     p.add_argument("instrument", nargs="?", metavar="INSTR", help="only this instrument")
     add_filters(p)
     p.add_argument("--level", type=int, help="data level")
     p.add_argument("--confirm", action="store_true", help="transfer a multi-record selection")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also transfer products made without a keyword table (metadata inferred from the header)",
+    )
     add_common(p)
     p.set_defaults(handler=_transfer)
 
@@ -45,6 +51,7 @@ def add_commands(sub: Any) -> None:
         help="notify the ingest API of TRANSFERRED records",
         description="Call the archive operator's ingest API for TRANSFERRED records: with "
         "--pending, every one not notified yet or whose notification failed (IPAC_NOTIFY_ERROR).",
+        **examples("koadep notify --pending", "koadep notify --dbid 812 --json"),
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--pending", action="store_true", help="every record waiting for a notification")
@@ -58,6 +65,7 @@ def add_commands(sub: Any) -> None:
         description="An HTTP endpoint (GET with query parameters or POST with a JSON body) for the "
         "archive operator's ingest responses; callers present 'Authorization: Bearer "
         "<ingest_api_token>'. Runs until interrupted (SIGINT or SIGTERM).",
+        **examples("koadep serve-ingest-api --host 0.0.0.0 --port 8765"),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -67,35 +75,41 @@ def add_commands(sub: Any) -> None:
 
 def _print(result: HandoffResult, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result.to_dict(), default=str), flush=True)
+        emit(result.to_dict())
     else:
         print(summary_line(result), flush=True)
 
 
 @guarded
 def _transfer(args: argparse.Namespace) -> int:
+    check_filters(args)
     config = config_of(args)
+    args.instrument = known_instrument(args.instrument)
     if not config.transfer_destination:
         print("koadep transfer: no transfer_destination is configured", file=sys.stderr)
         return 2
-    store = store_of(config)
+    store = reader_store(config)  # transferring needs records: a store that is not there is a mistake
     records = selected(store, args)
     if args.dbid is None:  # a selection: the records that can go; one --dbid: that record, or why not
-        records = [r for r in records if transferable(r, config.stale_transfer_seconds)]
+        records = [r for r in records if transferable(r, config.stale_transfer_seconds, force=args.force)]
     elif not records:
         print(f"koadep transfer: no record {args.dbid}", file=sys.stderr)
         return 1
     if args.dbid is None and not args.confirm:
         list_records(records, args.json)
-        print("Use --confirm to transfer them.")
+        if not args.json:
+            print("Use --confirm to transfer them.")
         return 0
+    store = store_of(config)  # the schema upgraded before anything is written
     failures = 0
+    ends = []
     for record in records:
-        result = hand_off(store, record.id, config)
+        result = hand_off(store, record.id, config, force=args.force)
         _print(result, args.json)
         failures += not result.ok
-    if not args.json:
-        print(f"{len(records)} records, {failures} not shipped")
+        after = store.get(record.id)
+        ends.append((after.status, after.status_code) if after else ("-", None))
+    summary(ends, f"{len(records)} records, {failures} not shipped", args.json)
     return 1 if failures else 0
 
 
@@ -105,17 +119,22 @@ def _notify(args: argparse.Namespace) -> int:
     if not config.ingest_url:
         print("koadep notify: no ingest_url is configured", file=sys.stderr)
         return 2
+    reader_store(config)  # notifying needs records: a store that is not there is a mistake
     store = store_of(config)
     ids = [r.id for r in pending_records(store)] if args.pending else [args.dbid]
     failures = 0
+    if not args.json:
+        print(f"{'ID':>6} {'NOTIFICATION':<17} MESSAGE")
     for rid in ids:
         result = notify_ingest(store, rid, config)
         failures += not result.ok
         if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
+            emit(result.to_dict())
         else:
             state = "notified" if result.ok else ("skipped" if result.skipped else "IPAC_NOTIFY_ERROR")
-            print(f"{rid:>6} {state:<17} {result.message}".rstrip(), flush=True)
+            print(
+                f"{rid:>6} {state:<17} {shown(result.message) if result.message else ''}".rstrip(), flush=True
+            )
     if not args.json:
         print(f"{len(ids)} records, {failures} not notified")
     return 1 if failures else 0
@@ -152,12 +171,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(ValueError):  # only the main thread may set a handler
         signal.signal(signal.SIGTERM, stop)
-    print(f"listening on {server.url}", flush=True)
+    if args.json:
+        emit({"listening": server.url})
+    else:
+        print(f"listening on {server.url}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-    print("stopped", flush=True)
+    if args.json:
+        emit({"stopped": server.url})
+    else:
+        print("stopped", flush=True)
     return 0

@@ -153,8 +153,8 @@ def remove_stale_temporaries(
                         removed.append(name)
                 except OSError:
                     continue
-    except FileNotFoundError:
-        return []
+    except OSError:  # the folder is gone, is not a folder, or cannot be read: nothing to sweep
+        return removed
     return removed
 
 

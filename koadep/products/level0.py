@@ -48,7 +48,7 @@ __all__ = ["LogText", "level_dir", "remove_stale_staging", "write_products"]
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
 
 #: Called with the issues found so far; returns the text of the ``<KOAID>.log`` product.
-LogText = Callable[[Sequence[Issue]], bytes]
+LogText = Callable[[Sequence[Issue], Mapping[str, str]], bytes]
 
 
 def level_dir(root: Path, instrument: str, koaid: str, level: int = 0) -> Path:
@@ -166,7 +166,9 @@ def write_products(
             raise _Failed(Issue.error("WRITE_ERROR", message, "write_lev0_fits_file")) from exc
         products = _stage(out, fits, header, extras, koaid, ctx, hdu_cards, issues)
         if log is not None and write:
-            products["log"] = _put(out, f"{koaid}.log", [log(issues)], "WRITE_ERROR", "write_log")
+            products["log"] = _put(
+                out, f"{koaid}.log", [log(issues, dict(out.digests))], "WRITE_ERROR", "write_log"
+            )
         else:
             products["log"] = out.level / f"{koaid}.log"
         try:

@@ -105,13 +105,17 @@ class KeywordTable:
     instrument: str
     columns: tuple[Column, ...]
     path: Path | None = None
+    #: Keywords defined by more than one row: only the first row is used.
+    duplicates: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str, instrument: str, path: Path | None = None) -> KeywordTable:
         """Parse a keyword table file's text.
 
         Rows with an empty keyword and rows whose Source is ``NExScI`` (columns
-        the archive operator adds itself) are dropped.
+        the archive operator adds itself) are dropped. A keyword defined by
+        more than one row takes its first row; the others are listed in
+        :attr:`duplicates` (``koadep keywords check`` reports them).
 
         Raises
         ------
@@ -122,10 +126,14 @@ class KeywordTable:
         names = [n.strip() for n in lines[0].split("\t")]
         columns = []
         seen = set()
+        duplicates = []
         for line in lines[1:]:
             cells = dict(zip(names, (c.strip() for c in line.split("\t")), strict=False))
             keyword = cells.get("FITSKeyword", "").strip()
-            if not keyword or cells.get("Source", "") == "NExScI" or keyword in seen:
+            if not keyword or cells.get("Source", "") == "NExScI":
+                continue
+            if keyword in seen:
+                duplicates.append(keyword)
                 continue
             seen.add(keyword)
             width = cells.get("MetadataWidth", "") or "16"
@@ -146,7 +154,7 @@ class KeywordTable:
             )
         if not columns or columns[0].keyword != "KOAID":
             raise ValueError(f"{path or instrument}: the first keyword must be KOAID")
-        return cls(instrument.upper(), tuple(columns), path)
+        return cls(instrument.upper(), tuple(columns), path, tuple(duplicates))
 
     @classmethod
     def load(cls, directory: str | Path, instrument: str) -> KeywordTable:

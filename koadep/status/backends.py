@@ -8,8 +8,9 @@ from the URL or the log.
 
 Examples
 --------
->>> open_store("sqlite://").schema_version()
-4
+>>> from koadep.status.migrations import SCHEMA_VERSION
+>>> open_store("sqlite://").schema_version() == SCHEMA_VERSION
+True
 >>> open_store("mysql://koadep@db.example.org:3306/koa", password="", upgrade=False)
 MysqlStore(koadep@db.example.org:3306/koa)
 """
@@ -24,7 +25,11 @@ from koadep.status.mysql import MysqlStore
 from koadep.status.sqlite import SqliteStore
 from koadep.status.store import Store, StoreError
 
-__all__ = ["open_store"]
+__all__ = ["StoreMissing", "open_store"]
+
+
+class StoreMissing(StoreError):
+    """A status store that was to be read does not exist (nothing was created)."""
 
 
 def open_store(
@@ -33,19 +38,34 @@ def open_store(
     default_dir: str | Path | None = None,
     password: str | None = None,
     upgrade: bool = True,
+    create: bool = True,
 ) -> Store:
     """Open a status store by URL (see :mod:`koadep.status.backends`).
 
     With no URL, an SQLite file ``koadep.sqlite`` in ``default_dir`` (the output
     directory) is used. The schema is created or upgraded unless ``upgrade`` is
-    False.
+    False. With ``create`` False (the readers: ``status``, ``report``...) an
+    SQLite file that does not exist raises :class:`StoreMissing` naming it, and
+    neither the file nor its folder is made.
+
+    Examples
+    --------
+    >>> open_store("sqlite:////no/such/folder/koadep.sqlite", create=False)
+    Traceback (most recent call last):
+    ...
+    koadep.status.backends.StoreMissing: no status store at /no/such/folder/koadep.sqlite
     """
     parts = urllib.parse.urlsplit(url or "sqlite://")
+    sqlite_path: str | Path | None = None
     if not url:
-        store: Store = SqliteStore(Path(default_dir or ".") / "koadep.sqlite")
+        sqlite_path = Path(default_dir or ".") / "koadep.sqlite"
     elif parts.scheme == "sqlite":
         path = f"{parts.netloc}{parts.path}"
-        store = SqliteStore(path[1:] if path.startswith("/") else path or None)
+        sqlite_path = (path[1:] if path.startswith("/") else path) or None
+    if sqlite_path is not None and not create and not Path(sqlite_path).is_file():
+        raise StoreMissing(f"no status store at {sqlite_path}")
+    if not url or parts.scheme == "sqlite":
+        store: Store = SqliteStore(sqlite_path)
     elif parts.scheme in ("mysql", "mariadb"):
         if parts.password:
             raise StoreError("put the database password in KOADEP_DB_PASSWORD, not in the URL")

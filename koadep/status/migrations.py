@@ -19,7 +19,7 @@ Examples
 >>> [m.name for m in MIGRATIONS if m.owner == "report"]
 ['report.nightly_summary']
 >>> SCHEMA_VERSION
-4
+5
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = ["BOOKKEEPING", "MIGRATIONS", "SCHEMA_VERSION", "Migration", "legacy_s
 class Migration:
     """One named schema step.
 
-    Parameters
+    Attributes
     ----------
     name
         ``owner.what``, unique; recorded in ``koadep_migrations`` once applied.
@@ -105,12 +105,41 @@ def _issues(d: Dialect) -> list[str]:
     ]
 
 
+def _time_columns(table: str) -> list[str]:
+    """The time columns of one of the store's tables."""
+    records = (*FIRST_COLUMNS, *(c for v in sorted(ADDED_COLUMNS) for c in ADDED_COLUMNS[v]))
+    columns = {
+        "koa_status": records,
+        "koa_status_history": (("history_time", "time"), *records),
+        "koa_status_issues": (("created", "time"),),
+        "koadep_alerts": (("last_sent", "time"),),
+        "koa_summary": SUMMARY_COLUMNS,
+    }[table]
+    return [c for c, k in columns if k == "time"]
+
+
+def _microseconds(d: Dialect) -> list[str]:
+    """Times keep microseconds: MariaDB's ``DATETIME`` columns become ``DATETIME(6)``.
+
+    SQLite keeps times as text, which holds the microseconds already: nothing to change.
+    """
+    if d.type_of("time") == d.type_of("text"):
+        return []
+    tables = ("koa_status", "koa_status_history", "koa_status_issues", "koadep_alerts", "koa_summary")
+    kind = d.type_of("time")
+    return [
+        f"ALTER TABLE {table} " + ", ".join(f"MODIFY COLUMN {c} {kind}" for c in _time_columns(table))
+        for table in tables
+    ]
+
+
 _STATUS = (
     Migration("status.records", 1, _records),
     Migration("status.history", 1, _history),
     Migration("status.issues", 1, _issues),
     Migration("status.elapsed_time", 3, lambda d: _add_columns(d, 3)),
     Migration("status.retry_cap", 4, lambda d: _add_columns(d, 4)),
+    Migration("status.time_microseconds", 5, _microseconds),
 )
 
 

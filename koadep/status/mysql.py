@@ -22,7 +22,7 @@ __all__ = ["MysqlDialect", "MysqlStore"]
 
 
 class MysqlDialect(Dialect):
-    """MariaDB's column types (``str:N`` is ``VARCHAR(N)``) and ``%s`` placeholders."""
+    """MariaDB's column types (``str:N`` is ``VARCHAR(N)``, times ``DATETIME(6)``) and ``%s`` placeholders."""
 
     name = "mysql"
     autoincrement = "INT AUTO_INCREMENT PRIMARY KEY"
@@ -31,7 +31,7 @@ class MysqlDialect(Dialect):
         """The MariaDB type of a column kind."""
         if kind.startswith("str:"):
             return f"VARCHAR({kind[4:]})"
-        return {"int": "INT", "float": "DOUBLE", "time": "DATETIME", "text": "TEXT"}[kind]
+        return {"int": "INT", "float": "DOUBLE", "time": "DATETIME(6)", "text": "TEXT"}[kind]
 
 
 class MysqlStore(Store):

@@ -34,7 +34,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -49,6 +49,9 @@ from koadep.status.schema import (
     Dialect,
 )
 from koadep.status.states import TIMESTAMP_COLUMN, IllegalTransition, State, check_transition
+
+if TYPE_CHECKING:
+    from koadep.services.protocols import Clock
 
 __all__ = [
     "COLUMNS",
@@ -65,6 +68,8 @@ __all__ = [
     "StoreUnavailable",
     "fit_column",
     "fit_text",
+    "parse_time",
+    "time_text",
     "utc_later",
     "utc_now",
 ]
@@ -81,6 +86,8 @@ _EXACT_COLUMNS = frozenset({"koaid", "lease_owner", "status", "file_md5"})
 PATH_COLUMNS = frozenset({"ofname", "process_dir"})
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # a MariaDB INT
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: The same with microseconds, as the store writes its own times.
+_TIME_FORMAT_US = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def fit_text(value: Any, width: int = TEXT_MAX_CHARS, column: str = "text") -> str:
@@ -128,9 +135,10 @@ def fit_column(column: str, value: Any) -> Any:
             return float(value)
     elif kind == "time":
         if isinstance(value, datetime.datetime):
-            value = value.strftime(_TIME_FORMAT)
-        if isinstance(value, str) and _is_time(value):
-            return value
+            value = time_text(value)
+        parsed = parse_time(value) if isinstance(value, str) and _is_time(value) else None
+        if parsed is not None:
+            return time_text(parsed)
     else:
         width = int(kind[4:]) if kind.startswith("str:") else TEXT_MAX_CHARS
         text = value if isinstance(value, str) else str(value)
@@ -144,33 +152,84 @@ def fit_column(column: str, value: Any) -> Any:
 
 
 def _is_time(value: str) -> bool:
-    try:
-        return datetime.datetime.strptime(value, _TIME_FORMAT).year >= 1000
-    except ValueError:
-        return False
+    for form in (_TIME_FORMAT, _TIME_FORMAT_US):
+        try:
+            return datetime.datetime.strptime(value, form).year >= 1000
+        except ValueError:
+            continue
+    return False
+
+
+def time_text(value: datetime.datetime) -> str:
+    """A time in the store's format: ``YYYY-MM-DD HH:MM:SS``, with ``.ffffff`` when it has microseconds.
+
+    Both back ends keep microseconds (MariaDB ``DATETIME(6)``, SQLite text), and
+    a time read back from either is written the same way, so durations between
+    two of the store's times are real to the microsecond.
+
+    Examples
+    --------
+    >>> time_text(datetime.datetime(2026, 1, 2, 3, 4, 5, 60))
+    '2026-01-02 03:04:05.000060'
+    >>> time_text(datetime.datetime(2026, 1, 2, 3, 4, 5))
+    '2026-01-02 03:04:05'
+    """
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="auto")
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """A store time (text or ``datetime``, with or without microseconds) as a naive UTC datetime.
+
+    None for None, an empty value or text that is not a store time.
+
+    Examples
+    --------
+    >>> parse_time("2026-01-02 03:04:05.5")
+    datetime.datetime(2026, 1, 2, 3, 4, 5, 500000)
+    >>> parse_time("2026-01-02T03:04:05") is None
+    True
+    """
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None)
+    if not value:
+        return None
+    for form in (_TIME_FORMAT, _TIME_FORMAT_US):
+        try:
+            return datetime.datetime.strptime(str(value).strip(), form)
+        except ValueError:
+            continue
+    return None
 
 
 def _fit(columns: Mapping[str, Any]) -> dict[str, Any]:
     return {c: fit_column(c, v) if c in COLUMN_KINDS else v for c, v in columns.items()}
 
 
-def utc_now() -> str:
-    """The current UTC time as ``YYYY-MM-DD HH:MM:SS`` (the store's time format)."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+def _now(clock: Clock | None) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) if clock is None else clock.now().astimezone(datetime.UTC)
+
+
+def utc_now(clock: Clock | None = None) -> str:
+    """The current UTC time in the store's format, with microseconds (:func:`time_text`).
+
+    ``clock`` (a :class:`koadep.services.Clock`) gives the time instead of the system clock.
+    """
+    return time_text(_now(clock))
 
 
 #: The furthest :func:`utc_later` looks ahead (ten years), far inside what ``datetime`` holds.
 _FAR = 10 * 366 * 86400.0
 
 
-def utc_later(seconds: float) -> str:
+def utc_later(seconds: float, clock: Clock | None = None) -> str:
     """The UTC time ``seconds`` from now, rounded up to a whole second (never sooner; 0 is now).
 
     Every time the store compares (a lease's end, a retry time) is written and
     compared as whole UTC seconds in this format, so a MariaDB ``DATETIME`` (no
-    fractions) and SQLite text hold the same value and compare alike.
+    fractions) and SQLite text hold the same value and compare alike. ``clock``
+    gives the time instead of the system clock.
     """
-    t = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=min(max(seconds, 0.0), _FAR))
+    t = _now(clock) + datetime.timedelta(seconds=min(max(seconds, 0.0), _FAR))
     if t.microsecond and seconds > 0:
         t += datetime.timedelta(microseconds=1_000_000 - t.microsecond)
     return t.strftime("%Y-%m-%d %H:%M:%S")
@@ -214,9 +273,7 @@ COUNT_TAKEOVER = "attempts = COALESCE(attempts, 0) + (CASE WHEN status = 'PROCES
 
 def _record(row: Mapping[str, Any]) -> Record:
     values = {
-        k: (v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime.datetime) else v)
-        for k, v in row.items()
-        if k != "id"
+        k: (time_text(v) if isinstance(v, datetime.datetime) else v) for k, v in row.items() if k != "id"
     }
     return Record(int(row["id"]), values)
 
@@ -225,6 +282,11 @@ class Store:
     """The status store (open one with :func:`koadep.status.open_store`)."""
 
     dialect: Dialect
+    #: Where the lease methods read the time: which leases have run out (:meth:`claim`)
+    #: and where a lease ends (:meth:`start`, :meth:`renew`, :meth:`reset`). None is
+    #: the system clock; a :class:`koadep.services.FixedClock` moves a store to a
+    #: chosen instant without waiting (tests of leases).
+    clock: Clock | None = None
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -427,7 +489,7 @@ class Store:
                 "creation_time": now,
                 "process_start_time": now,
                 "lease_owner": worker,
-                "lease_expires": utc_later(lease_seconds),
+                "lease_expires": utc_later(lease_seconds, self.clock),
                 "run": 1,
                 **columns,
             }
@@ -677,7 +739,7 @@ class Store:
         raise NotImplementedError
 
     def _claim_filter(self, instrument: str | None, level: int, retry_errors: bool) -> tuple[str, list[Any]]:
-        now = utc_now()
+        now = utc_now(self.clock)
         # a PROCESSING record without a lease end has no worker that will finish it
         states = (
             "status = 'QUEUED' OR (status = 'PROCESSING' AND (lease_expires IS NULL OR lease_expires <= %s))"
@@ -699,7 +761,7 @@ class Store:
             self.execute(
                 "UPDATE koa_status SET lease_expires = %s WHERE id = %s AND lease_owner = %s "
                 "AND status = 'PROCESSING'",
-                (utc_later(lease_seconds), record_id, worker),
+                (utc_later(lease_seconds, self.clock), record_id, worker),
             )
             == 1
         )
@@ -715,6 +777,9 @@ class Store:
         expected_owner: str | None = None,
     ) -> None:
         """Reprocess a record: copy it to history, clear its results, set PROCESSING.
+
+        The record keeps its ``creation_time`` and ``utdatetime``, so it stays in the
+        nightly report of the night it belongs to.
 
         The attempt count starts again (a person asked for the run). With
         ``expected``, the record is reset only while it is still in that state, and
@@ -739,10 +804,9 @@ class Store:
         values: dict[str, Any] = dict.fromkeys(RESET_COLUMNS)
         values.update(
             status=str(State.PROCESSING),
-            creation_time=now,
             process_start_time=now,
             lease_owner=worker,
-            lease_expires=utc_later(lease_seconds),
+            lease_expires=utc_later(lease_seconds, self.clock),
             last_mod=now,
             run=int(record.run or 0) + 1,
         )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
+from koadep.display import shorten
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.koaid import KOAID_MAX_LENGTH, is_archived_koaid, is_valid_koaid, make_koaid, strip_fits
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILE_NAME",
+    "duplicate_keyword_issues",
     "fix_instrume",
     "frameno_from",
     "ofname_from",
@@ -78,6 +80,45 @@ def fix_instrume(header: Header, name: str) -> StepResult:
 
 def _mtime_fallback(ctx: Context) -> str | None:
     return None if ctx.mtime is None else ctx.mtime.strftime("%H:%M:%S.00")
+
+
+def _same_value(a: object, b: object) -> bool:
+    """Two card values are the same: equal numbers, or the same text, or the same logical."""
+    numbers = (int, float, complex)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, numbers) and isinstance(b, numbers):
+        return a == b
+    return type(a) is type(b) and (a == b or repr(a) == repr(b))
+
+
+def duplicate_keyword_issues(header: Header) -> list[Issue]:
+    """The issues of keywords that appear more than once in a raw header.
+
+    A keyword repeated with the same value every time is a WARN
+    ``DUPLICATE_KEYWORD`` (readers take the first card, and every card says the
+    same); repeated with different values it is INVALID ``CONFLICTING_KEYWORD``,
+    since the value a reader sees depends on the reader. COMMENT, HISTORY,
+    blank and CONTINUE cards are never duplicates (see :meth:`Header.repeated`).
+
+    Examples
+    --------
+    >>> h = Header.from_mapping([("TELESCOP", "Keck II"), ("TELESCOP", "Keck II"), ("ELAPTIME", 1),
+    ...                          ("ELAPTIME", 2)])
+    >>> [(i.severity.name, i.code) for i in duplicate_keyword_issues(h)]
+    [('WARN', 'DUPLICATE_KEYWORD'), ('INVALID', 'CONFLICTING_KEYWORD')]
+    """
+    issues = []
+    for keyword, cards in header.repeated().items():
+        values = [c.value for c in cards]
+        if all(_same_value(values[0], v) for v in values[1:]):
+            message = f"{keyword} appears {len(cards)} times, always {shorten(repr(values[0]), 60)}"
+            issues.append(Issue.warn("DUPLICATE_KEYWORD", message, "validate_fits"))
+        else:
+            shown = ", ".join(shorten(repr(v), 40) for v in values)
+            message = f"{keyword} appears {len(cards)} times with different values: {shown}"
+            issues.append(Issue.invalid("CONFLICTING_KEYWORD", message, "validate_fits"))
+    return issues
 
 
 @writes("UTC")

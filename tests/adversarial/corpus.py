@@ -32,6 +32,8 @@ of the code happens to print:
   ``DATA_TOO_LARGE``; a header larger than ``max_header_bytes`` INVALID ``HEADER_TOO_LARGE``;
   a declared size no file system holds (2**62 bytes or more, or one that overflows 64 bits)
   is INVALID ``CORRUPTED_HDU``; zero blocks after the last HDU are padding and end the scan;
+- a keyword repeated in the primary header with different values is INVALID
+  ``CONFLICTING_KEYWORD``; repeated with the same value it is a WARN ``DUPLICATE_KEYWORD``;
 - damaged pixels, NaN and infinite data and bad values of non-structural keywords leave
   the file PROCESSED, with warnings.
 
@@ -106,9 +108,19 @@ class Bases:
         return gzip.decompress(self.nirc2_gz)
 
     @cached_property
-    def lris(self) -> bytes:
-        """LRIS blue ``b190924_0127.fits``: one 512 x 512 float32 image."""
+    def lris_as_recorded(self) -> bytes:
+        """LRIS blue ``b190924_0127.fits`` as shipped: its one header repeats keywords with other values."""
         return (self.testdata / "lris" / "mira_engineering" / "569_0000.fits").read_bytes()
+
+    @cached_property
+    def lris(self) -> bytes:
+        """LRIS blue ``b190924_0127.fits``: one 512 x 512 float32 image, each keyword once.
+
+        The cut-out carries the primary and amplifier cards in one header; every
+        valued card after the first of its keyword is blanked, so the cases built
+        on it test their own damage, not ``CONFLICTING_KEYWORD``.
+        """
+        return first_cards_only(self.lris_as_recorded)
 
     @cached_property
     def nirspec_gz(self) -> bytes:
@@ -125,6 +137,20 @@ NIRC2, NIRC2_GZ, LRIS, NIRSPEC_GZ = (
 
 
 # --------------------------------------------------------------------------- header surgery
+def first_cards_only(raw: bytes) -> bytes:
+    """``raw`` with each valued primary-header card after the first of its keyword blanked."""
+    out = bytearray(raw)
+    seen: set[bytes] = set()
+    for pos in range(0, end_offset(raw), CARD):
+        keyword = bytes(out[pos : pos + 8]).rstrip()
+        if out[pos + 8 : pos + 10] != b"= ":
+            continue
+        if keyword in seen:
+            out[pos : pos + CARD] = b" " * CARD
+        seen.add(keyword)
+    return bytes(out)
+
+
 def end_offset(raw: bytes) -> int:
     """The offset of the primary header's END card."""
     for pos in range(0, len(raw) - CARD + 1, CARD):
@@ -295,6 +321,7 @@ def _nirc2_gz(edit: Callable[[bytes], bytes]) -> Builder:
 OK = Expect(PROCESSED)
 UNREADABLE = Expect(INVALID, ("UNREADABLE_FITS",))
 CORRUPTED = Expect(INVALID, ("CORRUPTED_HDU",))
+CONFLICTING = Expect(INVALID, ("CONFLICTING_KEYWORD",))
 TOO_LARGE = Expect(INVALID, ("DATA_TOO_LARGE",))
 IMPOSSIBLE = Expect(INVALID, ("CORRUPTED_HDU",))
 NOT_FITS = Expect(INVALID, ("UNREADABLE_FITS",))
@@ -436,13 +463,13 @@ def _structure() -> list[Case]:
             "duplicate_object",
             "duplicate keyword",
             lambda r: add_cards(r, [card("OBJECT", quote("second"))]),
-            OK,
+            CONFLICTING,
         ),
         (
             "duplicate_dateobs_conflicting",
             "duplicate keyword",
             lambda r: add_cards(r, [card("DATE-OBS", quote("1999-01-01"))]),
-            OK,
+            CONFLICTING,
         ),
         (
             "duplicate_naxis1_same",
@@ -983,7 +1010,14 @@ def _controls() -> list[Case]:
     return [
         Case("control_nirc2", "control", _nirc2(lambda r: r), OK, why="the real file, unchanged"),
         Case("control_nirc2_gz", "control", _nirc2_gz(lambda r: r), OK),
-        Case("control_lris", "control", _lris(lambda r: r), OK),
+        Case("control_lris", "control", _lris(lambda r: r), OK, why="each keyword once"),
+        Case(
+            "control_lris_as_recorded",
+            "control",
+            _write(LRIS, lambda b: b.lris_as_recorded),
+            Expect(INVALID, ("CONFLICTING_KEYWORD",)),
+            why="the cut-out repeats CHECKSUM, DATASUM and amplifier keywords with other values",
+        ),
         Case(
             "control_nirspec_gz",
             "control",
