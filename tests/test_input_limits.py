@@ -313,9 +313,13 @@ def continued_header(n: int) -> bytes:
 
 
 def test_continue_cards_are_joined_in_linear_time(tmp_path: Path) -> None:
-    """80,000 CONTINUE cards: four times the cards take about four times as long, not sixteen."""
+    """80,000 CONTINUE cards: eight times the cards take about eight times as long, not sixty-four.
+
+    The bound (24) leaves a loaded machine three times the linear ratio and is still
+    far below the quadratic one.
+    """
     timings = {}
-    for n in (20_000, 80_000):
+    for n in (10_000, 80_000):
         path = tmp_path / f"c{n}.fits"
         path.write_bytes(continued_header(n))
         best = float("inf")
@@ -326,7 +330,7 @@ def test_continue_cards_are_joined_in_linear_time(tmp_path: Path) -> None:
         timings[n] = best
         assert header["LONGSTRN"] == "start" + "".join(f"part{i:07d}" for i in range(n)) + "end"
         assert header.to_bytes() == continued_header(n)
-    assert timings[80_000] / timings[20_000] < 8, timings
+    assert timings[80_000] / timings[10_000] < 24, timings
 
 
 def test_header_above_max_header_bytes_is_invalid(tmp_path: Path) -> None:
