@@ -31,7 +31,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--mark-reviewed", nargs="+", type=int, metavar="ID", help="set reviewed = 1 on these records"
     )
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_alerts)
 
 

@@ -75,6 +75,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument (case-insensitive)")
     add_filters(p)
+    p.add_argument("--level", type=int, help="data level")
     add_processing(p)
     add_common(p)
     p.set_defaults(handler=_reprocess)
@@ -92,7 +93,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--level", type=int, help="data level")
     p.add_argument("--limit", type=count, default=200, help="at most this many (default 200; 0 for no limit)")
     p.add_argument("--issues", action="store_true", help="also list each record's issues")
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_status)
 
     p = sub.add_parser(
@@ -103,7 +104,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="raw files")
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_queue)
 
     p = sub.add_parser(
@@ -145,7 +146,7 @@ def add_db_command(sub: Any) -> None:
         **examples("koadep db version --db sqlite:////data/koa/koadep.sqlite", "koadep db upgrade"),
     )
     p.add_argument("action", choices=("upgrade", "version"), help="upgrade: apply migrations")
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_db)
 
 

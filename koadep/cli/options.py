@@ -99,19 +99,23 @@ def utdate(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Add the options of every command that opens the status store."""
+def add_common(p: argparse.ArgumentParser, *, processing: bool = True) -> None:
+    """Add the options of every command that opens the status store.
+
+    ``--keyword-tables`` and ``--schedule`` only where files are processed
+    (``processing``): a command offers no option it would ignore.
+    """
     p.add_argument("--db", metavar="URL", help="status store: sqlite:///PATH or mysql://USER@HOST:PORT/DB")
     p.add_argument("--outdir", type=Path, help="output root (default: config output_root)")
-    p.add_argument("--keyword-tables", type=Path, metavar="DIR", help="KOA keyword tables directory")
-    p.add_argument("--schedule", type=Path, metavar="FILE", help="local telescope schedule")
+    if processing:
+        p.add_argument("--keyword-tables", type=Path, metavar="DIR", help="KOA keyword tables directory")
+        p.add_argument("--schedule", type=Path, metavar="FILE", help="local telescope schedule")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def add_processing(p: argparse.ArgumentParser) -> None:
     """Add the options of the commands that process files (``archive``, ``reprocess``)."""
-    p.add_argument("--level", type=int, default=0, help="data level (default 0)")
     p.add_argument("--progid", help="force the program (U294 or 2025B_U294)")
     p.add_argument("--no-transfer", action="store_true", help="do not transfer (records end PROCESSED)")
     p.add_argument(
@@ -144,7 +148,7 @@ def selected(store: Store, args: argparse.Namespace, limit: int | None = None) -
     """The records the filter options select."""
     return store.find(
         instrument=args.instrument,
-        level=args.level,
+        level=getattr(args, "level", None),
         status=args.status,
         status_code=args.statuscode,
         issue_code=args.issue,

@@ -44,7 +44,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--instrument", dest="instrument_option", help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
     p.add_argument("--email", action="store_true", help="also e-mail it (alert_to, smtp_* settings)")
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_report)
 
 

@@ -43,7 +43,7 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="also transfer products made without a keyword table (metadata inferred from the header)",
     )
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_transfer)
 
     p = sub.add_parser(
@@ -56,7 +56,7 @@ def add_commands(sub: Any) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--pending", action="store_true", help="every record waiting for a notification")
     which.add_argument("--dbid", type=int, help="one record")
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_notify)
 
     p = sub.add_parser(
@@ -69,7 +69,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    add_common(p)
+    add_common(p, processing=False)
     p.set_defaults(handler=_serve)
 
 
