@@ -201,23 +201,10 @@ def _sqlite_path(config: Config) -> Path | None:
     return Path(path[1:] if path.startswith("/") else path)
 
 
-def _sqlite_version(path: Path) -> int:
-    """The schema version of an SQLite store, read without writing anything."""
-    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
-    connection = sqlite3.connect(uri, uri=True)
-    try:
-        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "koadep_schema" not in tables:
-            return 0
-        row = connection.execute("SELECT MAX(version) FROM koadep_schema").fetchone()
-        return int(row[0] or 0)
-    finally:
-        connection.close()
-
-
 def check_store(config: Config) -> Check:
     """Whether the status store is reachable and at the current schema; it is never created."""
     from koadep.status import StoreError, open_store
+    from koadep.status.backends import sqlite_schema_version
     from koadep.status.migrations import SCHEMA_VERSION
 
     path = _sqlite_path(config)
@@ -230,7 +217,7 @@ def check_store(config: Config) -> Check:
                     "warn",
                     f"{path} does not exist yet; the first archive run or `koadep db upgrade` creates it",
                 )
-            version = _sqlite_version(path)
+            version = sqlite_schema_version(path)
         else:
             store = open_store(config.db_url, password=config.db_password or None, upgrade=False)
             try:

@@ -9,6 +9,7 @@ import pytest
 
 from koadep.cli import main
 from koadep.config import Config, ConfigError, ConfigWarning, load_config
+from koadep.status import open_store
 
 
 def test_defaults_work_with_no_configuration() -> None:
@@ -72,6 +73,7 @@ def test_production_refuses_a_readable_secret_file_with_one_message(
     assert err.startswith("koadep: ") and err.count("\n") == 1 and "chmod 600" in err
     assert "pw-not-for-logs" not in err
     path.chmod(0o600)
+    open_store(db[1])  # a reader never creates the store
     assert main(["status", "--config", str(path), *db]) == 0
     # production set in the environment counts too; a bad file is one message as well
     path.write_text('ingest_api_token = "x"\n')

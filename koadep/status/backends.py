@@ -18,6 +18,7 @@ MysqlStore(koadep@db.example.org:3306/koa)
 from __future__ import annotations
 
 import os
+import sqlite3
 import urllib.parse
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from koadep.status.mysql import MysqlStore
 from koadep.status.sqlite import SqliteStore
 from koadep.status.store import Store, StoreError
 
-__all__ = ["StoreMissing", "open_store"]
+__all__ = ["StoreMissing", "open_store", "sqlite_schema_version"]
 
 
 class StoreMissing(StoreError):
@@ -83,3 +84,17 @@ def open_store(
     if upgrade:
         store.upgrade()
     return store
+
+
+def sqlite_schema_version(path: Path) -> int:
+    """The schema version of an SQLite store, read without writing anything."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "koadep_schema" not in tables:
+            return 0
+        row = connection.execute("SELECT MAX(version) FROM koadep_schema").fetchone()
+        return int(row[0] or 0)
+    finally:
+        connection.close()
