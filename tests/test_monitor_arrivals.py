@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from koadep.status import open_store
-from koadep.testing import raw_fits_bytes
+from koadep.testing import nirc2_cards, raw_fits_bytes
 
 #: Seconds a file must stay unchanged; the slow writers pause longer than this.
 SETTLE = 0.5
@@ -36,26 +36,7 @@ def nirc2_bytes(n: int) -> bytes:
     """A small complete NIRC2 frame, number ``n`` (one a few seconds apart)."""
     seconds = 8 * 3600 + 7 * n
     utc = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.25"
-    cards = {
-        "INSTRUME": "NIRC2",
-        "DATE-OBS": "2024-03-15",
-        "UTC": utc,
-        "UT": utc,
-        "FILENAME": f"n{n:04d}.fits",
-        "IMTYPE": "Object",
-        "COADDS": 2,
-        "ITIME": 1.0,
-        "PROGNAME": "C123",
-        "OUTDIR": "/sdata907/nirc4/2024mar14",
-        "CAMNAME": "narrow",
-        "ROTMODE": "position angle",
-        "ROTPOSN": 0.0,
-        "RA": "00:15:57.30",
-        "DEC": "+04:15:04.0",
-        "MINWAVE": 2.0,
-        "MAXWAVE": 2.3,
-        "CENWAVE": 2.15,
-    }
+    cards = nirc2_cards(f"n{n:04d}.fits", utc)
     return raw_fits_bytes(list(cards.items()), np.full((64, 64), n, dtype=">i4"))
 
 

@@ -32,7 +32,7 @@ from koadep.services import FixedClock, Services
 from koadep.status import IllegalTransition, State, StoreError, StoreUnavailable, open_store
 from koadep.status.migrations import SCHEMA_VERSION
 from koadep.status.store import utc_now
-from koadep.testing import write_raw_fits
+from koadep.testing import nirc2_cards, write_raw_fits
 
 from .conftest import NOW, json_lines
 
@@ -77,27 +77,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
 
 
 def nirc2_file(path: Path, utc: str = "08:15:30.25", **changes: object) -> Path:
-    cards = {
-        "INSTRUME": "NIRC2",
-        "DATE-OBS": "2024-03-15",
-        "UTC": utc,
-        "UT": utc,
-        "FILENAME": path.name,
-        "IMTYPE": "Object",
-        "COADDS": 2,
-        "ITIME": 1.0,
-        "PROGNAME": "C123",
-        "OUTDIR": "/sdata907/nirc4/2024mar14",
-        "CAMNAME": "narrow",
-        "ROTMODE": "position angle",
-        "ROTPOSN": 0.0,
-        "RA": "00:15:57.30",
-        "DEC": "+04:15:04.0",
-        "MINWAVE": 2.0,
-        "MAXWAVE": 2.3,
-        "CENWAVE": 2.15,
-    }
-    cards.update(changes)
+    cards = nirc2_cards(path.name, utc, **changes)
     data = np.arange(16 * 16, dtype=">i4").reshape(16, 16)
     return write_raw_fits(path, [(k, v) for k, v in cards.items() if v is not None], data)
 

@@ -23,7 +23,7 @@ from koadep import process_file
 from koadep.config import Config
 from koadep.services import Services
 from koadep.services.archiver import PVS, EpicsArchiver
-from koadep.testing import write_raw_fits
+from koadep.testing import nirc2_cards, write_raw_fits
 from koadep.testing.services import FakeServices
 
 PATH = "/retrieval/data/getData.json"
@@ -39,26 +39,7 @@ def nirc2_night(folder: Path) -> list[Path]:
     paths = []
     for i in range(FILES):
         utc = f"{8 + i // 60:02d}:{i % 60:02d}:30.25"
-        cards = {
-            "INSTRUME": "NIRC2",
-            "DATE-OBS": "2024-03-15",
-            "UTC": utc,
-            "UT": utc,
-            "FILENAME": f"n{i + 1:04d}.fits",
-            "IMTYPE": "Object",
-            "COADDS": 2,
-            "ITIME": 1.0,
-            "PROGNAME": "C123",
-            "OUTDIR": "/sdata907/nirc4/2024mar14",
-            "CAMNAME": "narrow",
-            "ROTMODE": "position angle",
-            "ROTPOSN": 0.0,
-            "RA": "00:15:57.30",
-            "DEC": "+04:15:04.0",
-            "MINWAVE": 2.0,
-            "MAXWAVE": 2.3,
-            "CENWAVE": 2.15,
-        }
+        cards = nirc2_cards(f"n{i + 1:04d}.fits", utc)
         data = np.arange(16 * 16, dtype=">i4").reshape(16, 16)
         paths.append(write_raw_fits(folder / f"n{i + 1:04d}.fits", list(cards.items()), data))
     return paths

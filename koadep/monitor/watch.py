@@ -24,7 +24,7 @@ Examples
 ...     "22 1 0:21 / / rw - ext4 /dev/sda1 rw\\n"
 ...     "40 22 0:50 / /s/sdata1 rw - nfs4 host:/export rw\\n"
 ... )
->>> fs_type("/s/sdata1/nirc2/x", table), fs_type("/home/koa", table)
+>>> fs_type("/s/sdata1/nirc2/x", table), fs_type("/koadata/out", table)
 ('nfs4', 'ext4')
 >>> needs_polling("/s/sdata1", "auto", table), needs_polling("/home", "auto", table)
 (True, False)

@@ -24,7 +24,7 @@ import numpy as np
 
 from koadep.header import UNDEFINED, Header
 
-__all__ = ["header_of", "pipeline_step", "raw_fits_bytes", "write_raw_fits", "written"]
+__all__ = ["header_of", "nirc2_cards", "pipeline_step", "raw_fits_bytes", "write_raw_fits", "written"]
 
 CardSpec = tuple[str, Any] | tuple[str, Any, str]
 
@@ -82,6 +82,25 @@ def write_raw_fits(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(raw)
     return path
+
+
+def nirc2_cards(filename: str, utc: str = "08:15:30.25", **changes: Any) -> dict[str, Any]:
+    """The cards of a complete NIRC2 frame of 2024-03-15 (program C123), for tests and examples.
+
+    Examples
+    --------
+    >>> nirc2_cards("n0001.fits", "09:00:00.00", COADDS=4)["COADDS"]
+    4
+    """
+    cards: dict[str, Any] = {
+        "INSTRUME": "NIRC2", "DATE-OBS": "2024-03-15", "UTC": utc, "UT": utc, "FILENAME": filename,
+        "IMTYPE": "Object", "COADDS": 2, "ITIME": 1.0, "PROGNAME": "C123",
+        "OUTDIR": "/sdata907/nirc4/2024mar14", "CAMNAME": "narrow", "ROTMODE": "position angle",
+        "ROTPOSN": 0.0, "RA": "00:15:57.30", "DEC": "+04:15:04.0", "MINWAVE": 2.0, "MAXWAVE": 2.3,
+        "CENWAVE": 2.15,
+    }  # fmt: skip
+    cards.update(changes)
+    return cards
 
 
 def header_of(**cards: Any) -> Header:
