@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from koadep.archive import (
     archive_file,
@@ -49,6 +50,19 @@ def raw(path: Path, utc: str = "08:15:30.25", date: str | None = "2024-03-15") -
 
 def monitor_of(store: Any, data: Path, config: Config) -> Monitor:
     return Monitor(store, "NIRC2", [data], stage=True, config=config, settle_seconds=0.2)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../../etc", "2024-03-14/../../x", "2024-03-14\n", "/abs/path", "9999-99-99", "20240314; rm -rf /"],
+)
+def test_a_hostile_date_obs_never_names_a_stage_folder(tmp_path: Path, hostile: str) -> None:
+    """DATE-OBS is read into a date; anything else falls back to the file's time: the folder is 8 digits."""
+    path = raw(tmp_path / "n0001.fits", date=hostile)
+    when = datetime.datetime(2001, 2, 3, 12, tzinfo=datetime.UTC).timestamp()
+    os.utime(path, (when, when))
+    day = observation_date(path)
+    assert day.isdigit() and len(day) == 8, day
 
 
 def test_the_observation_date_comes_from_date_obs_else_from_the_modification_time(tmp_path: Path) -> None:
