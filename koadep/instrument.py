@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from koadep.context import Context
+    from koadep.drpfiles import DrpFile
     from koadep.fitsfile import FitsFile
     from koadep.pipeline import StepResult
 
@@ -142,6 +143,9 @@ class Instrument:
     before: ClassVar[Mapping[str, Sequence[PipelineStep | str]]] = {}
     #: Names of skeleton steps the instrument does not run.
     without: ClassVar[Collection[str]] = ()
+    #: Whether an announced level-2 record waits (WAITING) until its night is
+    #: released; KPF and OSIRIS queue theirs at once.
+    level2_waits: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.check()
@@ -227,6 +231,28 @@ class Instrument:
 
     def extra_products(self, fits: FitsFile, header: Header, outdir: Path, ctx: Context) -> Sequence[Path]:
         """Write extra products into ``outdir`` and return their paths."""
+        return ()
+
+    # levels 1 and 2 --------------------------------------------------------------
+    def drp_files(self, datadir: Path, koaid: str, level: int) -> Sequence[DrpFile]:
+        """The files of a DRP output folder that belong to a KOAID at a level, with their destinations.
+
+        An empty answer (the default) means the DRP wrote nothing for the KOAID:
+        the record gets ``FILE_NOT_FOUND``.
+        """
+        return ()
+
+    def level1_products(self, source: Path, koaid: str, outdir: Path) -> Sequence[DrpFile]:
+        """Level-1 products koadep makes itself from a level-0 file, written into ``outdir``.
+
+        Called for a level-1 record that level 0 queued (service ``RTI``), with
+        the record's level-0 file; DEIMOS draws its stitched preview here. The
+        default makes none.
+        """
+        return ()
+
+    def drp_koaids(self, datadir: Path) -> Sequence[str]:
+        """The KOAIDs (without ``.fits``) a DRP output folder holds files of (default: none)."""
         return ()
 
     def ingest_params(self, koaid: str) -> Mapping[str, str]:

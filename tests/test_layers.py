@@ -171,6 +171,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "koadep.header", "koadep.fitsfile", "koadep.values", "koadep.issues", "koadep.config",
         "koadep.services", "koadep.obstime", "koadep.koaid", "koadep.coords", "koadep.telescope",
         "koadep.version", "koadep.testing", "koadep.hookspecs", "koadep.display", "koadep.keyword_tables",
+        "koadep.drpfiles",
     ),
     ("koadep.pipeline", "koadep.rules", "koadep.steps"),
     ("koadep.instrument",),

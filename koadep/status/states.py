@@ -21,8 +21,13 @@ __all__ = ["TIMESTAMP_COLUMN", "TRANSITIONS", "IllegalTransition", "State", "che
 
 
 class State(enum.StrEnum):
-    """The states of a record (the legacy ``arch_stat`` values, plus PROCESSED)."""
+    """The states of a record (the legacy ``arch_stat`` values, plus PROCESSED).
 
+    WAITING is for level-2 records announced before their night is released:
+    the release turns them QUEUED (:func:`koadep.levels.release_night`).
+    """
+
+    WAITING = "WAITING"
     QUEUED = "QUEUED"
     PROCESSING = "PROCESSING"
     PROCESSED = "PROCESSED"
@@ -38,6 +43,7 @@ S = State
 #: state -> the states it may change to. Reprocessing (any settled state back to
 #: PROCESSING) first copies the record to the history table.
 TRANSITIONS: dict[State, frozenset[State]] = {
+    S.WAITING: frozenset({S.QUEUED}),
     S.QUEUED: frozenset({S.PROCESSING}),
     S.PROCESSING: frozenset({S.PROCESSING, S.PROCESSED, S.INVALID, S.ERROR, S.QUEUED}),
     S.PROCESSED: frozenset({S.TRANSFERRING, S.PROCESSING, S.QUEUED}),
@@ -50,6 +56,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 #: The column written with the time of a change into each state.
 TIMESTAMP_COLUMN: dict[State, str] = {
+    S.WAITING: "creation_time",
     S.QUEUED: "creation_time",
     S.PROCESSING: "process_start_time",
     S.PROCESSED: "process_end_time",
