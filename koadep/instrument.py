@@ -146,6 +146,9 @@ class Instrument:
     #: Whether an announced level-2 record waits (WAITING) until its night is
     #: released; KPF and OSIRIS queue theirs at once.
     level2_waits: ClassVar[bool] = True
+    #: Whether archiving a level-0 file queues a level-1 record of the same KOAID
+    #: for :meth:`level1_products` (DEIMOS, for its stitched preview).
+    queues_level1: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.check()
