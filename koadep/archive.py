@@ -789,6 +789,7 @@ def reprocess_record(
     remove_output: bool = False,
     ship: bool = False,
     services: Services | None = None,
+    force: bool = False,
 ) -> ArchiveResult:
     """Process the file of a selected status record again (``koadep reprocess``).
 
@@ -817,6 +818,7 @@ def reprocess_record(
         remove_output=remove_output,
         ship=ship,
         services=services,
+        force=force,
     )
 
 

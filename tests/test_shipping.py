@@ -844,6 +844,12 @@ def test_inferred_metadata_is_sent_only_with_force(
     assert main(["work", "--force", *common]) == 0
     (record,) = store.find(ofname=str(raw))
     assert record.status == "TRANSFERRED"
+    # koadep reprocess: refused without --force, sent with it
+    select = ["reprocess", "NIRC2", "--dbid", str(record.id), "--confirm", *common]
+    assert main(select) == 1
+    assert (store.get(record.id).status, store.get(record.id).status_code) == ("ERROR", refused)
+    assert main([*select, "--force"]) == 0
+    assert store.get(record.id).status == "TRANSFERRED"
 
 
 # ------------------------------------------------------------------ issue 8: the ingest client

@@ -77,6 +77,7 @@ def add_commands(sub: Any) -> None:
     add_filters(p)
     p.add_argument("--level", type=int, help="data level")
     add_processing(p)
+    _add_force(p)
     add_common(p)
     p.set_defaults(handler=_reprocess)
 
@@ -268,6 +269,7 @@ def _reprocess(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             remove_output=args.remove_output,
             ship=not args.no_transfer,
+            force=args.force,
         )
 
     return _run_many(records, one, args.json, None if args.dry_run else store, config)
