@@ -199,6 +199,9 @@ def test_lease_expiry_makes_a_record_claimable_again(db_url: str) -> None:
     again = other.claim("w2", lease_seconds=60)
     assert again.id == rid and again.lease_owner == "w2" and again.run == 2
     assert not store.renew(rid, "w1", 60)
+    # a claim writes its lease end with the store's clock, as a renewal does
+    assert clock_at(again.lease_expires).instant == clock_at(renewed, 60).instant
+    assert clock_at(again.process_start_time).instant == clock_at(renewed).instant
 
 
 def _worker_process(url: str, outdir: str, name: str, results: str) -> None:

@@ -115,7 +115,7 @@ class MysqlStore(Store):
         retry_errors: bool = False,
     ) -> Record | None:
         where, params = self._claim_filter(instrument, level, retry_errors)
-        now = utc_now()
+        now = utc_now(self.clock)
         with self._cursor(transaction=True) as cur:
             cur.execute(
                 f"SELECT id FROM koa_status WHERE {where} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
@@ -128,6 +128,6 @@ class MysqlStore(Store):
                 f"UPDATE koa_status SET {COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
                 "lease_expires = %s, process_start_time = %s, last_mod = %s, "
                 "run = COALESCE(run, 0) + 1 WHERE id = %s",
-                (worker, utc_later(lease_seconds), now, now, row[0]),
+                (worker, utc_later(lease_seconds, self.clock), now, now, row[0]),
             )
         return self.get(int(row[0]))
