@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import errno
 import json
 import logging
@@ -357,3 +358,26 @@ def test_the_running_monitor_watches_new_folders_of_a_glob_and_keeps_a_bookmark(
     assert set(monitor.directories) == {first.parent, later.parent}
     stored = json.loads((tmp_path / "state" / "NIRC2" / "bookmark.json").read_text())
     assert stored["ctime"] >= os.stat(later).st_ctime - 1
+
+
+def test_a_root_missing_when_the_monitor_starts_is_alerted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library monitor (the command refuses a missing folder before starting) alerts at once."""
+    sent: list[str] = []
+    monkeypatch.setattr("koadep.mail.send_mail", lambda config, subject, text, **kw: sent.append(subject))
+    missing = tmp_path / "s" / "sdata1"
+    monitor = monitor_of(tmp_path, [missing], rescan_seconds=0.3)
+    monitor.config = attrs.evolve(monitor.config, alert_to="ops@keck.org")
+    stop = threading.Event()
+    thread = threading.Thread(target=monitor.run, kwargs={"workers": 0, "poll": 0.05, "until": stop})
+    thread.start()
+    try:
+        deadline = time.time() + 10
+        while not sent and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert len(sent) == 1
+    assert sent[0].startswith(f"koadep monitor [NIRC2]: the watch root {str(missing)!r} does not exist")
