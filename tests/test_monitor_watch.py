@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import attrs
 import errno
 import json
 import logging
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 
