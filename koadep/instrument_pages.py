@@ -7,7 +7,8 @@ order (:attr:`~koadep.instrument.Instrument.koaimtyp_rules`, rows of
 :class:`koadep.rules.Rule`), the assembled level-0 pipeline (the Keck skeleton
 with the instrument's own steps and overrides, each step with its criticality,
 the first line of its docstring and the keywords it declares with
-:func:`koadep.pipeline.writes`), and the keyword map.
+:func:`koadep.pipeline.writes`), the keyword map, and where each constant table of
+the plugin module comes from (:func:`constant_sources`).
 
 ``koadep plugins --describe NAME`` prints the page; ``docs/instruments/generate.py``
 writes one page per built-in instrument.
@@ -23,19 +24,80 @@ True
 
 from __future__ import annotations
 
+import ast
 import inspect
 import sys
 from collections.abc import Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
 from koadep.instrument import KECK_PIPELINE, OWN_STEPS, Instrument
 from koadep.pipeline import PipelineStep
 from koadep.plugins import PluginInfo, Registry
 
-__all__ = ["NOTICE", "builtin_instruments", "instrument_index", "instrument_page"]
+__all__ = [
+    "NOTICE",
+    "SOURCE_NOTE",
+    "builtin_instruments",
+    "constant_sources",
+    "instrument_index",
+    "instrument_page",
+]
 
 #: The line that marks a generated page.
 NOTICE = "<!-- Generated from the instrument plugin (koadep.instrument_pages): do not edit by hand. -->"
+
+
+#: How a constant table's doc comment names its source: a ``#: Source: ...`` line (``legacy``,
+#: or the public page or code it was checked against) in the ``#:`` block just above it.
+SOURCE_NOTE = "#: Source:"
+
+
+def constant_sources(module: ModuleType | str) -> dict[str, str]:
+    r"""The source note of every module-level constant whose ``#:`` comment block has one.
+
+    Parameters
+    ----------
+    module
+        A module, or the text of one.
+
+    Returns
+    -------
+    dict
+        Constant name -> the text after ``#: Source:``, in the order of the module.
+        A module whose source cannot be read gives an empty dict.
+
+    Examples
+    --------
+    >>> text = "#: Slit widths.\n#: Source: legacy\nWIDTHS = {'a': 1.0}\nOTHER = 2\n"
+    >>> constant_sources(text)
+    {'WIDTHS': 'legacy'}
+    """
+    try:
+        text = module if isinstance(module, str) else inspect.getsource(module)
+        tree = ast.parse(text)
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    lines = text.splitlines()
+    notes = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign):
+            target = node.target
+        else:
+            continue
+        elements = target.elts if isinstance(target, ast.Tuple) else [target]
+        names = [e.id for e in elements if isinstance(e, ast.Name)]
+        if not names:
+            continue
+        row = node.lineno - 2
+        while row >= 0 and lines[row].startswith("#:"):
+            if lines[row].startswith(SOURCE_NOTE):
+                notes.update(dict.fromkeys(names, lines[row][len(SOURCE_NOTE) :].strip()))
+                break
+            row -= 1
+    return notes
 
 
 def _cell(text: object) -> str:
@@ -53,9 +115,14 @@ def builtin_instruments(registry: Registry | None = None) -> list[str]:
     return sorted({n for i in registry.infos if i.package == "koadep" for n in i.instruments})
 
 
+def _module(instrument: Instrument) -> ModuleType | None:
+    """The module that defines the instrument's class."""
+    return sys.modules.get(type(getattr(instrument, "_instrument", instrument)).__module__)
+
+
 def _about(instrument: Instrument) -> str:
     """The first paragraph of the instrument module's docstring, on one line."""
-    module = sys.modules.get(type(getattr(instrument, "_instrument", instrument)).__module__)
+    module = _module(instrument)
     paragraph = inspect.cleandoc(getattr(module, "__doc__", None) or "").split("\n\n")[0]
     return " ".join(paragraph.split())
 
@@ -188,6 +255,20 @@ def instrument_page(name: str, registry: Registry | None = None) -> str:
         )
     else:
         lines.append("None: every logical name is its own header keyword.")
+
+    module = _module(plugin)
+    sources = constant_sources(module) if module is not None else {}
+    if module is not None and sources:
+        lines += [
+            "",
+            "## Constant tables",
+            "",
+            f"Where each constant table of `{module.__name__}` comes from: `legacy` (the legacy",
+            "pipeline's value, kept) or the public page or code it was checked against",
+            "([decisions](../decisions.md#instrument-constants-checked-against-public-sources)).",
+            "",
+            *_table(("table", "source"), ((f"`{name}`", note) for name, note in sources.items())),
+        ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

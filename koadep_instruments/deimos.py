@@ -52,17 +52,22 @@ from koadep.steps.identity import fix_instrume, ofname_from_outfile
 from koadep.steps.imaging import npixsat
 from koadep.values import value
 
+#: Source: legacy
 SATURATION = 65535.0
 #: Spatial plate scale (arcsec/pixel).
+#: Source: legacy
 PIXEL_SCALE = 0.1185
 #: Grating positions (GRATEPOS) that hold a grating (the slider's two slots).
+#: Source: legacy
 GRATING_SLOTS = (3, 4)
 #: The number of DETSECnn keywords (extensions 1 to 16).
+#: Source: legacy
 DETSEC_KEYWORDS = 16
 
 IMAGE, LONGSLIT, MOS, UNKNOWN = "image", "longslit", "mos", "unknown"
 
 #: Imaging filter (FILTER) -> (WAVEBLUE, WAVECNTR, WAVERED) in Angstrom.
+#: Source: legacy
 FILTERS = {
     "B": (4200, 4400, 4600), "V": (5150, 5450, 5750), "R": (6100, 6500, 6900),
     "I": (7600, 8400, 9200), "Z": (8600, 9100, 9600), "GG400": (4000, 7250, 10500),
@@ -70,6 +75,7 @@ FILTERS = {
     "NG8560": (8400, 8550, 8700), "NG8580": (8550, 8600, 8650),
 }  # fmt: skip
 #: Grating (GRATENAM) -> (nominal wavelength Å, dispersion Å/pixel, spectrum length Å).
+#: Source: legacy (dispersions as the Keck DEIMOS grating page quotes them; not re-checked row by row)
 GRATINGS = {
     "600ZD": (7500, 0.65, 5300), "830G": (8640, 0.47, 3840), "900ZD": (5500, 0.44, 3530),
     "1200G": (7760, 0.33, 2630), "1200B": (4500, 0.33, 2630),

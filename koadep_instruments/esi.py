@@ -28,10 +28,12 @@ from koadep.steps.identity import ofname_from_outfile
 from koadep.steps.imaging import npixsat, set_image_stats
 
 #: Pixels at or above this value are saturated.
+#: Source: legacy
 SATURATION = 65535.0
 
 ARC_LAMPS = ("LAMPAR1", "LAMPCU1", "LAMPNE1", "LAMPNE2")
 #: The elevation range (degrees, inclusive) of the dome-flat screen for ESI.
+#: Source: legacy
 FLAT_ELEVATION = (44.0, 46.01)
 
 # --------------------------------------------------------------------------------------
@@ -190,6 +192,7 @@ def set_obsmode(header: Header, ctx: Context) -> StepResult:
 
 
 #: Imaging filter (DWFILNAM, case-sensitive) -> (blue, centre, red) in Å.
+#: Source: legacy
 IMAGING_BANDS: dict[str, tuple[int, int, int]] = {
     "B": (3700, 4400, 5400),
     "V": (4900, 5200, 6450),
@@ -197,6 +200,7 @@ IMAGING_BANDS: dict[str, tuple[int, int, int]] = {
     "I": (7000, 8000, 9000),
 }
 #: The echellette range (Å) of both dispersions.
+#: Source: legacy; matches the Keck ESI overview page (3900-10900 A)
 ECHELLETTE_BAND = (3900, 7400, 10900)
 SPECTRAL_MODES = ("low", "high")
 
@@ -220,9 +224,12 @@ def set_wavelengths(header: Header, ctx: Context) -> StepResult:
 
 
 #: Slit length (arcsec) of the standard masks by dispersion: 8 arcmin in low, 20 arcsec in high.
+#: Source: legacy; matches the Keck ESI overview page (20" echellette, ~8' low-dispersion slits)
 SLIT_LENGTHS = {"low": 480.0, "high": 20.0}
 #: The integral-field unit: five slices 1.13 arcsec wide and 4 arcsec long.
+#: Source: legacy
 IFU_SLIT = (4.0, 1.13)
+#: Source: legacy; matches the Keck ESI overview page (0.5" multihole slit)
 MULTIHOLES_WIDTH = 0.5
 
 
@@ -266,6 +273,7 @@ def set_slit_dims(header: Header, ctx: Context) -> StepResult:
 
 
 #: Spatial and dispersion pixel scale (arcsec/pixel).
+#: Source: legacy; matches the Keck ESI specifications page (0.1542"/pixel)
 PIXEL_SCALE = 0.1542
 
 
@@ -282,16 +290,27 @@ def set_dispscal(header: Header, ctx: Context) -> StepResult:
 
 
 #: R x slit width: the mean of 0.1542 · λ / dispersion over orders 6-15 (ESI sensitivity tables).
+#: Source: legacy; matches the Keck ESI overview page (11.5 km/s per 0.1542" pixel in every order).
 RESOLUTION_CONSTANT = 4125.406
+#: R x slit width of the prism-only (low-dispersion) mode at WAVECNTR (7400 Å): the resolution
+#: per pixel, 4800 at 3900 Å to 1050 at 8000 Å and about linear between, times 0.1542"/pixel
+#: (about 250 for a 1" slit, where the echellette constant gave 4130).
+#: Source: Keck ESI overview page (www2.keck.hawaii.edu/inst/esi/overview.html), low-dispersion mode.
+LOW_DISPERSION_RESOLUTION_CONSTANT = round((4800 + (7400 - 3900) * (1050 - 4800) / (8000 - 3900)) * 0.1542, 3)
+#: R x slit width by OBSMODE.
+#: Source: RESOLUTION_CONSTANT and LOW_DISPERSION_RESOLUTION_CONSTANT
+RESOLUTION_CONSTANTS = {"high": RESOLUTION_CONSTANT, "low": LOW_DISPERSION_RESOLUTION_CONSTANT}
 
 
 @writes("SPECRES")
 def set_specres(header: Header, ctx: Context) -> StepResult:
-    """SPECRES = 4125.406 / SLITWIDT rounded to tens in low/high (``null`` otherwise or without a width)."""
+    """SPECRES = constant / SLITWIDT rounded to tens: 4125.406 in high (echellette) and
+    246.532 in low (prism-only) dispersion; ``null`` otherwise or without a width."""
     width = header.present("SLITWIDT")
     value = None
-    if obsmode(header) in SPECTRAL_MODES and isinstance(width, int | float) and not isinstance(width, bool):
-        value = round(RESOLUTION_CONSTANT / width, -1) if width else None
+    mode = obsmode(header)
+    if mode in SPECTRAL_MODES and isinstance(width, int | float) and not isinstance(width, bool):
+        value = round(RESOLUTION_CONSTANTS[mode] / width, -1) if width else None
     return StepResult.done(card("SPECRES", value, KOA_COMMENTS["SPECRES"]))
 
 

@@ -46,6 +46,7 @@ MAGIQ_KEYWORDS = (
 )  # fmt: skip
 
 #: The last word of TELESCOP -> telescope number.
+#: Source: legacy
 TELESCOPES = {"I": 1, "II": 2}
 
 #: CURRINST values whose schedule is another instrument's.
@@ -58,6 +59,7 @@ UNSCHEDULED = ("SSC", "PCS")
 EDGE_OBSTYPES = ("Classical",)
 
 #: Camera or filter -> (WAVEBLUE, WAVECNTR, WAVERED) in microns, in the legacy table order.
+#: Source: legacy
 WAVELENGTHS = {
     "ACAM": (0.380, 0.640, 0.700),
     "ACAMA": (0.380, 0.640, 0.700),

@@ -45,12 +45,15 @@ from koadep.steps.imaging import band_sig2nois, npixsat
 from koadep.values import flag, text, value
 
 #: The most amplifier extensions a HIRES file has (3 CCDs, 2 amplifiers each).
+#: Source: legacy
 MAX_EXTENSIONS = 6
 
 #: Pixels at or above this value are saturated (16-bit converters).
+#: Source: legacy
 SATURATION = 65535.0
 
 #: AMPMODE text -> number of amplifiers (any other non-empty mode reads one).
+#: Source: legacy
 AMP_MODES: tuple[tuple[str, int], ...] = (("DUAL:A+B", 2),)
 
 
@@ -209,15 +212,21 @@ def fix_binning(header: Header, ctx: Context) -> StepResult:
 
 #: Cross-disperser (XDISPERS) -> (K = order x wavelength of the reference order,
 #: a, b, c of the order's y position a·o² + b·o + c on the mosaic).
+#: Source: legacy
 CROSS_DISPERSERS: dict[str, tuple[float, float, float, float]] = {
     "RED": (62 * 5748.0, 1.4088, -306.6910, 16744.1946),
     "UV": (97 * 3677.0, 0.9496, -266.2792, 19943.7496),
 }
+#: Source: legacy
 CAMERA_COLLIMATOR = math.radians(40.0)
+#: Source: legacy
 XD_OFFSET = 25.0 - 0.63  # degrees: zero order + 5 degrees for home
+#: Source: legacy
 PIXEL_MM, NPIX = 0.015, 3072
 #: The half-field of the mosaic seen from the camera (f = 762 mm, 1.92x magnification).
+#: Source: derived from NPIX and PIXEL_MM
 CCD_ANGLE = math.atan2(NPIX * PIXEL_MM, 1.92 * 762.0)
+#: Source: legacy
 WAVE_RANGE = (1000, 20000)  # Angstrom; outside is null (#11)
 
 
@@ -325,6 +334,7 @@ COVERS = ("C1CV", "C2CV", "ECOV", "XCOV")
 #: The collimator cover used by each cross-disperser (anything but RED uses the blue one).
 COLLIMATOR_COVERS = {"RED": "RCCV", "UV": "BCCV"}
 #: Detector temperature ranges (°C) counted as normal.
+#: Source: legacy
 TEMPDET_RANGES = ((-135.0, -115.0), (32.0, 33.0))
 
 _STATUS_KEYWORDS = (
@@ -464,6 +474,7 @@ def set_sig2nois(header: Header, ctx: Context) -> StepResult:
 
 #: Decker -> (slit length, slit width) on the sky in arcsec; None width: SLITWID / 0.7235
 #: (the A deckers have no fixed width: SLITWID is in mm at the f/15 focus).
+#: Source: legacy
 DECKERS: dict[str, tuple[float, float | None]] = {
     "A1": (0.300, None), "A2": (0.500, None), "A3": (0.750, None), "A4": (1.000, None),
     "A5": (1.360, None), "A6": (1.500, None), "A7": (2.000, None), "A8": (2.500, None),
@@ -475,10 +486,15 @@ DECKERS: dict[str, tuple[float, float | None]] = {
     "D3": (7.0, 1.722), "D4": (14.0, 1.722), "D5": (0.119, 0.179),
     "E1": (1.0, 0.400), "E2": (3.0, 0.400), "E3": (5.0, 0.400), "E4": (7.0, 0.400), "E5": (1.0, 0.400),
 }  # fmt: skip
+#: Source: legacy
 F15_PLATE_SCALE = 0.7235  # mm/arcsec
+#: Source: legacy
 SPATIAL_SCALE = 0.1194  # arcsec/pixel, per binned pixel
+#: Source: legacy
 DISPERSION_SCALE = 0.1794  # arcsec/pixel
+#: Source: legacy
 RESOLUTION_WAVELENGTH = 5019.5  # Å, blaze of order 71
+#: Source: legacy
 RESOLUTION_DISPERSION = 0.0219  # Å/pixel at that order
 
 
@@ -519,11 +535,13 @@ def set_slit_dims(header: Header, ctx: Context) -> StepResult:
 
 
 #: CCDGAIN -> gain (e-/DN) by AMPLOC 1-6.
+#: Source: legacy
 GAIN = {
     "low": (1.20, 1.95, 1.13, 2.09, 1.26, 2.09),
     "high": (0.48, 0.78, 0.45, 0.84, 0.50, 0.89),
 }
 #: CCDGAIN -> read noise (e-) by AMPLOC 1-6.
+#: Source: legacy
 READ_NOISE = {
     "low": (2.20, 2.90, 2.50, 3.00, 2.90, 3.10),
     "high": (2.00, 2.34, 2.50, 2.40, 2.60, 2.84),

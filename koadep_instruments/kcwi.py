@@ -41,16 +41,20 @@ from koadep.steps.imaging import npixsat, set_image_stats
 PREFIXES = {"blue": "KB", "red": "KR", "fpc": "KF", "svc": "KS"}
 
 TELESCOPE = "Keck II"
+#: Source: legacy
 SATURATION = 65535
 
 #: Slit width (arcsec) by lower-case IFUNAM (slicer); every slicer is SLITLEN long.
+#: Source: legacy
 SLIT_WIDTHS = {"large": 1.35, "medium": 0.69, "small": 0.35}
+#: Source: legacy
 SLIT_LENGTH = 20.4
 SLICERS = tuple(SLIT_WIDTHS)
 
 #: Grating (lower-case {B|R}GRATNAM): (bandwidth in Angstrom, resolution for the
 #: large, medium and small slicers). The red numbers carry a "verify" note in the
 #: legacy source.
+#: Source: legacy; blue rows as the Keck KCWI configuration page; red rows not confirmed publicly (kept)
 GRATINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
     "bl": (2000, (900, 1800, 3600)),
     "bm": (850, (2000, 4000, 8000)),
@@ -67,13 +71,17 @@ GRATINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
 }
 
 #: Unbinned pixel scale (arcsec/pixel) by lower-case CAMERA.
+#: Source: legacy
 PLATE_SCALES = {"fpc": 0.0075, "blue": 0.147, "red": 0.147}
 
 #: WAVEBLUE, WAVECNTR, WAVERED (Angstrom) of the focal-plane camera.
+#: Source: legacy
 FPC_WAVELENGTHS = (3700, 6850, 10000)
 
 #: The focal-plane camera's unbinned scale (arcsec/pixel) and position-angle zero point (degrees).
+#: Source: PLATE_SCALES
 FPC_PLATE_SCALE = PLATE_SCALES["fpc"]
+#: Source: legacy
 FPC_PA0 = 0.7
 
 SLIT_KEYWORDS = ("SLITWIDT", "SLITLEN", "SPECRES", "WAVEBLUE", "WAVECNTR", "WAVERED", "DISPSCAL", "SPATSCAL")

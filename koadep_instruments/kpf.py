@@ -52,6 +52,7 @@ PROGRAM_KEYWORDS = ("PROGNAME", "GRPROGNA", "RDPROGNA")
 CAMERAS = ("green", "red", "ca_hk")
 
 #: Wavelengths (Angstrom): the Ca H&K, green and red cameras' limits.
+#: Source: legacy
 CA_HK_BLUE, GREEN_BLUE, GREEN_RED, RED_RED = 3900, 4450, 5900, 8700
 
 

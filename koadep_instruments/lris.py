@@ -76,8 +76,10 @@ BLUE_NAMES = ("LRISBLUE", "LRISpBLUE")
 PREFIX_BY_WORD = {"lris": "LR", "lrisp": "LR", "lrispred": "LR", "lrisblue": "LB", "lrispblue": "LB"}
 
 IMAGING, SPEC = "IMAGING", "SPEC"
+#: Source: legacy
 SATURATION = 65535.0
 #: Spatial plate scale (arcsec/pixel).
+#: Source: legacy
 PIXEL_SCALE = 0.135
 
 # KOAIMTYP inputs -------------------------------------------------------------------------
@@ -91,6 +93,7 @@ FOCUS_OUTFILES = ("rfoc", "bfoc")
 
 # wavelengths (Angstrom) ---------------------------------------------------------------------
 #: Imaging: red filter (REDFILT) -> (blue, red).
+#: Source: legacy
 RED_FILTERS = {
     "clear": (3500, 9000), "B": (3800, 5300), "V": (4800, 6600), "R": (5500, 8200),
     "Rs": (6000, 7500), "I": (6800, 8400), "GG495": (4800, 4950), "OG570": (5500, 5700),
@@ -99,60 +102,73 @@ RED_FILTERS = {
     "NB4325": (9050, 9520),
 }  # fmt: skip
 #: Imaging: blue filter (BLUFILT) -> (blue, red).
+#: Source: legacy
 BLUE_FILTERS = {
     "clear": (3000, 6500), "U": (3050, 4000), "B": (3900, 4900), "V": (5800, 6600),
     "G": (4100, 5300), "SP580": (0, 0), "NB4170": (0, 0),
 }  # fmt: skip
 #: Red spectroscopy: grating (GRANAME) -> wavelength coverage centred on WAVELEN.
+#: Source: legacy
 RED_GRATINGS = {
     "150/7500": 12288, "300/5000": 6525, "400/8500": 4762, "600/5000": 3275, "600/7500": 3275,
     "600/10000": 3275, "831/8200": 2375, "900/5500": 2175, "1200/7500": 1638, "1200/9000": 1638,
 }  # fmt: skip
 #: The red coverage before the red detector upgrade (files before :data:`RED_GRATINGS_SINCE`).
+#: Source: legacy
 RED_GRATINGS_BEFORE = {
     "150/7500": 9830, "158/8500": 9830, "300/5000": 5220, "400/8500": 3810, "600/5000": 2620,
     "600/7500": 2620, "600/10000": 2620, "831/8200": 1900, "900/5500": 1740, "1200/7500": 1310,
 }  # fmt: skip
 RED_GRATINGS_SINCE = datetime.date(2015, 5, 14)
 #: Blue spectroscopy: grism (GRISNAME) -> (blue, red), through a long or polarimetry slit.
+#: Source: legacy
 BLUE_GRISMS_LONG_SLIT = {
     "300/5000": (1570, 7420), "400/3400": (1270, 5740), "600/4000": (3010, 5600), "1200/3400": (2910, 3890),
 }  # fmt: skip
 #: Blue spectroscopy: grism -> (blue, red), through a slit mask.
+#: Source: legacy
 BLUE_GRISMS = {
     "300/5000": (2210, 8060), "400/3400": (1760, 6220), "600/4000": (3300, 5880), "1200/3400": (3010, 4000),
 }  # fmt: skip
 #: Dichroic (DICHNAME) -> the wavelength where it splits the beam.
+#: Source: legacy
 DICHROIC_CUT = {"460": 4874, "500": 5091, "560": 5696, "680": 6800}
 
 # slits and dispersion ----------------------------------------------------------------------
 #: SLITNAME -> (SLITLEN, SLITWIDT) in arcsec.
+#: Source: legacy
 SLITS = {
     "long_0.7": (175, 0.7), "long_1.0": (175, 1.0), "long_1.5": (175, 1.5), "long_8.7": (175, 8.7),
     "pol_1.0": (25, 1.0), "pol_1.5": (25, 1.5),
 }  # fmt: skip
 NO_SLIT = ("GOH_LRIS", "direct")
-#: Red grating -> (dispersion Angstrom/pixel, FWHM Angstrom); 0 = unknown.
+#: Red grating -> (dispersion Angstrom/pixel, FWHM Angstrom); 0 = unknown. 300/5000 is 1.59,
+#: not the legacy 0: the Keck LRIS grating page, and its coverage above (6525 / 4096 pixels).
+#: Source: Keck LRIS grating page (1.59 A/pixel for 300/5000); the other rows legacy.
 RED_DISPERSION = {
-    "150/7500": (3.00, 0), "300/5000": (0, 9.18), "400/8500": (1.16, 6.90), "600/5000": (0.80, 4.70),
+    "150/7500": (3.00, 0), "300/5000": (1.59, 9.18), "400/8500": (1.16, 6.90), "600/5000": (0.80, 4.70),
     "600/7500": (0.80, 4.70), "600/10000": (0.80, 4.70), "831/8200": (0.58, 0), "900/5500": (0.53, 0),
     "1200/7500": (0.40, 0), "1200/9000": (0.40, 0),
 }  # fmt: skip
 #: Blue grism -> (dispersion Angstrom/pixel, FWHM Angstrom).
+#: Source: legacy
 BLUE_DISPERSION = {
     "300/5000": (1.43, 8.80), "400/3400": (1.09, 6.80), "600/4000": (0.63, 3.95), "1200/3400": (0.24, 1.56),
 }  # fmt: skip
 
 # blue imaging WCS ------------------------------------------------------------------------
 #: Pointing origin (PONAME) -> (xim, yim), arcsec in the focal plane.
+#: Source: legacy
 POINTING_ORIGINS = {
     "REF": (380.865, 71.44), "REFO": (-377.22, 72.52), "LRIS": (3.97, -309.82),
     "slitb": (-14.41, -263.74), "slitc": (31.85, -262.58), "POL": (3.91, -273.12),
     "LRISB": (-53.11, -310.54), "PICKOFF": (27.95, -260.63), "MIRA": (3.67, -300.34),
     "BEDGE": (20.25, -260.68), "TEDGE": (-0.65, -263.68),
 }  # fmt: skip
+#: Source: legacy
 UNDEFINED_ORIGIN = (-53.11, -320.54)
 #: Pointing origins whose detector centre is fixed (pixels).
+#: Source: legacy
 FIXED_CENTRES = {"REF": (485, 520), "REFO": (512, 512)}
 EXTENSION_WCS_KEYWORDS = ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CD1_1", "CD2_2")
 

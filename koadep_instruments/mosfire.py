@@ -32,6 +32,7 @@ from koadep.telescope import is_at_domeflat
 from koadep.values import value
 
 #: Filter -> (WAVEBLUE, WAVECNTR, WAVERED) in microns: the centre ± FWHM/2, 3 decimals.
+#: Source: legacy
 FILTERS = {
     name: band(centre, fwhm)
     for name, (centre, fwhm) in {
@@ -42,6 +43,7 @@ FILTERS = {
 }  # fmt: skip
 
 #: Mean counts of the primary image above which an unclassified dome-flat frame is lamp-on.
+#: Source: legacy
 DOMEFLAT_LAMP_MEAN = 500
 #: The arc-lamp power supplies (power strip A, outlets 7 and 8).
 ARC_POWER = ("PWSTATA7", "PWSTATA8")

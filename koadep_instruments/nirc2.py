@@ -32,6 +32,7 @@ IMTYPE_MAP = {
 }  # fmt: skip
 
 #: Plate scale (arcsec/pixel) and position-angle zero point (degrees) by camera.
+#: Source: legacy (the narrow scale is the pre-2015 value; see decisions)
 CAMERAS = {"narrow": (0.009952, 0.448), "medium": (0.019829, 0.7), "wide": (0.039686, 0.7)}
 ROTATOR_MODES = ("posi", "vert", "stat")
 ARC_LAMPS = ("ARGONPWR", "XENONPWR", "KRYPTPWR", "NEONPWR")

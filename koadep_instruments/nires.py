@@ -26,6 +26,8 @@ OBSTYPE_MAP = {
 }  # fmt: skip
 
 #: Derived keywords by camera (INSTR). Wavelengths in Angstrom, scales in arcsec/pixel.
+#: SLITWIDT is 0.55 (the legacy 0.5 is the rounded width); the other values are legacy.
+#: Source: KeckObservatory/Keck-ETC calculator/instruments/nires/instrument_config.yaml (slit 0.55" x 18").
 BY_CAMERA = {
     "imag": {
         "WAVEBLUE": 19500,
@@ -41,7 +43,7 @@ BY_CAMERA = {
         "WAVERED": 24500,
         "SPECRES": 2700.0,
         "SLITLEN": 18.1,
-        "SLITWIDT": 0.5,
+        "SLITWIDT": 0.55,
         "SPATSCAL": 0.15,
         "DISPSCAL": 0.15,
     },

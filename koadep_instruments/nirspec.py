@@ -50,28 +50,45 @@ OBSTYPE_MAP = {
 
 ARC_LAMPS = ("ARGON", "KRYPTON", "NEON", "XENON")
 #: Slit lengths (arcsec) of the low-resolution slits: seeing-limited and behind the AO.
+#: Source: legacy; matches NIRSPEC ns_params (3.96" AO low-resolution slits)
 LOW_RES_LENGTHS = (42.0, 3.96)
 #: DISPSCAL (arcsec/pixel) by dispersion, seeing-limited and behind the AO.
+#: Source: legacy
 DISPSCAL = {"low": (0.129, 0.012), "high": (0.096, 0.009)}
 #: Low resolution: slit width (arcsec) -> SPECRES.
+#: Source: legacy
 LOW_RES_SPECRES = {
     0.144: 3540, 0.288: 2850, 0.38: 2500, 0.432: 2330, 0.57: 2000, 0.576: 1990,
     0.72: 1820, 0.76: 1800,
 }  # fmt: skip
 #: AO slit width -> the equivalent seeing-limited width, low and high resolution.
+#: Source: legacy; matches NIRSPEC ns_params (3.96x0.036/0.054/0.072)
 AO_LOW_RES_WIDTH = {0.036: 0.38, 0.054: 0.57, 0.072: 0.76}
+#: Source: legacy
 AO_HIGH_RES_WIDTH = {
     0.0136: 0.144, 0.0271: 0.288, 0.0272: 0.288, 0.0407: 0.432, 0.0543: 0.576,
     0.0679: 0.720, 0.0358: 0.380, 0.0538: 0.570, 0.0717: 0.760,
 }  # fmt: skip
 #: How far an AO slit width (named with 3 decimals) may be from a table key (4 decimals).
+#: Source: legacy
 AO_WIDTH_TOLERANCE = 0.001
+#: The seven high-resolution AO slits, (length, width) as SLITNAME gives them -> the
+#: seeing-limited slit they are (the 12" and 24" slits scaled by 1/10.6), matched exactly
+#: before the width table above: 0.054x1.13 is 0.576x12, not the nearer 0.0538 key (0.570).
+#: Source: NIRSPEC ns_params (AO slit wheel, EFS/DRP parameter file, 2018) and the 0.576x12 family.
+AO_SLIT_FAMILIES: dict[tuple[float, float], tuple[float, float]] = {
+    (1.13, 0.013): (12.0, 0.144), (1.13, 0.027): (12.0, 0.288), (1.13, 0.041): (12.0, 0.432),
+    (1.13, 0.054): (12.0, 0.576), (1.13, 0.068): (12.0, 0.720), (2.26, 0.027): (24.0, 0.288),
+    (2.26, 0.041): (24.0, 0.432),
+}  # fmt: skip
 #: High resolution: SPECRES = ceil(HIGH_RES_CONSTANT / width / 100) * 100.
+#: Source: legacy
 HIGH_RES_CONSTANT = 10800
 #: SCIFILT1/SCIFILT2 values that are not filters.
 NOT_FILTERS = ("thick", "thin", "open")
 
 #: Filter -> (WAVEBLUE, WAVECNTR, WAVERED) in microns; the first key contained in FILTER wins.
+#: Source: legacy; band edges match the NIRSPEC ns_params filter table
 WAVELENGTHS = {
     "UNKNOWN": (None, None, None),
     "BLANK": (None, None, None),
@@ -100,7 +117,9 @@ WAVELENGTHS = {
     "Hband-new": (1.4340, 1.5715, 1.7090),
 }
 
+#: Source: legacy
 DETGAIN = 2.85
+#: Source: legacy
 DETRN_SPEC = 10.8
 
 
@@ -157,15 +176,29 @@ def _nearest(value: float, table: Mapping[float, float], tolerance: float) -> fl
     return table[key] if abs(key - value) <= tolerance else None
 
 
-def spectral_resolution(dispers: str | None, width: float, ao: bool) -> int | None:
+def spectral_resolution(
+    dispers: str | None, width: float, ao: bool, length: float | None = None
+) -> int | None:
     """SPECRES for a slit width (arcsec): the low-resolution table, or 10800/width rounded up
     to the next hundred for high resolution. AO widths are first mapped to their
-    seeing-limited equivalents. None when the width is unknown."""
+    seeing-limited equivalents: one of the seven AO slits (``length`` and ``width``) by its
+    family (:data:`AO_SLIT_FAMILIES`), any other width by the nearest table key. None when
+    the width is unknown.
+
+    Examples
+    --------
+    >>> spectral_resolution("high", 0.054, ao=True, length=1.13), spectral_resolution("high", 0.576, ao=False)
+    (18800, 18800)
+    """
     if dispers == "low":
         seeing = _nearest(width, AO_LOW_RES_WIDTH, AO_WIDTH_TOLERANCE) if ao else width
         return None if seeing is None else _nearest(seeing, LOW_RES_SPECRES, 1e-9)
     if dispers == "high":
-        seeing = _nearest(width, AO_HIGH_RES_WIDTH, AO_WIDTH_TOLERANCE) if ao else width
+        family = AO_SLIT_FAMILIES.get((length, width)) if ao and length is not None else None
+        if family is not None:
+            seeing = family[1]
+        else:
+            seeing = _nearest(width, AO_HIGH_RES_WIDTH, AO_WIDTH_TOLERANCE) if ao else width
         if not seeing:
             return None
         return int(math.ceil(round(HIGH_RES_CONSTANT / seeing / 100, 6)) * 100)
@@ -205,7 +238,7 @@ def set_slit_dims(header: Header, ctx: Context) -> StepResult:
     issues = []
     specres = None
     if width is not None:
-        specres = spectral_resolution(dispersion(header), width, is_ao(header))
+        specres = spectral_resolution(dispersion(header), width, is_ao(header), length)
         if specres is None:
             issues.append(
                 Issue.warn("SET_DERIVED_ERROR", f"no resolution known for SLITNAME {header['SLITNAME']!r}")

@@ -42,6 +42,7 @@ PREFIXES = {"imag": "OI", "spec": "OS"}
 FILTER_SOURCE = {"imag": "IFILTER", "spec": "SFILTER"}
 
 #: Lower-case filter -> (WAVEBLUE, WAVERED) in nm; WAVECNTR is their mean, truncated.
+#: Source: legacy
 FILTER_BANDS = {
     "zbb": (999, 1176), "jbb": (1180, 1440), "hbb": (1473, 1803), "kbb": (1965, 2381),
     "kcb": (1965, 2381), "zn4": (1103, 1158), "jn1": (1174, 1232), "jn2": (1228, 1289),
@@ -53,20 +54,28 @@ FILTER_BANDS = {
     "j": (1168, 1318), "kp": (1961, 2268), "brgamma": (2155, 2184), "kcont": (2259, 2281),
     "hei_b": (2046, 2075),
 }  # fmt: skip
+#: Source: derived from FILTER_BANDS
 WAVELENGTHS = {name: (blue, int((blue + red) / 2), red) for name, (blue, red) in FILTER_BANDS.items()}
 
 PCU = ("PCUX", "PCUY", "PCUZ")
 #: The PCU position assumed when a PCU keyword is absent (so absence counts as "in", #21).
+#: Source: legacy
 PCU_ABSENT = -999.0
 TRACKING = ("tracking", "slewing")
 FLAT_LAMPS = ("FLAMP1", "FLAMP2")
 
 #: Imager WCS (2024 values): PA offset of the spectrograph pointing origin (degrees), its
-#: offset from the imager (arcsec), the plate scale (degrees/pixel) and the reference pixel.
+#: offset from the imager (arcsec), the plate scale (degrees/pixel) and the reference pixel:
+#: the image centre, (NAXISn + 1) / 2, and without NAXISn that of the 2048 x 2048 imager
+#: (the legacy 512.5 is the centre of a 1024-pixel image, not of the current imager).
+#: Source: legacy
 OSPEC_PA_OFFSET = 48.0
+#: Source: legacy
 OSPEC_OFFSET = (15.42, 14.12)
+#: Source: legacy (10 mas pixels, as IMAGER_SCALE)
 CDELT = (-0.000002777778, 0.0000027777778)
-CRPIX = 512.5
+#: Source: Keck-DataReductionPipelines/KAI kai/instruments.py (the 2048 x 2048 imager)
+CRPIX = 1024.5
 WCS_KEYWORDS = (
     "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CTYPE1", "CTYPE2", "WAT0_001", "WAT1_001",
     "WAT2_001", "WCSDIM", "LTM1_1", "LTM2_2", "CDELT1", "CDELT2", "CROTA2", "RADECSYS",
@@ -74,9 +83,13 @@ WCS_KEYWORDS = (
 #: The FITS-standard WCS keywords among them: numbers (or a known frame), never ``null``.
 FITS_WCS = ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CROTA2", "RADECSYS")
 
-IMAGER_SCALE = 0.02
+#: The imager's plate scale (arcsec/pixel): 10 mas, as CDELT (the legacy 0.02 contradicted it).
+#: Source: Keck-DataReductionPipelines/KAI kai/instruments.py (OSIRIS imager, 0.00994-0.00996"/pixel).
+IMAGER_SCALE = 0.01
+#: Source: legacy
 NONLINEAR_FRACTION = 0.8
 NON_INTEGER_KEYWORDS = ("SHTRANG", "SHTRACT", "IHTRACT")
+#: Source: legacy
 RA_LIMIT = 720.0
 
 
@@ -184,12 +197,20 @@ def _crval(header: Header) -> tuple[float, float] | None:
     return None
 
 
+def _centre(header: Header, axis: int) -> float:
+    """The image centre along ``axis``, (NAXISn + 1) / 2; :data:`CRPIX` without a usable NAXISn."""
+    size = header.present(f"NAXIS{axis}")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return (size + 1) / 2
+    return CRPIX
+
+
 @writes(*WCS_KEYWORDS)
 def set_wcs_keywords(header: Header, ctx: Context) -> StepResult:
     """The imager's tangent-plane WCS (position-angle mode); every WCS keyword null otherwise.
 
     CRVAL is the pointing origin (OSIMG), or the spectrograph's origin (OSPEC)
-    moved to the imager; CROTA2 = ROTPOSN + 90 (made non-negative), 10 mas pixels.
+    moved to the imager; CROTA2 = ROTPOSN + 90 (made non-negative), 10 mas pixels, CRPIX the image centre.
     A keyword without a value is written as ``null``, except the FITS WCS
     keywords (CRVALn, CRPIXn, CDELTn, CROTA2, RADECSYS), where the text ``null``
     would make the file invalid FITS: they are left out (still null in the
@@ -205,7 +226,7 @@ def set_wcs_keywords(header: Header, ctx: Context) -> StepResult:
                 crota2 += 360
             values.update(
                 CRVAL1=crval[0], CRVAL2=crval[1], CROTA2=crota2,
-                CDELT1=CDELT[0], CDELT2=CDELT[1], CRPIX1=CRPIX, CRPIX2=CRPIX,
+                CDELT1=CDELT[0], CDELT2=CDELT[1], CRPIX1=_centre(header, 1), CRPIX2=_centre(header, 2),
             )  # fmt: skip
     return StepResult.done(
         *(card(k, v, "KOA: WCS value") for k, v in values.items() if v is not None or k not in FITS_WCS)
@@ -224,7 +245,7 @@ def coadds_times_saturate(factor: float = 1.0) -> Callable[[Header], float | Non
 
 @writes("SCALE")
 def set_scale(header: Header, ctx: Context) -> StepResult:
-    """SCALE: 0.02 for the imager, else SSCALE (null when it is not a number)."""
+    """SCALE: 0.01 for the imager, else SSCALE (null when it is not a number)."""
     if _imager(header):
         return StepResult.done(card("SCALE", IMAGER_SCALE, "KOA: Pixel scale"))
     value = _float(header.present("SSCALE"))

@@ -267,7 +267,7 @@ def test_spatial_and_dispersion_scales() -> None:
     ("cards", "expected"),
     [
         ({"OBSMODE": "high", "SLITWIDT": 0.75}, 5500.0),
-        ({"OBSMODE": "low", "SLITWIDT": 1.13}, 3650.0),
+        ({"OBSMODE": "low", "SLITWIDT": 1.13}, 220.0),  # prism-only constant (issue 16)
         ({"OBSMODE": "high", "SLITWIDT": 0.3}, 13750.0),
         ({"OBSMODE": "high", "SLITWIDT": 1.0}, 4130.0),
         ({"OBSMODE": "high", "SLITWIDT": "null"}, "null"),

@@ -160,7 +160,7 @@ EXPECTED_DERIVED = {
         "WAVERED": 24500,
         "SPECRES": 2700.0,
         "SLITLEN": 18.1,
-        "SLITWIDT": 0.5,
+        "SLITWIDT": 0.55,  # the Keck exposure-time calculator's 0.55" (issue 16)
         "SPATSCAL": 0.15,
         "DISPSCAL": 0.15,
     },
@@ -198,7 +198,7 @@ def test_derived_keywords_case_insensitive_instr() -> None:
         ("set_filter", "imag", {"FILTER": "Kp"}),
         ("set_filter", "spec", {}),
         ("set_slit_dims", "imag", {}),
-        ("set_slit_dims", "spec", {"SLITLEN": 18.1, "SLITWIDT": 0.5}),
+        ("set_slit_dims", "spec", {"SLITLEN": 18.1, "SLITWIDT": 0.55}),
         ("set_spatscal", "imag", {"SPATSCAL": 0.12}),
         ("set_spatscal", "spec", {"SPATSCAL": 0.15}),
         ("set_dispscal", "imag", {"DISPSCAL": 0.12}),

@@ -252,7 +252,7 @@ WCS_NULLS = {"CTYPE1", "CTYPE2", "WAT0_001", "WAT1_001", "WAT2_001", "WCSDIM", "
 def test_wcs_osimg() -> None:
     got = values(run_step("set_wcs_keywords", **IMAGER_PA, PONAME="OSIMG", ROTPOSN=15.0))
     assert got == {
-        "CRVAL1": 150.11917, "CRVAL2": 2.20583, "CRPIX1": 512.5, "CRPIX2": 512.5,
+        "CRVAL1": 150.11917, "CRVAL2": 2.20583, "CRPIX1": 1024.5, "CRPIX2": 1024.5,
         "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "WAT0_001": "system=image",
         "WAT1_001": "wtype=tan axtype=ra", "WAT2_001": "wtype=tan axtype=dec", "WCSDIM": 2,
         "LTM1_1": 1.0, "LTM2_2": 1.0, "CDELT1": -0.000002777778, "CDELT2": 0.0000027777778,
@@ -332,7 +332,7 @@ def test_nlinear_is_80_percent_of_saturation() -> None:
 @pytest.mark.parametrize(
     ("cards", "expected", "warned"),
     [
-        pytest.param({"INSTR": "imag", "SSCALE": 0.05}, 0.02, False, id="imager"),
+        pytest.param({"INSTR": "imag", "SSCALE": 0.05}, 0.01, False, id="imager"),
         pytest.param({"INSTR": "spec", "SSCALE": 0.035}, 0.035, False, id="spectrograph"),
         pytest.param({"INSTR": "spec", "SSCALE": "n/a"}, "null", True, id="not-a-number"),
         pytest.param({"INSTR": "spec"}, "null", True, id="absent"),
@@ -419,7 +419,7 @@ def test_process_imager_frame(tmp_path: Path, services: Services) -> None:
     assert result.koaid == "OI.20240315.27603.41"
     h = result.header
     assert h["INSTRUME"] == "OSIRIS"
-    assert (h["FILTER"], h["KOAIMTYP"], h["WAVECNTR"], h["SCALE"]) == ("Kp", "object", 2114, 0.02)
+    assert (h["FILTER"], h["KOAIMTYP"], h["WAVECNTR"], h["SCALE"]) == ("Kp", "object", 2114, 0.01)
     assert (h["CRVAL1"], h["CROTA2"], h["ELAPTIME"], h["NONLIN"]) == (150.11917, 105.0, 120.0, 48000)
     with Image.open(result.products["jpg"]) as img:
         assert img.size == (64, 32)  # the base preview of the primary image
