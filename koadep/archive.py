@@ -63,6 +63,7 @@ from koadep.config import Config
 from koadep.fitsfile import read_header
 from koadep.issues import Issue
 from koadep.koaid import KOAID_MAX_LENGTH, is_archived_koaid
+from koadep.levels import LEVELS, LevelResult, archive_level_record, hold_level_record, queue_level1
 from koadep.obstime import parse_date_obs
 from koadep.plugins import Registry
 from koadep.process import ProcessResult, process_file
@@ -79,6 +80,7 @@ __all__ = [
     "StagedCopyDiffers",
     "archive_file",
     "lease_is_live",
+    "level_archive_result",
     "link_to_free_name",
     "observation_date",
     "record_file",
@@ -548,6 +550,32 @@ def _queue_related(store: Store, result: ProcessResult) -> list[int]:
     return queued
 
 
+def _queue_level1(run: _Run, record_id: int, result: ProcessResult) -> None:
+    """Queue the level-1 record of an instrument that makes level-1 products itself (legacy §1.7).
+
+    The record names the level-0 FITS product in ``stage_file`` (the legacy
+    code named a file in the level-1 folder that does not exist). A KOAID with
+    a level-1 record already (a reprocessed level 0) gets no second one. A
+    failure is WARN ``LEV1_INSERT_ERROR`` on the level-0 record, never fatal.
+    """
+    name = result.instrument or run.instrument
+    try:
+        if name not in run.registry.names() or not run.registry.instrument(name).queues_level1:
+            return
+        source = result.products.get("fits") if result.products else None
+        if not result.koaid or source is None:
+            raise ValueError("the level-0 run made no KOAID or no FITS product")
+        queue_level1(run.store, name, result.koaid, source)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        log.warning("record %s: the level-1 record could not be queued: %s", record_id, exc)
+        message = f"the level-1 record could not be queued: {exc}"
+        issue = Issue.warn("LEV1_INSERT_ERROR", message, "lev1_insert")
+        with contextlib.suppress(StoreError):
+            run.store.add_issues(record_id, [issue])
+
+
 def _record_columns(result: ProcessResult) -> dict[str, Any]:
     header = result.header
     columns: dict[str, Any] = {"status_code": result.status_code}
@@ -799,6 +827,9 @@ def reprocess_record(
     to the store or the archive. The parameters not listed here are those of
     :func:`archive_file`.
 
+    A level-1 or level-2 record is packaged again from its DRP folder
+    (:func:`koadep.levels.archive_level_record`); a dry run of one only says so.
+
     Parameters
     ----------
     record
@@ -806,6 +837,15 @@ def reprocess_record(
     store
         The status store (ignored for a dry run).
     """
+    if int(record.level or 0) in LEVELS:
+        if dry_run or store is None:
+            result = ProcessResult(Path(str(record.stage_file or "")), str(record.status), koaid=record.koaid,
+                                   instrument=record.instrument)  # fmt: skip
+            return ArchiveResult(result, record.id)
+        worker = worker_name()
+        held = hold_level_record(store, record.id, worker)
+        level_run = archive_level_record(store, held, worker=worker, config=config, ship=ship, force=force)
+        return level_archive_result(level_run, held)
     return archive_file(
         record.ofname,
         store=None if dry_run else store,
@@ -1047,6 +1087,7 @@ def _keep_outcome(
         _ship_anc(run, record_id, anc, result.instrument or run.instrument)
     if state == State.PROCESSED:
         _queue_related(store, result)
+        _queue_level1(run, record_id, result)
     handoff = None
     if run.ship and state == State.PROCESSED and run.config.transfer_destination:
         from koadep.handoff import hand_off
@@ -1120,6 +1161,16 @@ def run_worker(
         if record is None:
             break
         try:
+            if int(record.level or 0) in LEVELS:  # a DRP's files (legacy monitor_drp)
+                level_run = archive_level_record(
+                    store, record, worker=worker, config=config, registry=registry, ship=ship,
+                    force=force, lease_seconds=lease_seconds,
+                )  # fmt: skip
+                outcome = level_archive_result(level_run, record)
+                done += 1
+                if on_result is not None:
+                    on_result(outcome)
+                continue
             outcome = archive_file(
                 record.ofname,
                 store=store,
@@ -1151,10 +1202,25 @@ def run_worker(
 
 
 def _claim(store: Store, worker: str, lease_seconds: float, instrument: str | None) -> Record | None:
-    """Claim the next record; a transient refusal (a deadlock, a lock wait) is tried again twice."""
+    """Claim the next record, level 0 first, then levels 1 and 2 (each only once its level 0 is COMPLETE).
+
+    A transient refusal (a deadlock, a lock wait) is tried again twice.
+    """
+    for level in (0, *LEVELS):
+        record = _claim_level(store, worker, lease_seconds, instrument, level)
+        if record is not None:
+            return record
+    return None
+
+
+def _claim_level(
+    store: Store, worker: str, lease_seconds: float, instrument: str | None, level: int
+) -> Record | None:
     for attempt in (1, 2, 3):
         try:
-            return store.claim(worker, lease_seconds=lease_seconds, instrument=instrument, retry_errors=True)
+            return store.claim(
+                worker, lease_seconds=lease_seconds, instrument=instrument, level=level, retry_errors=True
+            )
         except StoreUnavailable:
             raise
         except StoreError as exc:
@@ -1163,6 +1229,29 @@ def _claim(store: Store, worker: str, lease_seconds: float, instrument: str | No
             log.warning("claiming a record failed (%s); trying again", exc)
             time.sleep(0.5 * attempt)
     return None
+
+
+def level_archive_result(outcome: LevelResult, record: Record) -> ArchiveResult:
+    """A level record's run (:class:`koadep.levels.LevelResult`) as an :class:`ArchiveResult`.
+
+    Its path is the record's DRP folder (or the level-0 product it is made from).
+    """
+    state = State.PROCESSED if outcome.state in _ARCHIVED else State(outcome.state)
+    result = ProcessResult(
+        Path(str(record.stage_file or "")),
+        str(state),
+        outcome.issues,
+        koaid=outcome.koaid,
+        instrument=outcome.instrument,
+    )
+    return ArchiveResult(
+        result,
+        outcome.record_id,
+        handoff=outcome.handoff,
+        record_state=outcome.state,
+        record_code=outcome.code,
+        problem=outcome.problem,
+    )
 
 
 def _record_failure(

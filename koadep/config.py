@@ -129,6 +129,28 @@ def _tuple_of_str(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+_DRP_WATCH_KEYS = ("instrument", "level", "folder")
+
+
+def _drp_watch(value: Any) -> tuple[str, ...]:
+    """``drp_watch`` entries as ``"INSTRUMENT LEVEL FOLDER"`` texts (a TOML table gives the three keys)."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        return _tuple_of_str(value)
+    entries = []
+    for item in value:
+        if isinstance(item, Mapping):
+            unknown = sorted(set(item) - set(_DRP_WATCH_KEYS))
+            missing = [k for k in _DRP_WATCH_KEYS if str(item.get(k, "")).strip() == ""]
+            if unknown or missing:
+                raise ValueError(
+                    "drp_watch: each entry needs exactly the keys instrument, level and folder, not "
+                    f"{', '.join(sorted(map(str, item))) or 'none'}"
+                )
+            item = " ".join(str(item[k]).strip() for k in _DRP_WATCH_KEYS)
+        entries.append(str(item).strip())
+    return tuple(e for e in entries if e)
+
+
 @attrs.frozen(kw_only=True)
 class ProcessingSettings:
     """The settings processing steps and products read: a read-only view of a :class:`Config`.
@@ -247,6 +269,13 @@ class Config:
         What tells the monitor a file is new: ``files`` (file-system events and
         scans) and, where the KTL library is installed, ``ktl`` (the legacy
         keyword trigger on ``monitor_ktl_service``/``monitor_ktl_keyword``).
+    drp_watch, drp_watch_days, drp_watch_seconds
+        The DRP output folders the monitor trigger ``drp`` watches
+        (:mod:`koadep.monitor.drpwatch`): entries ``"INSTRUMENT LEVEL FOLDER"``
+        (or TOML tables with those three keys), the folder a pattern with
+        ``{utdate}`` for the UT date (``{utdate:%Y-%m-%d}`` for another
+        spelling); how many UT dates, today's first, are watched; and how often
+        the folders are listed again.
     services_retries, services_cache_seconds, services_breaker_seconds
         Tries after a transient failure (inside the timeout), how long answers
         are kept, and how long a service that failed is skipped.
@@ -280,6 +309,9 @@ class Config:
         The longest a worker keeps renewing its lease on one file; a worker hung
         longer lets the lease expire, and another worker takes the record over
         (counted as a failed attempt).
+    quicklook_calibrations
+        The folder of calibration frames (darks, flats, bad-pixel masks) of the
+        NIRC2 and OSIRIS imager quick-look level 1 (:mod:`koadep.quicklook`).
     production
         Production mode: a configuration file holding secrets that others can read
         is an error instead of a warning.
@@ -338,6 +370,9 @@ class Config:
     monitor_triggers: tuple[str, ...] = attrs.field(default=("files",), converter=_tuple_of_str)
     monitor_ktl_service: str = ""
     monitor_ktl_keyword: str = ""
+    drp_watch: tuple[str, ...] = attrs.field(default=(), converter=_drp_watch)
+    drp_watch_days: int = attrs.field(default=2, converter=int, validator=_at_least_one)
+    drp_watch_seconds: float = attrs.field(default=30.0, converter=float, validator=_positive)
     smtp_host: str = "localhost"
     smtp_port: int = attrs.field(default=25, converter=int)
     smtp_starttls: bool = attrs.field(default=False, converter=_boolean)

@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) registered under the entry-point group
 ``koadep.instruments`` that implements some of these hooks, each marked with
-:data:`hookimpl`. There are four:
+:data:`hookimpl`. There are five:
 
 * :func:`koadep_register_instruments` returns :class:`koadep.instrument.Instrument`
   objects. Everything an instrument decides (which files it claims, its
@@ -14,6 +14,8 @@ A plugin is a module (or object) registered under the entry-point group
 * :func:`koadep_register_triggers` returns triggers of ``koadep monitor``:
   what tells the monitor a new raw file exists (the built-in ``files``
   watches file events; the optional ``ktl`` listens to a KTL keyword).
+* :func:`koadep_psf_reconstruction` lets an outside PSF-reconstruction code
+  add its products to the level 1 of a NIRC2 file (:mod:`koadep.psfr`).
 
 Examples
 --------
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from koadep.config import Config
+    from koadep.config import Config, ProcessingSettings
     from koadep.context import Context
     from koadep.fitsfile import FitsFile
     from koadep.header import Header
@@ -58,6 +60,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "koadep_extra_products",
+    "koadep_psf_reconstruction",
     "koadep_register_instruments",
     "koadep_register_triggers",
     "koadep_related_files",
@@ -188,5 +191,40 @@ def koadep_register_triggers(config: Config) -> Sequence[Trigger] | None:
     >>> bell.stop()
     >>> seen
     [PosixPath('/s/sdata900/nirc2/n0001.fits')]
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def koadep_psf_reconstruction(
+    instrument: str, koaid: str, source: Path, outdir: Path, config: ProcessingSettings
+) -> Sequence[Path] | None:
+    """Reconstruct the point spread function of a level-0 file; write the products into ``outdir``.
+
+    Called by the level-1 run of each KOAID of an instrument whose
+    :attr:`~koadep.instrument.Instrument.psf_reconstruction` is true (NIRC2),
+    through :func:`koadep.psfr.reconstruct_psf`. ``source`` is the KOAID's
+    level-0 FITS file (read it, never change it), ``config`` the processing
+    settings. Return the paths of the files written, each inside ``outdir``:
+    they are archived under ``psfr/`` in the level-1 folder. Return None for
+    files the plugin does not handle. A plugin that raises, or returns a path
+    outside ``outdir``, gives the warning ``PSFR_ERROR``; the other plugins'
+    products and the level's other files are still archived.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> @hookimpl
+    ... def koadep_psf_reconstruction(instrument, koaid, source, outdir, config):
+    ...     if instrument != "NIRC2":
+    ...         return None
+    ...     path = outdir / f"{koaid}_psf.txt"
+    ...     path.write_text(f"the PSF of {source.name}\\n")
+    ...     return [path]
+    >>> outdir = Path(tempfile.mkdtemp())
+    >>> made = koadep_psf_reconstruction("NIRC2", "N2.20240314.12345.67", Path("n0001.fits"), outdir, None)
+    >>> [p.name for p in made]
+    ['N2.20240314.12345.67_psf.txt']
     """
     raise NotImplementedError

@@ -404,7 +404,10 @@ def apply_ingest_response(
 
     The record (instrument, KOAID and level) must be TRANSFERRED, ERROR or
     COMPLETE, and unanswered unless ``reingest`` is true. Only that record
-    changes.
+    changes. A level-1 or level-2 record becomes COMPLETE only once the
+    level-0 record of its KOAID is. A ``lev2`` callback with a ``utdate`` and
+    no ``koaid`` is applied to every level-2 record of that instrument and
+    night (legacy §7.4); the answer then lists their ids.
 
     Raises
     ------
@@ -414,6 +417,13 @@ def apply_ingest_response(
     koadep.status.StoreError
         When the store itself fails.
     """
+    lowered = {str(k).lower(): v for k, v in payload.items()} if isinstance(payload, Mapping) else {}
+    if (
+        not lowered.get("koaid")
+        and lowered.get("utdate")
+        and str(lowered.get("ingesttype") or "").lower() == "lev2"
+    ):
+        return _apply_night(store, lowered, registry)
     r = parse_ingest_response(payload, registry)
     found = store.find(koaid=r["koaid"], instrument=r["instrument"], level=r["level"])
     if len(found) != 1:
@@ -429,6 +439,13 @@ def apply_ingest_response(
         raise IngestResponseError(
             409, f"record {record.id} was already answered at {record.ipac_response_time}"
         )
+    if r["level"] > 0 and r["status"] == State.COMPLETE:
+        level0 = store.find(koaid=r["koaid"], instrument=r["instrument"], level=0)
+        if len(level0) != 1 or level0[0].status != State.COMPLETE:
+            now = level0[0].status if level0 else "missing"
+            raise IngestResponseError(
+                409, f"record {record.id} cannot be COMPLETE before its level-0 record (which is {now})"
+            )
     columns = {**r["times"], "status_code_ipac": r["status_code_ipac"], "ipac_response_time": utc_now()}
     if r["status"] == State.COMPLETE and record.status_code == "IPAC_NOTIFY_ERROR":
         from koadep.transfer import STEP as TRANSFER_STEP
@@ -449,3 +466,35 @@ def apply_ingest_response(
     updated = store.get(record.id)
     assert updated is not None
     return updated.to_dict()
+
+
+def _apply_night(store: Store, p: Mapping[str, Any], registry: Registry | None) -> dict[str, Any]:
+    """The ``lev2`` callback of a whole night: each level-2 record of the instrument and UT date."""
+    date = str(p.get("utdate") or "").strip().replace("-", "")
+    try:
+        datetime.datetime.strptime(date, "%Y%m%d")
+    except ValueError:
+        raise IngestResponseError(400, f"utdate is not YYYYMMDD: {date[:20]!r}") from None
+    instrument = str(p.get("instrument") or "").upper()
+    if instrument not in (registry or Registry.default()).names():
+        raise IngestResponseError(400, f"unknown instrument {instrument[:20]!r}")
+    records = [
+        r
+        for r in store.find(instrument=instrument, level=2)
+        if str(r.koaid or "").split(".")[1:2] == [date]
+        and r.status in (State.TRANSFERRED, State.ERROR, State.COMPLETE)
+    ]
+    if not records:
+        raise IngestResponseError(404, f"no {instrument} lev2 record of {date} awaits an answer")
+    done, refused = [], []
+    for record in records:
+        try:
+            done.append(apply_ingest_response(store, {**p, "koaid": str(record.koaid)}, registry)["id"])
+        except IngestResponseError as exc:
+            if exc.status == 400:
+                raise
+            refused.append(f"{record.id}: {exc}")
+    if not done:
+        raise IngestResponseError(409, "; ".join(refused)[:2000])
+    statuses = sorted({str(r.status) for r in (store.get(i) for i in done) if r is not None})
+    return {"id": done, "koaid": date, "status": ",".join(statuses), "refused": refused}

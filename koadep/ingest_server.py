@@ -5,6 +5,14 @@ response (legacy §7.4), either ``POST`` with a JSON object body or ``GET`` with
 the same fields as query parameters (``metrics`` then being a JSON string), and
 is applied with :func:`koadep.ingest.apply_ingest_response`.
 
+A call with ``ingesttype`` ``lev1`` or ``lev2`` and no ``status`` is a DRP's
+request (the call the legacy DRPs make): it announces the KOAID (``koaid``,
+``datadir``, optional ``reingest``), or the KOAIDs of ``datadir``, or with
+``utdate`` alone releases the night's level-2 records
+(:func:`koadep.levels.drp_request`). Its answer is ``{"APIStatus":
+"COMPLETE", "action": ..., "ids": [...], "status": ...}``; a missing level-0
+record is 404 and a KOAID announced before (without ``reingest``) 409.
+
 =======  ==================================================================
 answer   when
 =======  ==================================================================
@@ -50,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from koadep.ingest import IngestResponseError, apply_ingest_response
+from koadep.levels import AnnounceError, drp_request
 from koadep.status import Store, StoreError, StoreUnavailable
 
 __all__ = ["BACKLOG", "MAX_BODY", "MAX_CONNECTIONS", "REQUEST_DEADLINE", "escape", "make_server"]
@@ -199,10 +208,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _apply(self, payload: dict[str, Any]) -> None:
         koaid = str(payload.get("koaid", payload.get("KOAID", "-")))[:40]
+        lowered = {str(k).lower() for k in payload}
+        ingesttype = str(next((v for k, v in payload.items() if str(k).lower() == "ingesttype"), ""))
         store = None
         try:
             store = self.server.open_store()
+            if "status" not in lowered and ingesttype.strip().lower() in ("lev1", "lev2"):
+                answer = drp_request(store, payload)
+                self._answer(200, answer, koaid)
+                return
             record = apply_ingest_response(store, payload)
+        except AnnounceError as exc:
+            self._error(exc.status, str(exc), koaid)
+            return
         except IngestResponseError as exc:
             self._error(exc.status, str(exc), koaid)
             return

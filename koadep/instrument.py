@@ -149,6 +149,9 @@ class Instrument:
     #: Whether archiving a level-0 file queues a level-1 record of the same KOAID
     #: for :meth:`level1_products` (DEIMOS, for its stitched preview).
     queues_level1: ClassVar[bool] = False
+    #: Whether a level-1 run asks the PSF-reconstruction plugins for products
+    #: (:func:`koadep.psfr.reconstruct_psf`; NIRC2).
+    psf_reconstruction: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.check()

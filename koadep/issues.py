@@ -183,6 +183,40 @@ CODES: dict[str, tuple[Severity, str]] = {
     "MD_TYPE_ERROR": (Severity.WARN, "A metadata value does not match its column type."),
     "MD_KEYWORD_FORMAT_UNDEFINED": (Severity.WARN, "A header keyword is not in the keyword table (dev)."),
     "MD_HEADER_KEYWORD_MISSING": (Severity.WARN, "A non-null table keyword has no value (dev)."),
+    # levels 1 and 2 (koadep.levels)
+    "FILE_NOT_FOUND": (
+        Severity.ERROR,
+        "A level-1/2 record: the DRP folder holds no file the instrument selects for the KOAID, "
+        "or a selected file vanished before it was copied.",
+    ),
+    "FILE_COPY_ERROR": (Severity.ERROR, "A DRP file could not be copied into the level folder."),
+    "LEV1_INSERT_ERROR": (Severity.WARN, "Level 0 could not queue the KOAID's level-1 record."),
+    "PSFR_ERROR": (
+        Severity.WARN,
+        "A PSF-reconstruction plugin raised, or returned a file outside its output folder "
+        "(koadep.psfr); the level's other files are still archived.",
+    ),
+    # quick-look level 1 (koadep.quicklook)
+    "QUICKLOOK_NOT_IMAGE": (
+        Severity.INVALID,
+        "Not a NIRC2 or OSIRIS imager frame (a spectrograph frame, an _unp cube, no 2-D image).",
+    ),
+    "QUICKLOOK_NOT_CUBE": (Severity.INVALID, "Not an OSIRIS spectrograph frame or cube."),
+    "QUICKLOOK_NOT_OBJECT": (Severity.WARN, "Not an object frame (KOAIMTYP): no quick-look level 1 is made."),
+    "QUICKLOOK_NO_KOAID": (Severity.ERROR, "The file has no valid KOAID card and none was given."),
+    "QUICKLOOK_NO_FLAT": (
+        Severity.ERROR,
+        "No flat matches the frame in the calibration folder: no level 1 until one is there.",
+    ),
+    "QUICKLOOK_CALIBRATION_MISSING": (
+        Severity.WARN,
+        "No dark or bad-pixel mask matches the frame: that step is left out.",
+    ),
+    "QUICKLOOK_BAD_CALIBRATION": (
+        Severity.ERROR,
+        "A calibration frame cannot be read or is not the frame's size.",
+    ),
+    "QUICKLOOK_NO_LOG": (Severity.WARN, "The OSIRIS pipeline's log of a cube was not found."),
     # transfer and ingest notification
     "TRANSFER_ERROR": (
         Severity.ERROR,

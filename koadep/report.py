@@ -149,13 +149,22 @@ class InstrumentNight:
         """How many records are INVALID (never archived)."""
         return self.by_state.get(str(State.INVALID), 0)
 
+    @property
+    def by_level(self) -> dict[str, int]:
+        """How many records of each level (``lev0``, ``lev1``, ``lev2``)."""
+        return dict(sorted(Counter(f"lev{int(r.get('level') or 0)}" for r in self.records).items()))
+
     def summary_row(self) -> dict[str, Any]:
-        """The ``koa_summary`` row of these numbers."""
+        """The ``koa_summary`` row of these numbers.
+
+        ``n_queued`` counts every record waiting for a worker: the WAITING
+        level-2 records (not yet released) with the QUEUED ones.
+        """
         row: dict[str, Any] = {
             "utdate": self.utdate,
             "instrument": self.instrument,
             "files": self.files,
-            **{f"n_{s.lower()}": self.by_state.get(str(s), 0) for s in State},
+            **{f"n_{s.lower()}": self.by_state.get(str(s), 0) for s in State if s != State.WAITING},
             "n_science": self.n_science,
             "n_calibration": self.n_calibration,
             "science_exptime_s": self.science_exptime_s,
@@ -163,6 +172,7 @@ class InstrumentNight:
             "archsize_mb": self.archsize_mb,
             "level": self.level,
         }
+        row["n_queued"] += self.by_state.get(str(State.WAITING), 0)
         for name, timing in (("process", self.process), ("transfer", self.transfer), ("ingest", self.ingest)):
             row[f"{name}_s_min"], row[f"{name}_s_median"], row[f"{name}_s_max"] = (
                 timing.min,
@@ -352,6 +362,7 @@ def format_text(report: NightlyReport) -> str:
             f"=== {n.instrument} {n.utdate} === Level: {n.level}",
             _files_line(n),
             f"By state: {_counts(n.by_state)}",
+            f"By level: {_counts(n.by_level)}",
             f"By KOAIMTYP: {_counts(n.by_imtyp)}",
             f"Science: {n.n_science} files, {n.science_exptime_s:.1f} s exposure",
             f"Calibration: {n.n_calibration} files, {n.calibration_exptime_s:.1f} s exposure",

@@ -66,7 +66,6 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-import os
 import re
 import shlex
 import subprocess
@@ -249,6 +248,8 @@ def run_rsync(
 
     The names reach rsync NUL-separated on its standard input (``--from0 --files-from=-``), so
     any character a file name may hold (a newline, a backslash, a quote) is passed as it is.
+    ``--files-from`` implies ``--relative``: a name with a folder part (``plots/a.png``) arrives
+    in the same sub-folder of ``target``.
     ``timeout`` bounds the whole call, the ``mkdir -p`` an rsync without ``--mkpath`` needs included.
     """
     until = time.monotonic() + timeout
@@ -337,6 +338,20 @@ def read_md5_table(path: Path) -> dict[str, str]:
     return table
 
 
+def _safe_relative(name: str) -> bool:
+    """True for a normalised relative path inside a folder (``a.fits``, ``plots/a.png``).
+
+    Any character a file name may hold is allowed; only the folder parts are
+    checked: none empty, ``.`` or ``..``.
+
+    Examples
+    --------
+    >>> [_safe_relative(n) for n in ("a.fits", "plots/a.png", "a\\b", "../a", "/a", "a//b", "./a", "..")]
+    [True, True, True, False, False, False, False, False]
+    """
+    return bool(name) and all(part not in ("", ".", "..") for part in name.split("/"))
+
+
 def product_files(level_dir: Path, koaid: str) -> dict[str, str]:
     """The products to send, ``relative path -> md5``, checked against the md5sum table.
 
@@ -355,7 +370,9 @@ def product_files(level_dir: Path, koaid: str) -> dict[str, str]:
     # the md5sum table is the commit marker of a product set and lists every product
     # but the log: only what it lists is shipped, so every file sent is verified and
     # no other KOAID's products (one KOAID can prefix another) are ever taken along
-    unsafe = sorted(name for name in table if os.path.basename(name) != name or name in (".", ".."))
+    # a level-1/2 product may lie in a sub-folder (``plots/x.png``): a relative path
+    # inside the level directory, never ``..``, absolute, or holding a control character
+    unsafe = sorted(name for name in table if not _safe_relative(name))
     if unsafe:
         raise TransferProblem(
             "TRANSFER_ERROR", f"{md5_path.name} lists a name that is not a file here: {unsafe[0]!r}"

@@ -21,12 +21,15 @@ Decisions (DECISIONS.md; numbers of instruments.md §7):
   :meth:`Deimos.fix_header`, before the KOAID is built (the RTI pipeline ran it
   after, so FCS KOAIDs ignored it).
 * #35 fix: OBSMODE is ``image`` (the keyword table's value), not ``imaging``.
-* The two-row DETSEC mosaic JPEG is made with the level-0 products. The RTI
-  pipeline made it in a separate level-1 run of the same file (``run_lev1``),
-  only because rendering was slow; the preview needs nothing more than the raw
-  file, and one run gives the archive a preview at once. So there is no level-1
-  record and bug #24 (``run_lev1`` on reprocessing) cannot happen. FCS images
-  get the default single-image preview.
+* The preview is a level-1 product, as the archive expects it (instruments.md
+  §2.1, legacy-dep.md §1.7): level 0 makes no JPEG, and archiving the level-0
+  file queues a level-1 record of the same KOAID (:attr:`Deimos.queues_level1`)
+  whose run draws ``{KOAID}.jpg`` from the archived ``lev0/{KOAID}.fits``
+  (:meth:`Deimos.level1_products`): the two-row DETSEC mosaic for a science
+  frame, the default single-image preview for an FCS image. Two legacy bugs are
+  fixed: the record names the level-0 file where it really is (legacy built the
+  path from the level-1 folder), and reprocessing queues or replaces it without
+  failing the run (bug #24, ``run_lev1`` returned nothing).
 * NPIXSAT counts the image extensions, or the primary image of an FCS file
   (legacy counted extensions only, so FCS files always had 0).
 * FCSKOAID is ``null`` when no catalog service is configured; ``''`` when the
@@ -37,14 +40,20 @@ Decisions (DECISIONS.md; numbers of instruments.md §7):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from koadep.context import Context
+from koadep.drpfiles import DrpFile, PypeItProducts
+from koadep.fitsfile import FitsFile
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
 from koadep.issues import Issue
+from koadep.koaid import is_valid_koaid
 from koadep.pipeline import StepResult, card, critical, optional, writes
+from koadep.products.atomic import atomic_write
+from koadep.products.jpeg import jpeg_bytes, render_preview
 from koadep.products.mosaic import amplifier_panels, mosaic_preview
 from koadep.rules import Rule, always, text
 from koadep.steps.derived import KOA_COMMENTS, has_table_hdu
@@ -304,7 +313,7 @@ def _saturation(header: Header) -> float:
     return SATURATION
 
 
-class Deimos(Instrument):
+class Deimos(PypeItProducts, Instrument):
     """DEIMOS (Keck II): science mosaics and FCS images."""
 
     name = "DEIMOS"
@@ -315,6 +324,8 @@ class Deimos(Instrument):
         "DE": "INSTRUME's first word is DEIMOS (a science frame)",
     }
     telescope = 2
+    #: The preview is drawn by a level-1 record that level 0 queues (:meth:`level1_products`).
+    queues_level1 = True
     without = ("FRAMENO",)
     overrides = {"OFNAME": ofname_from_outfile()}
     steps = (
@@ -360,11 +371,37 @@ class Deimos(Instrument):
         return [path] if path is not None else []
 
     def render_jpeg(self, fits: Any, header: Header, ctx: Context) -> Any:
-        """FCS images: the default preview. Science frames: the two-row DETSEC mosaic, turned
-        90 degrees clockwise, at half size (made with the level-0 products)."""
-        if is_fcs(header) or not amplifier_panels(fits):
-            return None
-        return [("", mosaic_preview(fits, header, rows=2, rotate=True, scale=0.5))]
+        """No preview at level 0: it is a level-1 product (:meth:`level1_products`)."""
+        return []
+
+    def level1_products(self, source: Path, koaid: str, outdir: Path) -> Sequence[DrpFile]:
+        """Draw ``{KOAID}.jpg`` from the level-0 file ``source`` into ``outdir``.
+
+        A science frame gets the two-row DETSEC mosaic, turned 90 degrees
+        clockwise, at half size; an FCS image (KOAID ``DF``), or a frame without
+        amplifier images, the default single-image preview.
+
+        Raises
+        ------
+        ValueError
+            If the KOAID cannot name a file, or the file has no image to draw.
+        OSError
+            If the file cannot be read or the preview cannot be written.
+        """
+        if not is_valid_koaid(koaid):
+            raise ValueError(f"{koaid!r} is not a KOAID")
+        fits = FitsFile.open(source)
+        if koaid.startswith("DF") or not amplifier_panels(fits):
+            data = fits.data(0)
+            if data is None:
+                raise ValueError(f"{source} has no image to preview")
+            image = render_preview(data)
+        else:
+            image = mosaic_preview(fits, fits.header, rows=2, rotate=True, scale=0.5)
+        path = Path(outdir) / f"{koaid}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, [jpeg_bytes(image)])
+        return [DrpFile(path, path.name)]
 
 
 @hookimpl

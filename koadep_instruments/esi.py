@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from koadep.context import Context
+from koadep.drpfiles import PypeItProducts
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
@@ -318,7 +319,7 @@ def _saturation(header: Header) -> float:
     return SATURATION
 
 
-class Esi(Instrument):
+class Esi(PypeItProducts, Instrument):
     """ESI (Keck II)."""
 
     name = "ESI"

@@ -20,12 +20,24 @@ falls back to IMGNUM (#29, fixed); KOAIMTYP runs before the program steps (#3).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 from koadep.context import Context
 from koadep.coords import cd_matrix, position_angle, to_degrees
+from koadep.drpfiles import (
+    DrpFile,
+    drp_file,
+    is_regular_file,
+    koaids_before,
+    regular_files,
+    unique_dests,
+    usable_koaid,
+)
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
@@ -251,6 +263,98 @@ KOAIMTYP_RULES = (
 )
 
 
+log = logging.getLogger("koadep_instruments.kcwi")
+
+#: The cubes the KCWI pipeline writes in ``redux/``: ``{KOAID}_{kind}.fits``.
+CUBES = ("icubed", "icubes")
+#: Plots of both levels: ``plots/{kind}_{N}…`` with N below the cube's FRAMENO.
+EARLIER_PLOTS = ("arc", "bars", "bias", "ql")
+#: Plots level 2 adds: ``plots/{kind}_{N}…`` with N equal to the cube's FRAMENO.
+OWN_PLOTS = ("sky", "scat", "std")
+_PLOT = re.compile(r"^([A-Za-z]+)_(\d+)(?=_|$)", re.ASCII)
+
+
+def drp_root(datadir: Path) -> Path:
+    """The KCWI DRP output folder of an announced folder.
+
+    The pipeline announces its ``redux/`` folder; the output folder is its parent.
+    A folder that holds ``redux/`` itself is taken as it is.
+
+    Examples
+    --------
+    >>> drp_root(Path("/k2drpdata/KCWI_DRP/2024mar14/redux")).as_posix()
+    '/k2drpdata/KCWI_DRP/2024mar14'
+    """
+    if datadir.name != "redux" and (datadir / "redux").is_dir():
+        return datadir
+    return datadir.parent
+
+
+def cube_frameno(cube: Path) -> int | None:
+    """FRAMENO of a cube's primary header (only the header is read); None when it has none."""
+    from astropy.io import fits
+
+    try:
+        value = fits.getheader(cube, 0).get("FRAMENO")
+    except Exception as error:  # any unreadable or malformed file
+        log.warning("no FRAMENO read from %r: %s", str(cube), error)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def plot_selected(name: str, frameno: int, level: int) -> bool:
+    """Whether a plot of ``plots/`` belongs to the cube of frame ``frameno`` at a level.
+
+    The frame number N is a whole ``_``-separated field of the name, as in the
+    pipeline's names (``arc_00011_wave.png``); ``arc_00011.png`` names no frame.
+
+    Examples
+    --------
+    >>> plot_selected("arc_00011_wave.png", 12, 1), plot_selected("sky_00012_fit.png", 12, 1)
+    (True, False)
+    >>> plot_selected("sky_00012_fit.png", 12, 2), plot_selected("bias_00012_stats.png", 12, 2)
+    (True, False)
+    """
+    match = _PLOT.match(name)
+    if match is None:
+        return False
+    kind, number = match.group(1), int(match.group(2))
+    if kind in EARLIER_PLOTS:
+        return number < frameno
+    return level == 2 and kind in OWN_PLOTS and number == frameno
+
+
+def kcwi_files(datadir: Path, koaid: str, level: int, pipeline_config: Path | None) -> tuple[DrpFile, ...]:
+    """The KCWI pipeline's files of a KOAID (see :meth:`Kcwi.drp_files`)."""
+    if level not in (1, 2) or not usable_koaid(koaid):
+        return ()
+    root = drp_root(Path(datadir))
+    cubes = [root / "redux" / f"{koaid}_{kind}.fits" for kind in CUBES]
+    cubes = [cube for cube in cubes if is_regular_file(cube, inside=root)]
+    if not cubes:
+        return ()
+    files = [drp_file(cube, f"redux/{cube.name}") for cube in cubes]
+    frameno = cube_frameno(cubes[0])
+    if frameno is None:
+        log.warning("%s: the cube has no integer FRAMENO, no plot is selected", koaid)
+    else:
+        plots = regular_files(root / "plots", recursive=False)
+        files += [drp_file(p, f"plots/{p.name}") for p in plots if plot_selected(p.name, frameno, level)]
+    if level == 2:
+        if is_regular_file(root / "kcwi.proc", inside=root):
+            files.append(drp_file(root / "kcwi.proc", "kcwi.proc"))
+        if pipeline_config is not None and is_regular_file(pipeline_config):
+            files.append(drp_file(pipeline_config, pipeline_config.name))
+        files += [drp_file(p, f"logs/{p.name}") for p in regular_files(root / "logs", recursive=False)]
+    return unique_dests(files)
+
+
 class Kcwi(Instrument):
     """KCWI (Keck II)."""
 
@@ -288,6 +392,28 @@ class Kcwi(Instrument):
         if data is None:
             raise ValueError("the primary HDU has no image to preview")
         return [("", equalized_preview(data))]
+
+    #: The fixed pipeline configuration archived with every level-2 KOAID (None: none).
+    pipeline_config: ClassVar[Path | None] = Path("/k2drpdata/KCWI_DRP/configs/kcwi_koarti_lev2.cfg")
+
+    def drp_files(self, datadir: Path, koaid: str, level: int) -> Sequence[DrpFile]:
+        """The KCWI pipeline's files of a KOAID; ``datadir`` is the announced ``redux/`` folder.
+
+        Both levels take the cubes ``redux/{KOAID}_icubed.fits`` and
+        ``redux/{KOAID}_icubes.fits`` and the plots ``plots/{arc|bars|bias|ql}_{N}…``
+        with N below the cube's FRAMENO (read from the icubed header, else the
+        icubes one). Level 2 adds ``kcwi.proc``, the fixed pipeline configuration
+        (:attr:`pipeline_config`), the plots ``plots/{sky|scat|std}_{N}…`` with N
+        equal to FRAMENO and every file of ``logs/``. Destinations keep the
+        ``redux/``, ``plots/`` and ``logs/`` folders. No cube: nothing (the record
+        gets ``FILE_NOT_FOUND``); a cube without FRAMENO: no plot.
+        """
+        return kcwi_files(datadir, koaid, level, self.pipeline_config)
+
+    def drp_koaids(self, datadir: Path) -> Sequence[str]:
+        """The KOAIDs of the cubes (``{KOAID}_icubed…``, ``{KOAID}_icubes…``) under the output folder."""
+        names = (p.name for p in regular_files(drp_root(Path(datadir))))
+        return koaids_before(names, [f"_{kind}" for kind in CUBES])
 
 
 @hookimpl

@@ -19,8 +19,10 @@ one JPEG per camera, stitched from its amplifiers.
 from __future__ import annotations
 
 import datetime
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -28,11 +30,12 @@ import numpy as np
 from PIL import Image
 
 from koadep.context import Context
+from koadep.drpfiles import DrpFile, drp_file, names_koaid, regular_files, unique_dests, usable_koaid
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
 from koadep.issues import Issue
-from koadep.koaid import strip_fits
+from koadep.koaid import is_valid_koaid, strip_fits
 from koadep.pipeline import StepResult, card, critical, optional, writes
 from koadep.products.jpeg import to_image, zscale_limits
 from koadep.rules import Rule, always, text
@@ -236,6 +239,76 @@ def sqrt_preview(data: np.ndarray[Any, Any]) -> Image.Image:
     return to_image(np.round(scaled * 255).astype(np.uint8))
 
 
+log = logging.getLogger("koadep_instruments.kpf")
+
+#: The night folders a level-2 announcement (of ``…/L1/{date}``) also searches for the KOAID's files.
+LEVEL2_FOLDERS = ("L2", "logs")
+#: The quick-look pipeline's night folder; its ``{KOAID}/`` folder is archived whole at level 2.
+QLP = "QLP"
+#: Removed from plot names: a ``_zoomable`` plot is archived under its plain name.
+ZOOMABLE = "_zoomable"
+
+
+def beside(datadir: Path, kind: str) -> Path | None:
+    """``datadir`` with its last ``L1`` folder replaced by ``kind``; None when it has no ``L1``.
+
+    Examples
+    --------
+    >>> beside(Path("/kpfdata/data_drp/L1/20240314"), "QLP").as_posix()
+    '/kpfdata/data_drp/QLP/20240314'
+    """
+    parts = datadir.parts
+    for i in reversed(range(len(parts))):
+        if parts[i] == "L1":
+            return Path(*parts[:i], kind, *parts[i + 1 :])
+    return None
+
+
+def plain_first(candidates: Iterable[tuple[Path, str]]) -> tuple[DrpFile, ...]:
+    """The files with ``_zoomable`` removed from their destination names; a plot whose plain
+    twin is there too is skipped with a warning, so two files never share a destination."""
+    plain, twins = [], []
+    for source, dest in candidates:
+        folder, _, name = dest.rpartition("/")
+        if ZOOMABLE in name:
+            twins.append((source, f"{folder}/{name.replace(ZOOMABLE, '')}" if folder else name))
+        else:
+            plain.append(drp_file(source, dest))
+    taken = {f.dest for f in plain if f is not None}
+    kept: list[DrpFile | None] = list(plain)
+    for source, dest in twins:
+        if dest in taken:
+            log.warning("%r skipped: its plain twin goes to %r", str(source), dest)
+            continue
+        kept.append(drp_file(source, dest))
+    return unique_dests(kept)
+
+
+def kpf_files(datadir: Path, koaid: str, level: int) -> tuple[DrpFile, ...]:
+    """The KPF pipeline's files of a KOAID (see :meth:`Kpf.drp_files`)."""
+    if level not in (1, 2) or not usable_koaid(koaid):
+        return ()
+    datadir = Path(datadir)
+    folders = [datadir]
+    own: Path | None = None
+    if level == 2:
+        qlp = beside(datadir, QLP)
+        if qlp is None:
+            log.warning("%r has no L1 folder: only it is searched for %s", str(datadir), koaid)
+        else:
+            own = qlp / koaid
+            folders += [f for f in (beside(datadir, kind) for kind in LEVEL2_FOLDERS) if f is not None]
+    candidates = [
+        (path, f"{koaid}/{path.name}")
+        for folder in folders
+        for path in regular_files(folder)
+        if names_koaid(path.name, koaid)
+    ]
+    if own is not None:
+        candidates += [(p, f"{koaid}/{QLP}/{p.relative_to(own).as_posix()}") for p in regular_files(own)]
+    return plain_first(candidates)
+
+
 class Kpf(Instrument):
     """KPF (Keck I)."""
 
@@ -294,6 +367,25 @@ class Kpf(Instrument):
         from their amplifiers (zscale, square-root stretch)."""
         amps = amplifiers(fits)
         return [(f"_{c}", sqrt_preview(amplifier_mosaic(amps[c]))) for c in CAMERAS if c in amps]
+
+    level2_waits = False
+
+    def drp_files(self, datadir: Path, koaid: str, level: int) -> Sequence[DrpFile]:
+        """The KPF pipeline's files of a KOAID, archived under ``{KOAID}/``.
+
+        ``datadir`` is the night folder announced (``…/L2/{date}`` at level 1,
+        ``…/L1/{date}`` at level 2). Both levels take every file under it whose name
+        holds the KOAID. Level 2 adds the same from the night's ``L2`` and ``logs``
+        folders and every file of ``QLP/{date}/{KOAID}/``, at any depth, under
+        ``{KOAID}/QLP/``. ``_zoomable`` is removed from the names; when a plot and
+        its ``_zoomable`` twin are both there, the plain one is archived and the
+        twin skipped with a warning. Level-2 records are queued at once.
+        """
+        return kpf_files(datadir, koaid, level)
+
+    def drp_koaids(self, datadir: Path) -> Sequence[str]:
+        """The KOAIDs the file names under ``datadir`` start with (their first 20 characters)."""
+        return sorted({p.name[:20] for p in regular_files(Path(datadir)) if is_valid_koaid(p.name[:20])})
 
 
 @hookimpl

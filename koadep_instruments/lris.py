@@ -53,6 +53,7 @@ from typing import Any
 
 from koadep.context import Context
 from koadep.coords import to_degrees
+from koadep.drpfiles import PypeItProducts
 from koadep.header import Card, Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
@@ -528,7 +529,7 @@ def set_mjd_obs(header: Header, ctx: Context) -> StepResult:
     return StepResult.done()
 
 
-class Lris(Instrument):
+class Lris(PypeItProducts, Instrument):
     """LRIS (Keck I), red and blue sides."""
 
     name = "LRIS"

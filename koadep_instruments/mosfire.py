@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from koadep.context import Context
+from koadep.drpfiles import PypeItProducts
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
@@ -99,7 +100,7 @@ KOAIMTYP_RULES = (
 )  # fmt: skip
 
 
-class Mosfire(Instrument):
+class Mosfire(PypeItProducts, Instrument):
     """MOSFIRE (Keck I)."""
 
     name = "MOSFIRE"

@@ -7,11 +7,13 @@ LEV0TYPE is absent) get the KOAID suffix ``_unp`` and skip the image steps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 from koadep.context import Context
 from koadep.coords import cd_matrix, position_angle, to_degrees
+from koadep.drpfiles import DrpFile, koaids_before, named_files, regular_files, usable_koaid
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
@@ -245,6 +247,7 @@ class Nirc2(Instrument):
     telescope = 2
     without = ("FRAMENO",)
     overrides = {"OFNAME": ofname_from("FILENAME", add_fits=False)}
+    psf_reconstruction = True
     steps = (
         optional(set_wavelengths),
         optional(set_detdisp),
@@ -307,6 +310,19 @@ class Nirc2(Instrument):
     def render_jpeg(self, fits: Any, header: Header, ctx: Context) -> Any:
         """No preview for image cubes; the default preview otherwise."""
         return [] if is_cube(header) else None
+
+    #: The quick-look level-1 files of a KOAID: ``{KOAID}{ending}``, archived under the same name.
+    drp_endings: ClassVar[tuple[str, ...]] = ("_drp.fits.gz", "_drp.jpg")
+
+    def drp_files(self, datadir: Path, koaid: str, level: int) -> Sequence[DrpFile]:
+        """Level 1: ``{KOAID}_drp.fits.gz`` and ``{KOAID}_drp.jpg`` of ``datadir``, under the same names."""
+        if level != 1 or not usable_koaid(koaid):
+            return ()
+        return named_files(Path(datadir), [f"{koaid}{ending}" for ending in self.drp_endings])
+
+    def drp_koaids(self, datadir: Path) -> Sequence[str]:
+        """The KOAIDs of the ``{KOAID}_drp.*`` files in ``datadir``."""
+        return koaids_before((p.name for p in regular_files(Path(datadir), recursive=False)), ["_drp."])
 
 
 @hookimpl

@@ -7,6 +7,7 @@ the derived keywords are constants of the camera.
 from __future__ import annotations
 
 from koadep.context import Context
+from koadep.drpfiles import PypeItProducts
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument
@@ -54,7 +55,7 @@ def _by_camera(name: str, *keywords: str) -> PipelineStep:
     return optional(from_mode("INSTR", BY_CAMERA, name=name, keywords=keywords))
 
 
-class Nires(Instrument):
+class Nires(PypeItProducts, Instrument):
     """NIRES (Keck II)."""
 
     name = "NIRES"

@@ -22,11 +22,13 @@ Keck I window (elevation 67°).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 from koadep.context import Context
 from koadep.coords import TAN_WCS_FIXED, to_degrees
+from koadep.drpfiles import DrpFile, koaids_before, named_files, regular_files, usable_koaid
 from koadep.header import Header
 from koadep.hookspecs import hookimpl
 from koadep.instrument import Instrument, instrument_word
@@ -315,6 +317,32 @@ class Osiris(Instrument):
 
     def koaid_prefix(self, header: Header, ctx: Context) -> str:
         return PREFIXES.get(camera(header), "")
+
+    level2_waits = False
+    #: The DRP files of a KOAID by level: ``{KOAID}{ending}``, archived under the same name
+    #: (DECISIONS.md: by level, with ``.lev1.log``).
+    drp_endings: ClassVar[dict[int, tuple[str, ...]]] = {
+        1: ("_drp.fits.gz", "_drp.jpg", ".lev1.fits.gz", ".lev1.jpg", ".lev1.log"),
+        2: (".lev2.fits.gz", ".lev2_median.jpg", ".lev2_sum_positive_slices.jpg"),
+    }
+
+    def drp_files(self, datadir: Path, koaid: str, level: int) -> Sequence[DrpFile]:
+        """The files of :attr:`drp_endings` for the level in ``datadir``, under the same names.
+
+        Level 1: the imager quick-look ``{KOAID}_drp.fits.gz`` and ``_drp.jpg`` and the
+        spectrograph cube ``{KOAID}.lev1.fits.gz`` with its ``.lev1.jpg`` and ``.lev1.log``;
+        level 2: ``{KOAID}.lev2.fits.gz``, ``.lev2_median.jpg`` and
+        ``.lev2_sum_positive_slices.jpg``. Level-2 records are queued at once.
+        """
+        endings = self.drp_endings.get(level, ())
+        if not endings or not usable_koaid(koaid):
+            return ()
+        return named_files(Path(datadir), [f"{koaid}{ending}" for ending in endings])
+
+    def drp_koaids(self, datadir: Path) -> Sequence[str]:
+        """The KOAIDs of the ``{KOAID}_drp.*``, ``.lev1.*`` and ``.lev2*`` files in ``datadir``."""
+        names = (p.name for p in regular_files(Path(datadir), recursive=False))
+        return koaids_before(names, ["_drp.", ".lev1.", ".lev2.", ".lev2_"])
 
     def has_target_info(self, header: Header, ctx: Context) -> bool:
         return False

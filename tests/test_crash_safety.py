@@ -422,7 +422,7 @@ def crash(backend: str, url: str, base: Path, kills: int = KILLS, seed: int = SE
     h.workers.remove(final)
     h.exits.append((final.proc.returncode, final.err.read_text(errors="replace")))
     final_seconds = time.monotonic() - final_start
-    records = h.store.find()
+    records = h.store.find(level=0)  # level 0 queues a DEIMOS file's level-1 record, checked below
     issues = {r.id: h.store.issues(r.id) for r in records if r.status in ("INVALID", "ERROR")}
     states = collections.Counter(r.status for r in records)
     figures = {
@@ -532,6 +532,11 @@ def test_one_record_per_file(crash_run: Run) -> None:
     assert [name for name, n in counts.items() if n != 1] == []
     koaids = collections.Counter(r.koaid for r in crash_run.records if r.status == "PROCESSED")
     assert [k for k, n in koaids.items() if n != 1 or not k] == []
+    # each DEIMOS file archived queues exactly one level-1 record, which waits for its level 0 to complete
+    level1 = open_store(crash_run.url).find(level=1)
+    deimos = {r.koaid for r in crash_run.records if r.instrument == "DEIMOS" and r.status == "PROCESSED"}
+    assert sorted(r.koaid for r in level1) == sorted(deimos)
+    assert {(r.status, r.service) for r in level1} <= {("QUEUED", "RTI")}
 
 
 def test_product_sets_are_complete_or_absent(crash_run: Run) -> None:

@@ -478,7 +478,7 @@ def test_daytime_bias_without_mask_gets_zero_propint(tmp_path: Path, services: S
     assert result.header is not None and result.header["PROGID"] == "ENG"
 
 
-# the mosaic preview, made at level 0 --------------------------------------------------------------
+# no preview at level 0: it is a level-1 product (tests/test_deimos_level1.py) --------------------------
 
 
 def two_rows() -> list[afits.ImageHDU]:
@@ -487,31 +487,16 @@ def two_rows() -> list[afits.ImageHDU]:
     return upper + lower  # file order does not matter
 
 
-def test_science_preview_is_the_two_row_mosaic() -> None:
-    fits = file_of({**SCIENCE, "PRECOL": 4, "POSTPIX": 6, "BINNING": "1,1"}, None, two_rows())
-    ((suffix, image),) = plugin.render_jpeg(fits, fits.header, make_ctx(fits))
-    # two rows of 4 x (30 - 4 - 6) = 80 columns and 8 rows; turned 90 degrees, half size
-    assert suffix == "" and image.size == (2 * 8 // 2, 80 // 2)
-
-
-def test_binning_divides_the_scan_columns() -> None:
-    fits = file_of({**SCIENCE, "PRECOL": 8, "POSTPIX": 12, "BINNING": "2,1"}, None, two_rows())
-    ((_, image),) = plugin.render_jpeg(fits, fits.header, make_ctx(fits))
-    assert image.size == (8, 4 * (30 - 4 - 6) // 2)
-
-
-def test_fcs_preview_is_the_default() -> None:
-    fits = file_of(FCS, np.zeros((8, 8), dtype=np.uint16))
-    assert plugin.render_jpeg(fits, fits.header, make_ctx(fits)) is None
-
-
-def test_science_frame_without_amplifiers_uses_the_default() -> None:
-    fits = file_of(SCIENCE, np.zeros((8, 8), dtype=np.uint16))
-    assert plugin.render_jpeg(fits, fits.header, make_ctx(fits)) is None
+def test_level_0_draws_no_preview() -> None:
+    science = file_of({**SCIENCE, "PRECOL": 4, "POSTPIX": 6, "BINNING": "1,1"}, None, two_rows())
+    fcs = file_of(FCS, np.zeros((8, 8), dtype=np.uint16))
+    for fits in (science, fcs):
+        assert list(plugin.render_jpeg(fits, fits.header, make_ctx(fits))) == []
+    assert plugin.queues_level1
 
 
 def test_process_science_mosaic_with_mask_tables(tmp_path: Path, services: Services) -> None:
-    """Level 0 writes the mosaic preview (legacy waited for a level-1 run) and the ext tables."""
+    """Level 0 writes the ext tables; the mosaic preview is drawn from its FITS at level 1."""
     cards = [
         ("INSTRUME", "DEIMOS"), ("OUTDIR", "/sdata1001/deimos1/2024mar14"), ("OUTFILE", "d0314_"),
         ("FRAMENO", 51), ("DATE-OBS", "2024-03-15"), ("UTC", "08:12:03.25"), ("HATCHPOS", "open"),
@@ -531,7 +516,9 @@ def test_process_science_mosaic_with_mask_tables(tmp_path: Path, services: Servi
     assert (out["WAVEBLUE"], out["WAVECNTR"], out["WAVERED"], out["SPECRES"]) == (4550, 7200, 9850, 1370.0)
     assert out["FCSKOAID"] == "null"  # no catalog service
     assert "ext9" in result.products and result.products["ext9"].name.endswith(".ext9.OBJECTCAT.tbl")
-    with Image.open(result.products["jpg"]) as img:
+    assert "jpg" not in result.products  # the preview is level 1's
+    ((jpg,),) = [plugin.level1_products(result.products["fits"], result.koaid, tmp_path / "lev1")]
+    with Image.open(jpg.source) as img:
         assert img.size == (8, 40)
     assert result.extras["PROPINT"] == 18
 

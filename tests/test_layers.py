@@ -177,7 +177,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("koadep.instrument",),
     ("koadep.plugins",),
     ("koadep.context",),
-    ("koadep.products",),
+    ("koadep.products", "koadep.psfr"),
     ("koadep_instruments",),
     ("koadep.process",),
     ("koadep.status",),

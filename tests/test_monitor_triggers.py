@@ -179,7 +179,7 @@ def test_the_configured_triggers_are_chosen_by_name(doorbell: Doorbell) -> None:
     assert [t.name for t in configured_triggers(Config())] == ["files"]
     chosen = configured_triggers(Config(monitor_triggers=("doorbell",)))
     assert chosen == [doorbell]
-    with pytest.raises(ConfigError, match=r"unknown trigger 'nope'.*doorbell, files, ktl"):
+    with pytest.raises(ConfigError, match=r"unknown trigger 'nope'.*doorbell, drp, files, ktl"):
         configured_triggers(Config(monitor_triggers=("files", "nope")))
 
 

@@ -1360,6 +1360,7 @@ def test_an_addon_plugin_contributes_to_another_plugins_instrument(
 def test_hookspecs_are_documented_with_examples_and_typed() -> None:
     assert HOOKS == [
         "koadep_extra_products",
+        "koadep_psf_reconstruction",
         "koadep_register_instruments",
         "koadep_register_triggers",
         "koadep_related_files",
@@ -1376,7 +1377,8 @@ def test_every_hook_has_a_test() -> None:
     """Like datasette's test_plugin_hooks_have_tests: a new hook needs a test_hook_<name>."""
     source = Path(__file__).read_text(encoding="utf-8")
     source += (Path(__file__).parent / "test_monitor_triggers.py").read_text(encoding="utf-8")
-    assert len(HOOKS) == 4
+    source += (Path(__file__).parent / "test_psfr.py").read_text(encoding="utf-8")
+    assert len(HOOKS) == 5
     missing = [name for name in HOOKS if f"def test_hook_{name}(" not in source]
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
 

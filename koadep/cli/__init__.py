@@ -6,8 +6,10 @@ One module per group of commands adds its sub-commands (``add_commands``) and
 sets ``args.handler``, which :func:`main` calls:
 
 * :mod:`koadep.cli.process`: ``process``;
+* :mod:`koadep.cli.quicklook`: ``quicklook``;
 * :mod:`koadep.cli.plugins`: ``plugins``;
 * :mod:`koadep.cli.archive`: ``archive``, ``reprocess``, ``status``, ``queue``, ``work``, ``db``;
+* :mod:`koadep.cli.levels`: ``release`` (and ``archive --level 1|2``);
 * :mod:`koadep.cli.monitor`: ``monitor``;
 * :mod:`koadep.cli.alerts`: ``alerts``;
 * :mod:`koadep.cli.report`: ``report``;
@@ -34,9 +36,12 @@ from koadep.cli import (
     check,
     compare,
     keywords,
+    levels,
+    metadata,
     monitor,
     plugins,
     process,
+    quicklook,
     report,
     services,
     transfer,
@@ -57,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"koadep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     process.add_commands(sub)
+    quicklook.add_commands(sub)
     plugins.add_commands(sub)
     archive.add_commands(sub)
+    levels.add_commands(sub)
     monitor.add_commands(sub)
     archive.add_db_command(sub)
     alerts.add_commands(sub)

@@ -45,10 +45,14 @@ def add_commands(sub: Any) -> None:
         "archive",
         help="process files and record them in the status store",
         description="Process raw files (lev0) and keep each file's life in the "
-        "status store. Exactly one of --filepath, --files or --dbid.",
+        "status store. Exactly one of --filepath, --files, --dbid or --datadir. With --level 1 "
+        "or 2, announce what a DRP wrote in --datadir for --koaid (level 2 without --koaid: "
+        "every KOAID of the folder) and archive it now: a level-2 record of an instrument that "
+        "waits stays WAITING until 'koadep release'.",
         **examples(
             "koadep archive NIRC2 --filepath /s/sdata/nirc2/n0001.fits",
             "koadep archive NIRC2 --files '/s/sdata/nirc2/2024mar15/*.fits' --confirm --json",
+            "koadep archive KCWI --level 1 --koaid KB.20240314.12345.67 --datadir /k/kcwi/redux",
         ),
     )
     p.add_argument("instrument", metavar="INSTR", help="instrument (case-insensitive)")
@@ -56,6 +60,12 @@ def add_commands(sub: Any) -> None:
     which.add_argument("--filepath", type=Path, help="one raw file")
     which.add_argument("--files", metavar="GLOB", help="a glob of raw files (needs --confirm)")
     which.add_argument("--dbid", type=int, help="an existing status record")
+    which.add_argument("--datadir", type=Path, help="with --level 1|2: the DRP output folder")
+    p.add_argument("--level", type=int, default=0, choices=(0, 1, 2), help="data level (default 0)")
+    p.add_argument("--koaid", help="with --level 1|2: the KOAID the DRP files belong to")
+    p.add_argument(
+        "--reingest", action="store_true", help="with --level 1|2: archive a KOAID announced before again"
+    )
     p.add_argument(
         "--reprocess",
         action="store_true",
@@ -203,6 +213,13 @@ def _run_many(
 
 @guarded
 def _archive(args: argparse.Namespace) -> int:
+    from koadep.archive import archive_file, record_file
+    from koadep.cli.levels import archive_level, check_level_options, level_of_record
+    from koadep.services import Services
+
+    check_level_options(args)
+    if args.level or (args.dbid is not None and level_of_record(args)):
+        return archive_level(args, _print_outcome)
     config = config_of(args)
     args.instrument = known_instrument(args.instrument)
     paths: list[Path] = []

@@ -37,8 +37,11 @@ def state_name(text: str) -> str:
     >>> state_name("eror")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    koadep.config.ConfigError: unknown status 'eror' (one of QUEUED, PROCESSING, ...)
+    koadep.config.ConfigError: unknown status 'eror' (one of WAITING, QUEUED, PROCESSING, ...)
     """
+    from koadep.config import ConfigError
+    from koadep.status import State
+
     value = text.strip().upper()
     if value not in State.__members__:
         raise ConfigError(f"unknown status {text!r} (one of {', '.join(State)})")

@@ -13,6 +13,10 @@ A trigger is an object with a ``name``, ``start(on_path)`` and ``stop()``
     ``monitor_ktl_service`` and ``monitor_ktl_keyword``). Its module is imported
     only when ``ktl`` is configured, and it imports the ``ktl`` library only
     when started;
+``drp``
+    optional: announces the files data reduction pipelines write into the
+    folders of ``drp_watch`` as levels 1 and 2, as the legacy KPF watchdog did
+    (:mod:`koadep.monitor.drpwatch`); it notes no raw file;
 
 and any trigger a plugin gives through the hook
 :func:`koadep.hookspecs.koadep_register_triggers`. Every trigger only notes
@@ -59,7 +63,7 @@ __all__ = [
 #: The name of the built-in trigger (file events).
 FILES = "files"
 #: Optional triggers of koadep: name -> the module implementing their hook (imported only when configured).
-OPTIONAL = {"ktl": "koadep.monitor.ktl"}
+OPTIONAL = {"ktl": "koadep.monitor.ktl", "drp": "koadep.monitor.drpwatch"}
 
 
 @runtime_checkable

@@ -734,7 +734,9 @@ class Store:
         once its retry time (``not_before``) has passed; one that ran out of
         attempts (``RETRIES_EXHAUSTED``) has no retry time and is never taken.
         Taking over a record still PROCESSING (its lease expired, or it has none)
-        adds one to its ``attempts``: the run that held it failed.
+        adds one to its ``attempts``: the run that held it failed. A record of
+        ``level`` 1 or 2 is taken only once the level-0 record of its KOAID is
+        COMPLETE (:mod:`koadep.levels`); a WAITING one never.
         """
         raise NotImplementedError
 
@@ -750,6 +752,11 @@ class Store:
             params.append(now)
         where = f"({states}) AND level = %s"
         params.append(level)
+        if level > 0:  # a level record waits until its level-0 record is COMPLETE
+            where += (
+                " AND EXISTS (SELECT 1 FROM koa_status z WHERE z.level = 0 AND z.koaid = koa_status.koaid "
+                "AND z.instrument = koa_status.instrument AND z.status = 'COMPLETE')"
+            )
         if instrument:
             where += " AND instrument = %s"
             params.append(instrument.upper())
