@@ -96,6 +96,13 @@ def _sizes_any(text: str) -> list[int]:
     return values
 
 
+def _two_sizes(text: str) -> list[int]:
+    sizes = _sizes(text)
+    if len(sizes) != 2:
+        raise argparse.ArgumentTypeError("give two sizes: BIG,SMALL")
+    return sizes
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -171,8 +178,49 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--monitor-workers", type=_sizes_any, default=[1, 2], help="worker counts to run (default 1,2)"
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the table of issue 14, 3 runs per row (default: the table then every other benchmark)",
+    )
+    parser.add_argument(
+        "--no-table", action="store_true", help="leave the table of issue 14 out (the other benchmarks only)"
+    )
+    parser.add_argument(
+        "--table-repeat",
+        type=_positive,
+        default=None,
+        help="runs per row of the table (default 5; 3 --quick)",
+    )
+    parser.add_argument(
+        "--table-sizes",
+        type=_two_sizes,
+        default=[4096, 1024],
+        help="the table's BIG,SMALL (default 4096,1024)",
+    )
+    parser.add_argument(
+        "--import-repeat",
+        type=_positive,
+        default=None,
+        help="start-up runs of `import koadep` and `koadep --version` (default 20; 10 --quick)",
+    )
+    parser.add_argument(
+        "--import-top", type=_positive, default=8, help="-X importtime entries shown per start-up (default 8)"
+    )
+    parser.add_argument(
+        "--regenerate-files",
+        type=_positive,
+        default=200,
+        help="level-0 files of the metadata regeneration benchmark (default 200)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also save the results as JSON")
     args = parser.parse_args(argv)
+    if args.quick and args.no_table:
+        parser.error("--quick runs only the table: it cannot go with --no-table")
+    if args.table_repeat is None:
+        args.table_repeat = 3 if args.quick else 5
+    if args.import_repeat is None:
+        args.import_repeat = 10 if args.quick else 20
     if args.no_keyword_tables:
         args.keyword_tables = None
     if args.keyword_tables is not None and not args.keyword_tables.is_dir():
@@ -951,6 +999,381 @@ def print_monitor(r: dict[str, Any]) -> None:
     print("ratio: latency over the baseline's seconds per file; files/min over the baseline's")
 
 
+# --- the table of issue 14: each measure against its baseline, in one run --------------------------
+#: The legacy pipeline's figures for the whole command, recorded once (it is not run here).
+LEGACY_SECONDS = {4096: 10.7, 1024: 2.8}
+LEGACY_PEAK_MIB = {4096: 2237.0}
+#: The modules whose import start-up must not pay for (see tests/test_startup.py).
+HEAVY_MODULES = ("astropy", "numpy", "matplotlib", "httpx", "pymysql")
+MIB = 1024 * 1024
+
+
+def _koadep_script() -> list[str]:
+    """The installed ``koadep`` console script (what an operator runs), else ``python -m koadep.cli``."""
+    script = Path(sys.executable).with_name("koadep")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "koadep.cli"]
+
+
+#: Runs a command and prints its wall time and its ``os.wait4`` usage. A small parent of its own:
+#: on Linux a child's ``ru_maxrss`` starts from its parent's resident size at ``fork``, and this
+#: benchmark's process holds whole images.
+CHILD_RUNNER = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_child(command: Sequence[str]) -> tuple[float, float, str]:
+    """Run ``command``; return its wall time (s), its peak resident memory (MiB) and its stderr.
+
+    The peak is the child's own ``ru_maxrss`` as the operating system reports it
+    (``os.wait4``; kilobytes on Linux, bytes on macOS), from a small parent
+    (:data:`CHILD_RUNNER`) so that this process's size does not leak into it.
+    """
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", CHILD_RUNNER, *command], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()[-500:]}")
+    elapsed, peak, code = done.stdout.split()
+    if int(code) != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {code}: {done.stderr.strip()[-500:]}")
+    scale = 1 if sys.platform == "darwin" else 1024
+    return float(elapsed), int(peak) * scale / MIB, done.stderr
+
+
+def _process_command(path: Path, outdir: Path, tables: Path | None) -> list[str]:
+    command = [*_koadep_script(), "process", str(path), "--outdir", str(outdir)]
+    return command + (["--keyword-tables", str(tables)] if tables is not None else [])
+
+
+def import_breakdown(
+    code: str | None = None, command: Sequence[str] | None = None, top: int = 8
+) -> list[dict[str, Any]]:
+    """The ``python -X importtime`` entries of a start-up with the largest cumulative times.
+
+    Either ``code`` (run with ``python -c``) or ``command`` (a ``koadep`` command line,
+    run through ``koadep.cli``) is imported once with ``-X importtime``.
+    """
+    if command is None:
+        argv = [sys.executable, "-X", "importtime", "-c", code or "pass"]
+    else:
+        argv = [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            "import sys; from koadep.cli import main; sys.exit(main(sys.argv[1:]))",
+            *command,
+        ]
+    _, _, err = run_child(argv)
+    rows = []
+    for line in err.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, self_us, cumulative_us, name = (
+            part.strip() for part in line.replace("import time:", "|").split("|")
+        )
+        depth = (len(line.rsplit("|", 1)[1]) - len(line.rsplit("|", 1)[1].lstrip()) - 1) // 2
+        rows.append(
+            {
+                "module": name,
+                "depth": depth,
+                "self_ms": int(self_us) / 1000,
+                "cumulative_ms": int(cumulative_us) / 1000,
+            }
+        )
+    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:top]
+
+
+def loaded_heavy(code: str) -> list[str]:
+    """The modules of :data:`HEAVY_MODULES` a fresh interpreter has loaded after ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    return done.stdout.split()
+
+
+def metadata_command_available() -> bool:
+    """Whether this koadep has ``koadep metadata regenerate``."""
+    done = subprocess.run([*_koadep_script(), "metadata", "regenerate", "--help"], capture_output=True)
+    return done.returncode == 0
+
+
+def write_varied_night(directory: Path, count: int, size: int) -> list[Path]:
+    """Raw files of one night (as :func:`write_night`) whose every decimal value also differs,
+    at the card's own precision: the cold case of regeneration, where no metadata cell repeats."""
+    directory.mkdir(parents=True, exist_ok=True)
+    image = sky_image(size)
+    paths = []
+    for number, when in enumerate(night_times(count), start=1):
+        name = f"n{number:04d}.fits"
+        clock = when.strftime("%H:%M:%S.") + f"{when.microsecond // 10000:02d}"
+        changed = {"FILENAME": name, "FRAMENO": number, "DATE-OBS": when.date().isoformat(), "UT": clock,
+                   "UTC": clock}  # fmt: skip
+        cards = []
+        for key, value, comment in synthetic_cards(name):
+            if key in changed:
+                value = changed[key]
+            elif isinstance(value, float) and key != "EQUINOX":
+                places = len(repr(value).partition(".")[2])
+                value = round(value + number * 10.0**-places, places)
+            cards.append((key, value, comment))
+        write_raw_fits(directory / name, cards, image)
+        paths.append(directory / name)
+    return paths
+
+
+def bench_regeneration(work: Path, count: int, tables: Path | None, repeat: int) -> dict[str, Any]:
+    """Files per second of ``koadep metadata regenerate`` over a folder of level-0 products.
+
+    A night of ``count`` small synthetic files whose values all differ (the cold case:
+    :func:`write_varied_night`) is processed once (one ``koadep
+    process``); the command (``--into`` a fresh folder) is then timed on the night's
+    folder and on a folder of one of those files: the rate is the extra files over the
+    extra time, so the command's start-up is left out. Returns ``{"available": False}``
+    without the command.
+    """
+    if not metadata_command_available():
+        return {"available": False}
+    out = work / "regen-out"
+    paths = write_varied_night(work / "regen-raw", count, 64)
+    run_process_baseline(paths, out, tables)
+    (lev0,) = {p.parent for p in out.rglob("*.fits")}
+    single = work / "regen-single"
+    single.mkdir()
+    koaid = sorted(lev0.glob("*.fits"))[0].name.removesuffix(".fits")
+    for item in lev0.glob(f"{koaid}*"):  # the products of one file
+        shutil.copy2(item, single / item.name)
+    times: dict[str, list[float]] = {"night": [], "one": []}
+    try:
+        for _ in range(repeat):
+            for key, folder in (("night", lev0), ("one", single)):
+                into = work / f"regen-into-{key}-{len(times[key])}"  # fresh: new tables written
+                into.mkdir()
+                command = [*_koadep_script(), "metadata", "regenerate", str(folder), "--into", str(into)]
+                command += ["--keyword-tables", str(tables)] if tables is not None else []
+                times[key].append(run_child(command)[0])
+    except RuntimeError as exc:
+        return {"available": True, "error": str(exc).splitlines()[0][:300]}
+    night, one = statistics.median(times["night"]), statistics.median(times["one"])
+    files = len([p for p in lev0.glob("*.fits")])
+    # Beyond start-up; None when the start-up's noise is larger than the night's extra work.
+    rate = (files - 1) / (night - one) if night > one and files > 1 else None
+    return {
+        "available": True,
+        "files": files,
+        "night": summary(times["night"]),
+        "one": summary(times["one"]),
+        "files_per_second": rate,
+        "files_per_second_with_start_up": files / night,
+    }
+
+
+def bench_table(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every row of issue 14's table, each koadep figure beside its baseline."""
+    big, small = args.table_sizes
+    repeat = args.table_repeat
+    raw = work / "table-raw"
+    raw.mkdir()
+    files = {size: write_raw(raw, size, args.synthetic_header)[0] for size in (big, small)}
+    floor = write_raw(raw, 16, args.synthetic_header)[0]  # the command's memory without image data
+    tables = args.keyword_tables
+    results: dict[str, Any] = {
+        "sizes": [big, small],
+        "repeat": repeat,
+        "megabytes": {s: files[s].stat().st_size / MIB for s in files},
+    }
+    run_koadep(files[small], work / "table-warm", tables)  # lazy imports not charged to a timed run
+    shutil.rmtree(work / "table-warm")
+
+    runs: dict[str, list[float]] = {}
+    peaks: dict[str, list[float]] = {}
+
+    def keep(key: str, value: float, peak: float | None = None) -> None:
+        runs.setdefault(key, []).append(value)
+        if peak is not None:
+            peaks.setdefault(key, []).append(peak)
+
+    counter = 0
+    for _ in range(repeat):  # interleaved, so that drift hits every contender alike
+        for size in (big, small):
+            for key, func in (
+                (f"in_process_{size}", lambda d, s=size: run_koadep(files[s], d, tables)),
+                (f"copy_md5_{size}", lambda d, s=size: run_baseline(files[s], d)),
+            ):
+                counter += 1
+                outdir = work / f"table-out-{counter}"
+                keep(key, func(outdir))
+                shutil.rmtree(outdir)
+            counter += 1
+            elapsed, peak, _ = run_child(_process_command(files[size], work / f"table-out-{counter}", tables))
+            keep(f"command_{size}", elapsed, peak)
+            shutil.rmtree(work / f"table-out-{counter}")
+        counter += 1
+        _, peak, _ = run_child(_process_command(floor, work / f"table-out-{counter}", tables))
+        keep("command_floor", 0.0, peak)
+        shutil.rmtree(work / f"table-out-{counter}")
+        keep("python", run_child([sys.executable, "-c", "pass"])[0])
+        keep("import", run_child([sys.executable, "-c", "import koadep"])[0])
+        keep("version", run_child([*_koadep_script(), "--version"])[0])
+    for _ in range(args.import_repeat - repeat):  # start-up is short: more runs for a steady median
+        keep("python", run_child([sys.executable, "-c", "pass"])[0])
+        keep("import", run_child([sys.executable, "-c", "import koadep"])[0])
+        keep("version", run_child([*_koadep_script(), "--version"])[0])
+    results["times"] = {key: summary(values) for key, values in runs.items()}
+    results["peaks_mib"] = {key: summary(values) for key, values in peaks.items()}
+    results["imports"] = {
+        "import koadep": import_breakdown("import koadep", top=args.import_top),
+        "koadep --version": import_breakdown(command=["--version"], top=args.import_top),
+        f"koadep process ({small}²)": import_breakdown(
+            command=_process_command(files[small], work / "table-out-imports", tables)[
+                len(_koadep_script()) :
+            ],
+            top=args.import_top,
+        ),
+    }
+    results["heavy_loaded"] = {
+        "import koadep": loaded_heavy("import koadep"),
+        "koadep --version": loaded_heavy(
+            "import contextlib, io\nfrom koadep.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--version'])"
+        ),
+    }
+    results["regeneration"] = bench_regeneration(work, args.regenerate_files, tables, max(1, min(repeat, 3)))
+    results["rows"] = table_rows(results, big, small)
+    return results
+
+
+def _met(value: float, target: float, higher_is_better: bool = False) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "yes" if ok else "no"
+
+
+def table_rows(r: dict[str, Any], big: int, small: int) -> list[dict[str, str]]:
+    """The rows of the table as text: measure, koadep, baseline, ratio, target, met."""
+    t = {key: value["median"] for key, value in r["times"].items()}
+    peak = {key: value["median"] for key, value in r["peaks_mib"].items()}
+    mib = r["megabytes"]
+    rows = []
+    for size in (big, small):
+        ratio = t[f"in_process_{size}"] / t[f"copy_md5_{size}"]
+        rows.append(
+            {
+                "measure": f"{size}² int32 ({mib[size]:.0f} MiB), in process",
+                "koadep": f"{t[f'in_process_{size}']:.3f} s",
+                "baseline": f"cp + md5sum {t[f'copy_md5_{size}']:.3f} s",
+                "ratio": f"{ratio:.1f}×",
+                "target": "≤ 2×",
+                "met": _met(ratio, 2.0),
+            }
+        )
+    for size, target in ((big, 15.0), (small, 10.0)):
+        legacy = LEGACY_SECONDS.get(size)
+        koadep_text = f"{t[f'command_{size}']:.2f} s, {peak[f'command_{size}']:.0f} MiB peak"
+        if legacy is None:  # a size the legacy figures were not recorded for
+            rows.append(
+                {
+                    "measure": f"{size}², whole `koadep process` command",
+                    "koadep": koadep_text,
+                    "baseline": "no recorded legacy figure",
+                    "ratio": "-",
+                    "target": "-",
+                    "met": "-",
+                }
+            )
+            continue
+        legacy_peak = LEGACY_PEAK_MIB.get(size)
+        baseline = f"legacy {legacy} s" + (f", {legacy_peak:,.0f} MiB" if legacy_peak else "") + " (recorded)"
+        faster = legacy / t[f"command_{size}"]
+        rows.append(
+            {
+                "measure": f"{size}², whole `koadep process` command",
+                "koadep": koadep_text,
+                "baseline": baseline,
+                "ratio": f"{faster:.1f}× faster",
+                "target": f"≥ {target:.0f}× faster",
+                "met": _met(faster, target, higher_is_better=True),
+            }
+        )
+    rows.append(
+        {
+            "measure": "`import koadep` / `koadep --version`",
+            "koadep": f"{t['import']:.3f} s / {t['version']:.3f} s",
+            "baseline": f"`python -c pass` {t['python']:.3f} s",
+            "ratio": f"{t['import'] / t['python']:.1f}× / {t['version'] / t['python']:.1f}×",
+            "target": "≤ 0.1 s / ≤ 0.15 s",
+            "met": "yes" if t["import"] <= 0.1 and t["version"] <= 0.15 else "no",
+        }
+    )
+    above = peak[f"command_{big}"] - peak["command_floor"]
+    rows.append(
+        {
+            "measure": f"peak memory for the {big}² file, above the interpreter",
+            "koadep": f"{above:.0f} MiB ({peak[f'command_{big}']:.0f} − {peak['command_floor']:.0f})",
+            "baseline": f"file {mib[big]:.0f} MiB",
+            "ratio": f"{above / mib[big]:.1f}×",
+            "target": "≤ 1.5×",
+            "met": _met(above / mib[big], 1.5),
+        }
+    )
+    regen = r["regeneration"]
+    if not regen.get("available"):
+        text, met = "not available (no `koadep metadata regenerate`)", "-"
+    elif "error" in regen:
+        text, met = f"failed: {regen['error']}", "no"
+    else:
+        night, one, rate = regen["night"]["median"], regen["one"]["median"], regen["files_per_second"]
+        whole = f"{regen['files']} files in {night:.2f} s, one file in {one:.2f} s"
+        if rate is None:
+            text, met = f"start-up noise larger than the work ({whole})", "-"
+        else:
+            text = f"{rate:,.0f} files/s beyond start-up ({whole})"
+            met = _met(rate, 2000.0, higher_is_better=True)
+    rows.append(
+        {
+            "measure": "header-only metadata regeneration",
+            "koadep": text,
+            "baseline": "-",
+            "ratio": "-",
+            "target": "≥ 2,000 files/s per core",
+            "met": met,
+        }
+    )
+    return rows
+
+
+def print_table(r: dict[str, Any]) -> None:
+    big, small = r["sizes"]
+    print(f"\n== issue 14: each measure against its baseline, medians of {r['repeat']} ==")
+    columns = ("measure", "koadep", "baseline", "ratio", "target", "met")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in r["rows"]:
+        print("| " + " | ".join(row[c] for c in columns) + " |")
+    print(
+        "in process: koadep.process_file; whole command: the `koadep` console script, start-up included;"
+        f" legacy figures are recorded constants ({big}²: {LEGACY_SECONDS.get(big, '-')} s,"
+        f" {LEGACY_PEAK_MIB.get(big, '-')} MiB; {small}²: {LEGACY_SECONDS.get(small, '-')} s), not run here."
+    )
+    print(
+        "peak memory: the child's ru_maxrss from the operating system; the interpreter's share is the"
+        " peak of the same command on a 16² file."
+    )
+    for label, heavy in r["heavy_loaded"].items():
+        loaded = ", ".join(heavy) if heavy else "none of " + ", ".join(HEAVY_MODULES)
+        print(f"{label} loads: {loaded}")
+    for label, rows in r["imports"].items():
+        print(f"\n-X importtime, {label}: top {len(rows)} by cumulative time (ms)")
+        for row in rows:
+            print(
+                f"  {row['cumulative_ms']:>8.1f} {row['self_ms']:>7.1f}  {'  ' * row['depth']}{row['module']}"
+            )
+
+
 # --- main ----------------------------------------------------------------------------------------
 def environment() -> dict[str, Any]:
     import astropy
@@ -986,6 +1409,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"environment": env, "repeat": args.repeat, "sizes": []}
     results["keyword_tables"] = str(args.keyword_tables) if args.keyword_tables else None
     try:
+        if not args.no_table:
+            results["table"] = bench_table(work, args)
+            print_table(results["table"])
+        if args.quick:
+            return _finish(results, started, args.json)
         # One untimed run first, so that lazy imports (astropy.visualization, PIL
         # plugins, ...) are not charged to the first timed run.
         warm, origin = write_raw(work, min(args.sizes), args.synthetic_header)
@@ -1024,12 +1452,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print_monitor(results["monitor"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return _finish(results, started, args.json)
+
+
+def _finish(results: dict[str, Any], started: float, json_path: Path | None) -> dict[str, Any]:
     results["seconds"] = time.perf_counter() - started
     print(f"\nbenchmark finished in {results['seconds']:.1f} s")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        print(f"results saved to {args.json}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"results saved to {json_path}")
     return results
 
 

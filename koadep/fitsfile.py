@@ -8,11 +8,17 @@ The file is never read whole into memory. Opening a file reads only its header
 blocks and checks, from the sizes the headers declare, that every data unit fits:
 a plain file is then read on demand (each data unit when it is decoded, the rest in
 chunks when it is copied), a gzipped file is decompressed as a stream, never
-beyond the end its headers declare plus one block (to check for trailing bytes).
-Its decompressed bytes are kept in memory up to 256 MiB and in an anonymous
-temporary file beyond that. Sizes are limited (``max_header_bytes`` for the
-headers together, ``max_data_bytes`` for the data units together) before any
-data is read.
+beyond the end its headers declare plus one block (to check for trailing bytes),
+through python-isal (``isal.igzip``, several times faster) when it is installed and
+the standard library's ``gzip`` otherwise. Its decompressed bytes are kept in
+memory up to 256 MiB and in an anonymous temporary file beyond that. Sizes are
+limited (``max_header_bytes`` for the headers together, ``max_data_bytes`` for the
+data units together) before any data is read.
+
+Tile-compressed images (fpack: a BINTABLE with ``ZIMAGE = T``) are decoded by
+astropy when their data is asked for (:meth:`FitsFile.data`); the archive copy
+keeps their compressed bytes. A file that is one such image after an empty
+primary HDU, as fpack writes a single image, gives that image as its primary data.
 
 Problems with the file are raised as :class:`FitsFormatError`, which carries the
 legacy status code the file should end with.
@@ -30,10 +36,13 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import gzip
+import io
 import os
 import re
 import tempfile
+import threading
 import weakref
 import zlib
 from collections.abc import Iterator
@@ -95,6 +104,11 @@ class Hdu:
     def is_image(self) -> bool:
         """True for the primary HDU and IMAGE extensions."""
         return self.kind in ("primary", "image")
+
+    @property
+    def is_compressed_image(self) -> bool:
+        """True for a tile-compressed image: a BINTABLE extension with ``ZIMAGE = T``."""
+        return self.kind == "bintable" and self.header.get("ZIMAGE") is True
 
     @property
     def name(self) -> str:
@@ -209,12 +223,32 @@ class _FdSource(_Source):
         return memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
 
 
+@functools.cache
+def _gzip_reader() -> type[gzip.GzipFile]:
+    """``isal.igzip.IGzipFile`` when python-isal is installed, else ``gzip.GzipFile``."""
+    try:
+        from isal import igzip
+    except ImportError:
+        return gzip.GzipFile
+    return igzip.IGzipFile
+
+
+def _gzip_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a damaged gzip stream raises, from either reader."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+    if _gzip_reader() is not gzip.GzipFile:
+        from isal import isal_zlib
+
+        errors += (isal_zlib.error,)
+    return errors
+
+
 class _GzipSource(_Source):
     """A gzip stream decompressed on demand, only as far as it is read."""
 
     def __init__(self, fd: int) -> None:
         self._file: BinaryIO | None = os.fdopen(os.dup(fd), "rb")
-        self._stream: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._file, mode="rb")
+        self._stream: gzip.GzipFile | None = _gzip_reader()(fileobj=self._file, mode="rb")
         self._buffer = bytearray()
         self._spill: BinaryIO | None = None
         self.size = 0  # bytes decompressed so far
@@ -241,7 +275,7 @@ class _GzipSource(_Source):
             assert self._stream is not None
             try:
                 chunk = self._stream.read(min(offset - self.size, _CHUNK_BYTES))
-            except (OSError, EOFError, zlib.error) as exc:
+            except _gzip_errors() as exc:
                 raise FitsFormatError("UNREADABLE_FITS", f"the gzip stream is damaged: {exc}") from exc
             if not chunk:
                 self._eof = True
@@ -377,8 +411,10 @@ class FitsFile:
     _source: _Source = attrs.field(repr=False, alias="source")
     hdus: tuple[Hdu, ...]
     compressed: bool = False
+    max_data_bytes: int = attrs.field(default=DEFAULT_MAX_DATA_BYTES, repr=False, eq=False)
     _decoded: dict[int, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
     _data: dict[int, memoryview] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False, eq=False)
 
     @classmethod
     def from_bytes(
@@ -391,7 +427,7 @@ class FitsFile:
     ) -> FitsFile:
         """Scan raw (uncompressed) FITS bytes; raise :class:`FitsFormatError` if malformed."""
         src = _BufferSource(raw)
-        return cls(src, _scan(src, max_header_bytes, max_data_bytes), compressed)
+        return cls(src, _scan(src, max_header_bytes, max_data_bytes), compressed, max_data_bytes)
 
     @classmethod
     def open(
@@ -415,7 +451,7 @@ class FitsFile:
         plain = _FdSource(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
         try:
             if os.pread(plain.fd, 2, 0) != GZIP_MAGIC:
-                return cls(plain, _scan(plain, max_header_bytes, max_data_bytes), False)
+                return cls(plain, _scan(plain, max_header_bytes, max_data_bytes), False, max_data_bytes)
             stream = _GzipSource(plain.fd)
         except BaseException:
             plain.close()
@@ -423,7 +459,7 @@ class FitsFile:
         plain.close()
         try:
             hdus = _scan(stream, max_header_bytes, max_data_bytes)
-            return cls(stream.finish(), hdus, True)
+            return cls(stream.finish(), hdus, True, max_data_bytes)
         except BaseException:
             stream.discard()
             raise
@@ -480,21 +516,33 @@ class FitsFile:
         return primary.to_bytes() + body + b"\0" * (-len(body) % BLOCK_LENGTH)
 
     def data_bytes(self, index: int) -> memoryview:
-        """The unpadded data unit of HDU ``index``, read-only; read once and kept."""
-        if index not in self._data:
-            hdu = self.hdus[index]
-            data = memoryview(self._source.read(hdu.data_start, hdu.data_size)).toreadonly()
-            if len(data) < hdu.data_size:
-                raise OSError(f"HDU {index} is {hdu.data_size - len(data)} bytes short: the file shrank")
-            self._data[index] = data
-        return self._data[index]
+        """The unpadded data unit of HDU ``index``, read-only; read once and kept.
+
+        Threads may ask at once: the data unit is still read once.
+        """
+        with self._lock:
+            if index not in self._data:
+                hdu = self.hdus[index]
+                data = memoryview(self._source.read(hdu.data_start, hdu.data_size)).toreadonly()
+                if len(data) < hdu.data_size:
+                    raise OSError(f"HDU {index} is {hdu.data_size - len(data)} bytes short: the file shrank")
+                self._data[index] = data
+            return self._data[index]
 
     def data(self, index: int = 0) -> np.ndarray[Any, Any] | None:
         """Decode the image data of HDU ``index`` (None when it has no image data).
 
         BSCALE and BZERO are applied as FITS readers do. The array is decoded once
         and shared, so it is read-only, scaled or not: writing to it raises
-        ``ValueError``.
+        ``ValueError``. A tile-compressed image is decompressed (by astropy); HDU 0
+        of a file that holds only an empty primary HDU and one tile-compressed
+        image (what fpack writes for a single image) is that image.
+
+        Raises
+        ------
+        FitsFormatError
+            ``DATA_TOO_LARGE`` when a tile-compressed image declares more than
+            ``max_data_bytes``, ``CORRUPTED_HDU`` when it cannot be decompressed.
 
         Examples
         --------
@@ -510,13 +558,25 @@ class FitsFile:
             ...
         ValueError: assignment destination is read-only
         """
-        if index not in self._decoded:
-            arr = self._decode(index)
-            self._decoded[index] = None if arr is None else _read_only(arr)
-        return self._decoded[index]
+        if index == 0 and (packed := self._fpacked_image()) is not None:
+            return self.data(packed)
+        with self._lock:
+            if index not in self._decoded:
+                arr = self._decode(index)
+                self._decoded[index] = None if arr is None else _read_only(arr)
+            return self._decoded[index]
+
+    def _fpacked_image(self) -> int | None:
+        """The index of the one tile-compressed image of a file whose primary HDU is empty, or None."""
+        if self.hdus[0].data_size != 0 or len(self.hdus) < 2 or not self.hdus[1].is_compressed_image:
+            return None
+        others = [h for h in self.hdus[2:] if h.data_size and (h.is_image or h.is_compressed_image)]
+        return None if others else 1
 
     def _decode(self, index: int) -> np.ndarray[Any, Any] | None:
         hdu = self.hdus[index]
+        if hdu.is_compressed_image:
+            return self._decompress(index)
         if not hdu.is_image or hdu.data_size == 0:
             return None
         h = hdu.header
@@ -535,6 +595,48 @@ class FitsFile:
         if bscale == 1 and dtype in (">i2", ">i4", ">i8") and bzero == 2 ** (arr.itemsize * 8 - 1):
             return arr.view(unsigned) ^ np.array(bzero, dtype=unsigned)
         return arr * np.float64(bscale) + np.float64(bzero)
+
+    def _decompress(self, index: int) -> np.ndarray[Any, Any] | None:
+        """The image of the tile-compressed HDU ``index``, decompressed by astropy.
+
+        astropy decodes these as fast as fitsio (CFITSIO) does and reads them from
+        memory, so no temporary file is needed.
+        """
+        h = self.hdus[index].header
+        bitpix, naxis = h.get("ZBITPIX"), h.get("ZNAXIS")
+        if bitpix not in _DTYPES or not isinstance(naxis, int) or not 0 <= naxis <= 999:
+            raise FitsFormatError("CORRUPTED_HDU", f"HDU {index}: ZBITPIX or ZNAXIS is not valid")
+        axes = [h.get(f"ZNAXIS{i}") for i in range(1, naxis + 1)]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in axes):
+            raise FitsFormatError("CORRUPTED_HDU", f"HDU {index}: a ZNAXISn value is missing or negative")
+        size = abs(bitpix) // 8
+        for n in axes:
+            size *= n
+        if size == 0:
+            return None
+        if size > self.max_data_bytes:
+            raise FitsFormatError(
+                "DATA_TOO_LARGE",
+                f"HDU {index} decompresses to {size} bytes, above max_data_bytes = {self.max_data_bytes}",
+            )
+        import warnings
+
+        from astropy.io import fits
+
+        try:
+            with (
+                warnings.catch_warnings(),
+                fits.open(io.BytesIO(self.hdu_bytes(index)), memmap=False) as hdul,
+            ):
+                warnings.simplefilter("ignore")
+                data = hdul[1].data
+                return None if data is None else np.array(data)
+        except FitsFormatError:
+            raise
+        except Exception as exc:
+            raise FitsFormatError(
+                "CORRUPTED_HDU", f"HDU {index}: the tile-compressed image cannot be decoded: {exc}"
+            ) from exc
 
 
 def _read_only(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import warnings
@@ -41,6 +42,7 @@ COMMENTARY = frozenset({"COMMENT", "HISTORY", ""})
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
+_ASCII_TEXT = re.compile(r"[ -~]*\Z")
 
 
 class Undefined:
@@ -140,6 +142,135 @@ def _printable(text: str) -> str:
     return "".join(ch if " " <= ch <= "~" else " " for ch in text)
 
 
+# Formatting new cards as astropy.io.fits.Card does, without astropy --------------------------
+_KEYWORD_FSC = re.compile(r"^[A-Z0-9_-]{0,8}$")
+#: A string value astropy would read as a record-valued keyword card (``'AXIS.1: 2'``).
+_RVKC_VALUE = re.compile(
+    r"[a-zA-Z_]\w*(\.\d+)?(\.[a-zA-Z_]\w*(\.\d+)?)*: +[+-]?(\.\d+|\d+(\.\d*)?)([DE][+-]?\d+)?$"
+)
+
+
+def _format_float(value: float) -> str:
+    """A float as astropy writes it: ``str`` with ``E``, at most 20 characters."""
+    text = str(value).replace("e", "E")
+    if len(text) > 20:
+        idx = text.find("E")
+        text = text[:20] if idx < 0 else text[: 20 - (len(text) - idx)] + text[idx:]
+    return text
+
+
+def _format_value(value: Any) -> str | None:
+    """The value field of a card as astropy formats it, or None for a value it is not sure of."""
+    kind = type(value)
+    if kind is str:
+        if value == "":
+            return "''"
+        escaped = value.replace("'", "''")
+        quoted = f"'{escaped:8}'"
+        return f"{quoted:20}"
+    if kind is bool:
+        return f"{'T' if value else 'F':>20}"
+    if kind is int:
+        return f"{value:>20d}"
+    if kind is float:
+        return f"{_format_float(value):>20}"
+    if kind is complex:
+        pair = f"({_format_float(value.real)}, {_format_float(value.imag)})"
+        return f"{pair:>20}"
+    if value is UNDEFINED:
+        return ""
+    return None
+
+
+def _words_group(text: str, width: int) -> list[str]:
+    """Parts of ``text`` at most ``width`` long, split at blanks where possible (as astropy does)."""
+    blanks = [i for i, ch in enumerate(text) if ch == " "]
+    blanks.append(len(text))
+    words = []
+    size = len(text)
+    offset = start = 0
+    while True:
+        loc = bisect.bisect_left(blanks, width + offset)
+        offset = blanks[loc - 1] + 1 if loc > 0 else -1
+        if offset <= start:
+            offset = min(start + width, size)
+        words.append(text[start:offset])
+        if offset >= size:
+            return words
+        start = offset
+
+
+def _long_string_image(head: str, value: str, comment: str) -> str:
+    """A long string as a card and its ``CONTINUE`` cards (astropy's long-string layout)."""
+    words = _words_group(value.replace("'", "''"), 67)
+    out = []
+    for i, word in enumerate(words):
+        text = f"'{word}'" if not comment and i == len(words) - 1 else f"'{word}&'"
+        lead = head if i == 0 else "CONTINUE  "
+        out.append(f"{lead + text:80}")
+    if comment:
+        parts = _words_group(comment, 64)
+        for i, part in enumerate(parts):
+            lead = "CONTINUE  '' / " if i == len(parts) - 1 else "CONTINUE  '&' / "
+            out.append(f"{lead + part:80}")
+    return "".join(out)
+
+
+def format_card(keyword: str, value: Any, comment: str = "") -> str | None:
+    """The image of a new card, byte for byte as ``astropy.io.fits.Card(keyword, value, comment).image``.
+
+    Covers standard keywords (at most 8 of ``A-Z 0-9 _ -``) with a str, bool, int,
+    float or complex value, None or :data:`UNDEFINED`, and printable ASCII text.
+    Returns None for anything else (HIERARCH keywords, record-valued cards, other
+    value types, values astropy refuses), which the caller formats with astropy.
+
+    Examples
+    --------
+    >>> format_card("EXPTIME", 1.5e-7, "seconds").rstrip()
+    'EXPTIME =              1.5E-07 / seconds'
+    >>> format_card("OBJECT", "AB Aur's").rstrip()
+    "OBJECT  = 'AB Aur''s'"
+    >>> format_card("HIERARCH ESO DET", 1) is None
+    True
+    """
+    key = keyword.rstrip().upper()
+    if not _KEYWORD_FSC.match(key) or key in ("END", "CONTINUE") or key in COMMENTARY:
+        return None
+    if value is None:
+        value = UNDEFINED
+    if not isinstance(comment, str) or not _ASCII_TEXT.match(comment):
+        return None
+    if type(value) is str and (not _ASCII_TEXT.match(value) or (": " in value and _RVKC_VALUE.match(value))):
+        return None
+    if type(value) is float and not math.isfinite(value):
+        return None
+    field = _format_value(value)
+    if field is None:
+        return None
+    head = f"{key:8}= "
+    # astropy tests and splits the comment without its trailing blanks but writes it whole.
+    output = head + field + (f" / {comment}" if comment.rstrip() else "")
+    if len(output) <= CARD_LENGTH:
+        return f"{output:80}"
+    if type(value) is str and len(field) > CARD_LENGTH - 10:
+        return _long_string_image(head, value, comment.rstrip())
+    return output[:CARD_LENGTH]
+
+
+def format_commentary(keyword: str, text: str) -> str | None:
+    """The image of a COMMENT, HISTORY or blank-keyword card of at most 72 characters,
+    as astropy writes it; None for text that is not printable ASCII or too long.
+
+    Examples
+    --------
+    >>> format_commentary("HISTORY", "made by koadep").rstrip()
+    'HISTORY made by koadep'
+    """
+    if keyword not in COMMENTARY or len(text) > CARD_LENGTH - 8 or not _ASCII_TEXT.match(text):
+        return None
+    return f"{keyword:8}{text:72}"
+
+
 @attrs.frozen(slots=True)
 class Card:
     """One header card: keyword, value and comment.
@@ -185,9 +316,6 @@ class Card:
         """Return the card as one or more 80-character images."""
         if self.image is not None:
             return self.image
-        from astropy.io import fits
-        from astropy.io.fits.verify import VerifyWarning
-
         value = self.value
         if value is UNDEFINED:
             value = None
@@ -195,6 +323,20 @@ class Card:
             value = "null"
         if isinstance(value, str):
             value = _printable(value)
+        if self.is_commentary:
+            text = str(value or "")
+            parts = [
+                format_commentary(self.keyword, text[i : i + 72]) for i in range(0, max(len(text), 1), 72)
+            ]
+            if all(parts):
+                return "".join(p for p in parts if p)
+        else:
+            image = format_card(self.keyword, value, _printable(self.comment))
+            if image is not None:
+                return image
+        from astropy.io import fits
+        from astropy.io.fits.verify import VerifyWarning
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)
             if self.is_commentary:
@@ -288,10 +430,20 @@ class Header:
 
     def __attrs_post_init__(self) -> None:
         index: dict[str, int] = {}
+        first = index.setdefault
         for i, card in enumerate(self.cards):
-            if not card.is_commentary:
-                index.setdefault(card.keyword, i)
+            first(card.keyword, i)
+        for key in COMMENTARY:
+            index.pop(key, None)
         object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def _indexed(cls, cards: list[Card], index: dict[str, int]) -> Header:
+        """A header of ``cards`` whose keyword index is already known."""
+        header = object.__new__(cls)
+        object.__setattr__(header, "cards", tuple(cards))
+        object.__setattr__(header, "_index", index)
+        return header
 
     # construction -----------------------------------------------------------------
     @classmethod
@@ -407,7 +559,7 @@ class Header:
             elif new[i] != card or new[i].image is None:
                 new[i] = card
                 changed = True
-        return Header(new) if changed else self
+        return Header._indexed(new, index) if changed else self
 
     def without(self, *keywords: str) -> Header:
         """Return a header with every card of the given keywords removed."""

@@ -15,7 +15,12 @@ RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 QUICK = [
     "--sizes", "64", "--repeat", "1", "--header-reps", "3", "--header-size", "64", "--profile-top", "5",
     "--services-files", "3", "--monitor-files", "3", "--monitor-trickle", "2", "--monitor-interval", "0.2",
-    "--monitor-settle", "0.2",
+    "--monitor-settle", "0.2", "--no-table",
+]  # fmt: skip
+#: The quickest run of the table of issue 14 alone: small sizes, one run per row.
+TABLE = [
+    "--quick", "--table-sizes", "128,64", "--table-repeat", "1", "--import-repeat", "2", "--import-top", "4",
+    "--regenerate-files", "3",
 ]  # fmt: skip
 #: The codes of a service that failed: none may appear while the fake services answer.
 SERVICE_CODES = {
@@ -103,3 +108,32 @@ def test_synthetic_file_is_processed(bench: ModuleType, tmp_path: Path) -> None:
     data = bench.sky_image(64)
     assert data.dtype.str == ">i4" and data.std() > 0
     bench.run_koadep(path, tmp_path / "out", None)  # raises unless PROCESSED
+
+
+def test_quick_table(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--quick``: only the table of issue 14, every row against its baseline, timings aside."""
+    results = bench.main(TABLE)
+    text = capsys.readouterr().out
+    assert "issue 14: each measure against its baseline" in text
+    assert "process_file vs cp + md5sum" not in text  # --quick leaves the other benchmarks out
+    table = results["table"]
+    assert table["sizes"] == [128, 64] and table["repeat"] == 1
+    measures = [row["measure"] for row in table["rows"]]
+    assert len(measures) == 7
+    assert measures[0].startswith("128² int32") and measures[1].startswith("64² int32")
+    assert "import koadep" in measures[4] and measures[6] == "header-only metadata regeneration"
+    for key in ("in_process_128", "copy_md5_128", "command_128", "command_64", "import", "version", "python"):
+        assert table["times"][key]["median"] > 0, key
+    for key in ("command_128", "command_64", "command_floor"):
+        assert table["peaks_mib"][key]["median"] > 10, key  # an interpreter with numpy: tens of MiB
+    assert table["heavy_loaded"] == {"import koadep": [], "koadep --version": []}
+    for label, rows in table["imports"].items():
+        assert 0 < len(rows) <= 4, label
+        assert all(row["cumulative_ms"] >= row["self_ms"] >= 0 for row in rows)
+    # No legacy figure was recorded for these sizes: said so, not invented.
+    assert "no recorded legacy figure" in text
+    regeneration = table["regeneration"]
+    if regeneration["available"] and "error" not in regeneration:
+        assert regeneration["files"] == 3 and regeneration["files_per_second_with_start_up"] > 0
+    elif not regeneration["available"]:
+        assert "not available" in text

@@ -207,6 +207,9 @@ NOBODY = """
 import os, sys
 import _strptime, hashlib, sqlite3, zlib
 import koadep.archive, koadep.cli, koadep.cli.archive, koadep.monitor, koadep.status
+# what the command imports when it runs (the stdlib is root's here); the plugins too
+import koadep.checks, koadep.monitor.logs, koadep.monitor.status, koadep.monitor.triggers, koadep.process
+koadep.plugins.Registry.default()
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)

@@ -15,6 +15,7 @@ sets ``args.handler``, which :func:`main` calls:
 * :mod:`koadep.cli.report`: ``report``;
 * :mod:`koadep.cli.transfer`: ``transfer``, ``notify``, ``serve-ingest-api``;
 * :mod:`koadep.cli.compare`: ``compare-metadata``;
+* :mod:`koadep.cli.metadata`: ``metadata regenerate``;
 * :mod:`koadep.cli.keywords`: ``keywords check``;
 * :mod:`koadep.cli.services`: ``services check``, ``services fake``;
 * :mod:`koadep.cli.check`: ``check``;
@@ -27,6 +28,7 @@ they print in :mod:`koadep.cli.output`. No library module imports this package.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,7 +49,6 @@ from koadep.cli import (
     transfer,
 )
 from koadep.cli import config as config_command
-from koadep.config import ConfigError
 from koadep.version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_commands(sub)
     transfer.add_commands(sub)
     compare.add_commands(sub)
+    metadata.add_commands(sub)
     keywords.add_commands(sub)
     services.add_commands(sub)
     check.add_commands(sub)

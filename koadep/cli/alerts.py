@@ -6,11 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from koadep.alerts import mark_reviewed, send_alerts
 from koadep.cli.filters import known_instrument, reader_store
 from koadep.cli.options import add_common, config_of, guarded
 from koadep.cli.output import emit, examples, shown
-from koadep.mail import header_text
 
 __all__ = ["add_commands"]
 
@@ -37,6 +35,9 @@ def add_commands(sub: Any) -> None:
 
 @guarded
 def _alerts(args: argparse.Namespace) -> int:
+    from koadep.alerts import mark_reviewed, send_alerts
+    from koadep.mail import header_text
+
     config = config_of(args)
     instrument = known_instrument(args.instrument or args.instrument_option)
     store = reader_store(config)

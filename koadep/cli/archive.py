@@ -30,11 +30,11 @@ from koadep.cli.options import (
     store_of,
 )
 from koadep.cli.output import Progress, emit, examples, list_records, shown, summary
-from koadep.config import Config
-from koadep.handoff import summary_line
-from koadep.services import Services
-from koadep.status import IllegalTransition, Record, Store
-from koadep.status.store import LeaseLost
+
+if TYPE_CHECKING:
+    from koadep.archive import ArchiveResult
+    from koadep.config import Config
+    from koadep.status import Record, Store
 
 __all__ = ["add_commands"]
 
@@ -164,7 +164,16 @@ def add_db_command(sub: Any) -> None:
 OUTCOME_HEADER = f"{'ID':>6} {'STATE':<9} {'KOAID':<26} FILE CODE"
 
 
+def alert_after_run(store: Store | None, config: Config, outcomes: Iterable[Any]) -> None:
+    """E-mail the new ERRORs of a run (:func:`koadep.alerts.alert_after_run`, imported when a run ends)."""
+    from koadep import alerts
+
+    alerts.alert_after_run(store, config, outcomes)
+
+
 def _print_outcome(outcome: ArchiveResult, as_json: bool, out: Callable[..., None] = print) -> None:
+    from koadep.handoff import summary_line
+
     if as_json:
         emit(outcome.to_dict())
         return
@@ -187,6 +196,10 @@ def _run_many(
     store: Store | None,
     config: Config,
 ) -> int:
+    from koadep.archive import RecordBusy
+    from koadep.status import IllegalTransition
+    from koadep.status.store import LeaseLost
+
     progress = Progress(len(items))
     failures = 0
     outcomes = []

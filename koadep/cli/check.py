@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from koadep.checks import run_checks
 from koadep.cli.options import add_common, config_and_sources
 from koadep.cli.output import examples
 
@@ -47,6 +46,8 @@ def add_commands(sub: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from koadep.checks import run_checks
+
     config, _sources = config_and_sources(args)
     checks = run_checks(config, args.instruments, watch=args.watch, services=not args.no_services)
     if not args.json:

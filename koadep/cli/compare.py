@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from koadep.cli.output import emit, examples, shown
-from koadep.compare import CompareError, compare_paths
-from koadep.config import ConfigError
 
 __all__ = ["add_commands"]
 
@@ -36,6 +34,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from koadep.compare import CompareError, compare_paths
+    from koadep.config import ConfigError
+
     try:
         differences = compare_paths(args.tables, night=args.night)
     except CompareError as exc:

@@ -6,13 +6,13 @@ import argparse
 import json
 import urllib.parse
 from pathlib import Path
-from typing import Any
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from koadep.cli.options import add_common, config_and_sources
 from koadep.cli.output import examples
-from koadep.config import Config
+
+if TYPE_CHECKING:
+    from koadep.config import Config
 
 __all__ = ["add_commands", "settings_of"]
 
@@ -90,10 +90,13 @@ def settings_of(config: Config, sources: dict[str, str]) -> list[dict[str, Any]]
 
     Examples
     --------
+    >>> from koadep.config import Config
     >>> rows = settings_of(Config(db_password="pw"), {})
     >>> [r for r in rows if r["name"] == "db_password"]
     [{'name': 'db_password', 'value': '***', 'source': 'default'}]
     """
+    import attrs
+
     return [
         {
             "name": a.name,

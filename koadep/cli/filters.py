@@ -11,10 +11,11 @@ import argparse
 import datetime
 import glob
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from koadep.config import Config, ConfigError
-from koadep.status import State, Store
-from koadep.status.backends import StoreMissing, open_store
+if TYPE_CHECKING:
+    from koadep.config import Config
+    from koadep.status import Store
 
 __all__ = [
     "check_filters",
@@ -56,6 +57,7 @@ def status_code(text: str, option: str = "--statuscode") -> str:
     >>> status_code("weather_data_fail")
     'WEATHER_DATA_FAIL'
     """
+    from koadep.config import ConfigError
     from koadep.issues import CODES  # read at call time: the codes other modules append count
 
     value = text.strip().upper()
@@ -66,6 +68,8 @@ def status_code(text: str, option: str = "--statuscode") -> str:
 
 def _time(text: str, option: str) -> str:
     """A UT time ``YYYY-MM-DD[THH:MM[:SS]]`` as the store compares it."""
+    from koadep.config import ConfigError
+
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -89,6 +93,8 @@ def check_filters(args: argparse.Namespace) -> None:
     >>> args.status, args.issue, args.starttime
     ('ERROR', 'KOAID_CREATE_FAIL', '2024-03-15 00:00:00')
     """
+    from koadep.config import ConfigError
+
     if getattr(args, "status", None):
         args.status = state_name(args.status)
     if getattr(args, "statuscode", None):
@@ -122,6 +128,8 @@ def reader_store(config: Config) -> Store:
 
 def files_of(pattern: str) -> list[Path]:
     """The files a glob names (a folder ending in ``/`` means every file in it); none is an error."""
+    from koadep.config import ConfigError
+
     pattern = pattern + "*" if pattern.endswith("/") else pattern
     paths = sorted(Path(p) for p in glob.glob(pattern))
     if not paths:
@@ -131,6 +139,8 @@ def files_of(pattern: str) -> list[Path]:
 
 def existing_file(path: Path) -> Path:
     """``path`` when it is a file; otherwise a :class:`ConfigError` (no record is made for it)."""
+    from koadep.config import ConfigError
+
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
     return path
@@ -141,6 +151,8 @@ def known_instrument(name: str | None) -> str | None:
 
     Call it after the configuration is read (it chooses the plugins).
     """
+    from koadep.config import ConfigError
+
     if not name:
         return name
     from koadep.plugins import Registry, UnknownInstrument

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from koadep.cli.output import emit, examples, table
-from koadep.config import ConfigError
-from koadep.keyword_tables import TABLE_GLOB, check_folder, tables_in
 
 __all__ = ["add_commands"]
 
@@ -41,6 +39,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from koadep.config import ConfigError
+    from koadep.keyword_tables import TABLE_GLOB, check_folder, tables_in
+
     folder: Path = args.folder
     if not folder.is_dir():
         raise ConfigError(f"no keyword-table folder {folder}")

@@ -8,19 +8,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from koadep.cli.filters import known_instrument
 from koadep.cli.options import add_common, config_of, guarded, store_of
 from koadep.cli.output import emit, examples
-from koadep.config import Config
-from koadep.monitor import Monitor
-from koadep.monitor.logs import configure
-from koadep.monitor.status import config_source
-from koadep.monitor.triggers import configured_triggers
-from koadep.status import StoreUnavailable
+
+if TYPE_CHECKING:
+    from koadep.config import Config
 
 __all__ = ["add_commands"]
 
@@ -127,6 +122,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> Config:
     """The configuration, with ``--polling`` over ``monitor_polling``."""
+    import attrs
+
     config = config_of(args)
     if args.polling:
         config = attrs.evolve(config, monitor_polling=args.polling)
@@ -135,6 +132,12 @@ def _config(args: argparse.Namespace) -> Config:
 
 @guarded
 def _monitor(args: argparse.Namespace) -> int:
+    from koadep.monitor import Monitor
+    from koadep.monitor.logs import configure
+    from koadep.monitor.status import config_source
+    from koadep.monitor.triggers import configured_triggers
+    from koadep.status import StoreUnavailable
+
     if args.status:
         return _status(args)
     if not args.directories:

@@ -14,19 +14,12 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from koadep.checks import (
-    Check,
-    check_file_instrument,
-    check_folder,
-    check_instrument,
-    check_keyword_tables,
-    check_schedule,
-    require,
-)
-from koadep.config import Config, ConfigWarning, resolve_config
-from koadep.plugins import Registry
-from koadep.status import IllegalTransition, Record, Store, StoreError, StoreUnavailable, open_store
+if TYPE_CHECKING:
+    from koadep.checks import Check
+    from koadep.config import Config
+    from koadep.status import Record, Store
 
 __all__ = [
     "EXIT_STORE",
@@ -187,6 +180,9 @@ def config_and_sources(args: argparse.Namespace) -> tuple[Config, dict[str, str]
     ConfigError
         For a configuration that cannot be used (exit status 2).
     """
+    from koadep.config import ConfigWarning, resolve_config
+    from koadep.plugins import Registry
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConfigWarning)
         config, sources = resolve_config(getattr(args, "config", None))
@@ -230,6 +226,14 @@ def _is_pattern(path: Path) -> bool:
 
 def setup_checks(args: argparse.Namespace, config: Config) -> list[Check]:
     """The checks a command depends on, from its arguments (see :func:`check_setup`)."""
+    from koadep.checks import (
+        check_file_instrument,
+        check_folder,
+        check_instrument,
+        check_keyword_tables,
+        check_schedule,
+    )
+
     command = getattr(args, "command", None)
     instrument = getattr(args, "instrument", None)
     monitor_status = command == "monitor" and bool(getattr(args, "status", False))
@@ -281,6 +285,8 @@ def check_setup(args: argparse.Namespace, config: Config) -> None:
         Naming the first failed check (a :class:`~koadep.config.ConfigError`:
         :func:`koadep.cli.main` prints it as one line, exit status 2).
     """
+    from koadep.checks import require
+
     require(setup_checks(args, config))
 
 
@@ -298,6 +304,8 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     """A command whose status store problems end in one line on stderr and exit status 3."""
 
     def wrapper(args: argparse.Namespace) -> int:
+        from koadep.status import IllegalTransition, StoreError, StoreUnavailable
+
         try:
             return int(func(args))
         except StoreUnavailable as exc:

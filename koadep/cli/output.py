@@ -15,9 +15,10 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from koadep.status import Record, Store
+if TYPE_CHECKING:
+    from koadep.status import Record, Store
 
 __all__ = [
     "Progress",

@@ -7,8 +7,6 @@ import sys
 from typing import Any
 
 from koadep.cli.output import emit, examples, shown, table
-from koadep.instrument_pages import instrument_page
-from koadep.plugins import Registry, UnknownInstrument
 
 __all__ = ["add_commands"]
 
@@ -33,6 +31,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _plugins(args: argparse.Namespace) -> int:
+    from koadep.instrument_pages import instrument_page
+    from koadep.plugins import Registry, UnknownInstrument
+
     registry = Registry.default()
     if args.describe:
         try:

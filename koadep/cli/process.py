@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from koadep.cli.output import cut, emit, examples, shown, summary
-from koadep.config import Config, load_config
-from koadep.plugins import Registry
-from koadep.process import ProcessResult, process_file
-from koadep.services import Services
+
+if TYPE_CHECKING:
+    from koadep.config import Config
+    from koadep.process import ProcessResult
 
 __all__ = ["add_commands"]
 
@@ -52,6 +52,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from koadep.config import load_config
+    from koadep.plugins import Registry
+
     config = load_config(args.config)
     Registry.use_settings(config.load_plugins, config.trace_plugins)
     return config.replace(
@@ -76,6 +79,9 @@ def _print_result(result: ProcessResult, verbose: bool) -> None:
 
 
 def _process(args: argparse.Namespace) -> int:
+    from koadep.process import process_file
+    from koadep.services import Services
+
     config = _config(args)
     services = Services.from_config(config)  # one cache and breaker for the whole run
     failures = 0

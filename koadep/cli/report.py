@@ -11,9 +11,6 @@ from typing import Any
 from koadep.cli.filters import known_instrument, reader_store
 from koadep.cli.options import add_common, config_of, guarded, utdate
 from koadep.cli.output import emit, examples
-from koadep.config import ConfigError
-from koadep.mail import MailError
-from koadep.report import build_report, email_report, format_html, format_text, save_summary
 
 __all__ = ["add_commands"]
 
@@ -50,6 +47,10 @@ def add_commands(sub: Any) -> None:
 
 @guarded
 def _report(args: argparse.Namespace) -> int:
+    from koadep.config import ConfigError
+    from koadep.mail import MailError
+    from koadep.report import build_report, email_report, format_html, format_text, save_summary
+
     config = config_of(args)
     instrument = known_instrument(args.instrument or args.instrument_option)
     if args.html and not args.html.parent.is_dir():

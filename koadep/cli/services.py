@@ -12,10 +12,6 @@ from typing import Any
 from koadep.cli.filters import reader_store
 from koadep.cli.options import add_common, config_of, guarded
 from koadep.cli.output import emit, examples, shown
-from koadep.plugins import Registry, UnknownInstrument
-from koadep.services import Services
-from koadep.services.check import check_services
-from koadep.testing.services import FakeServices
 
 __all__ = ["add_commands"]
 
@@ -69,6 +65,10 @@ def add_commands(sub: Any) -> None:
 
 @guarded
 def _check(args: argparse.Namespace) -> int:
+    from koadep.plugins import Registry, UnknownInstrument
+    from koadep.services import Services
+    from koadep.services.check import check_services
+
     config = config_of(args)
     try:
         instrument = Registry.default().instrument(args.instrument or args.instrument_option or "NIRC2")
@@ -106,6 +106,8 @@ def _utc(text: str) -> datetime.datetime:
 
 
 def _fake(args: argparse.Namespace) -> int:
+    from koadep.testing.services import FakeServices
+
     if not args.fixtures.is_file():
         print(f"koadep services fake: {shown(args.fixtures)} is not a file", file=sys.stderr)
         return 2

@@ -11,15 +11,15 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from koadep.cli.filters import check_filters, known_instrument, reader_store
 from koadep.cli.options import add_common, add_filters, config_of, guarded, selected, store_of
 from koadep.cli.output import emit, examples, list_records, shown, summary
-from koadep.handoff import HandoffResult, hand_off, summary_line
-from koadep.ingest import notify_ingest, pending_records
-from koadep.status import Store, open_store
-from koadep.transfer import transferable
+
+if TYPE_CHECKING:
+    from koadep.handoff import HandoffResult
+    from koadep.status import Store
 
 __all__ = ["add_commands"]
 
@@ -74,6 +74,8 @@ def add_commands(sub: Any) -> None:
 
 
 def _print(result: HandoffResult, as_json: bool) -> None:
+    from koadep.handoff import summary_line
+
     if as_json:
         emit(result.to_dict())
     else:
@@ -82,6 +84,9 @@ def _print(result: HandoffResult, as_json: bool) -> None:
 
 @guarded
 def _transfer(args: argparse.Namespace) -> int:
+    from koadep.handoff import hand_off
+    from koadep.transfer import transferable
+
     check_filters(args)
     config = config_of(args)
     args.instrument = known_instrument(args.instrument)
@@ -115,6 +120,8 @@ def _transfer(args: argparse.Namespace) -> int:
 
 @guarded
 def _notify(args: argparse.Namespace) -> int:
+    from koadep.ingest import notify_ingest, pending_records
+
     config = config_of(args)
     if not config.ingest_url:
         print("koadep notify: no ingest_url is configured", file=sys.stderr)

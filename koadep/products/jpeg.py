@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "equalize_histogram",
     "equalized_preview",
     "jpeg_bytes",
+    "preview_levels",
     "render_preview",
     "resize_to_width",
     "whole_number_levels",
@@ -34,15 +36,80 @@ JPEG_QUALITY = 92
 JPEG_DPI = (100, 100)
 
 
-def zscale_limits(data: np.ndarray[Any, Any]) -> tuple[float, float]:
-    """Display limits from astropy's ZScaleInterval at its default settings."""
-    from astropy.visualization import ZScaleInterval
+def _zscale_sample(data: np.ndarray[Any, Any], n_samples: int) -> np.ndarray[Any, Any]:
+    """The pixels ZScaleInterval samples: every ``stride``-th finite value, ``n_samples`` at most.
 
-    finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data
-    if finite.size == 0:
+    The same pixels astropy takes (its stride over the finite values in C order),
+    found without a filtered copy of the image when every value is finite.
+    """
+    flat = np.ravel(data)
+    if np.issubdtype(flat.dtype, np.floating) and not _all_finite(flat):
+        flat = flat[np.isfinite(flat)]
+    stride = int(max(1.0, flat.size / n_samples))
+    return flat[::stride][:n_samples]
+
+
+def _all_finite(flat: np.ndarray[Any, Any]) -> bool:
+    return all(np.isfinite(flat[i : i + _BLOCK]).all() for i in range(0, flat.size, _BLOCK))
+
+
+def zscale_limits(data: np.ndarray[Any, Any]) -> tuple[float, float]:
+    """Display limits by IRAF's zscale, as astropy's ``ZScaleInterval`` computes them.
+
+    The default settings (1000 samples, contrast 0.25, at most half the samples
+    rejected, at least 5 left, 2.5-sigma clipping, 5 iterations) and the same
+    arithmetic, so the limits are equal to astropy's. Only the sample is copied.
+
+    Examples
+    --------
+    >>> zscale_limits(np.arange(100.0).reshape(10, 10))
+    (0.0, 99.0)
+    """
+    sample = _zscale_sample(np.asarray(data), ZSCALE_SAMPLES)
+    if sample.size == 0:
         return 0.0, 1.0
-    vmin, vmax = ZScaleInterval().get_limits(finite)
+    vmin, vmax = _zscale(np.sort(sample))
     return float(vmin), float(vmax)
+
+
+#: The settings of astropy's ``ZScaleInterval`` at its defaults.
+ZSCALE_SAMPLES = 1000
+_CONTRAST = 0.25
+_MAX_REJECT = 0.5
+_MIN_NPIXELS = 5
+_KREJ = 2.5
+_MAX_ITERATIONS = 5
+
+
+def _zscale(samples: np.ndarray[Any, Any]) -> tuple[Any, Any]:
+    """The zscale limits of sorted samples: a line fitted with iterative k-sigma rejection."""
+    npix = len(samples)
+    vmin, vmax = samples[0], samples[-1]
+    minpix = max(_MIN_NPIXELS, int(npix * _MAX_REJECT))
+    x = np.arange(npix)
+    ngoodpix = npix
+    last_ngoodpix = npix + 1
+    badpix = np.zeros(npix, dtype=bool)
+    ngrow = max(1, int(npix * 0.01))
+    kernel = np.ones(ngrow, dtype=bool)
+    fit = None
+    for _ in range(_MAX_ITERATIONS):
+        if ngoodpix >= last_ngoodpix or ngoodpix < minpix:
+            break
+        fit = np.polyfit(x, samples, deg=1, w=(~badpix).astype(int))
+        flat = samples - np.poly1d(fit)(x)
+        threshold = _KREJ * flat[~badpix].std()
+        badpix[(flat < -threshold) | (flat > threshold)] = True
+        badpix = np.convolve(badpix, kernel, mode="same")
+        last_ngoodpix = ngoodpix
+        ngoodpix = np.sum(~badpix)
+    if ngoodpix >= minpix and fit is not None:
+        slope = fit[0] / _CONTRAST
+        center_pixel = (npix - 1) // 2
+        median = np.median(samples)
+        vmin = max(vmin, median - (center_pixel - 1) * slope)
+        vmax = min(vmax, median + (npix - center_pixel) * slope)
+    return vmin, vmax
 
 
 def asinh_stretch(x: np.ndarray[Any, Any], a: float = 0.1) -> np.ndarray[Any, Any]:
@@ -83,11 +150,93 @@ def to_image(pixels: np.ndarray[Any, Any]) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels[::-1]), mode="L").convert("RGB")
 
 
+#: Pixels per block when levels are computed block by block.
+_BLOCK = 1 << 16
+#: Images with fewer pixels are rendered in one thread.
+_THREADED_PIXELS = 1 << 18
+#: Lookup tables are used for whole-number ranges up to this many values.
+_TABLE_VALUES = 1 << 22
+
+
+def _fill_levels(
+    image: np.ndarray[Any, Any], out: np.ndarray[Any, Any], rows: range, vmin: float, vmax: float, table: Any
+) -> None:
+    """The grey levels of ``image[rows]`` into ``out``, upside down (FITS row 0 at the bottom).
+
+    Whole numbers go through ``table`` (levels of the values from ``floor(vmin)``);
+    other values are stretched in float32 after subtracting ``vmin`` in float64.
+    """
+    height, width = image.shape
+    step = max(1, _BLOCK // max(width, 1))
+    lo = math.floor(vmin)
+    span = vmax - vmin if vmax > vmin else 1.0
+    norm = np.float32(1.0 / np.arcsinh(np.float32(10.0)))
+    wide = np.empty((step, width), dtype=np.int64 if table is not None else np.float64)
+    narrow = np.empty((step, width), dtype=np.float32)
+    for first in range(rows.start, rows.stop, step):
+        last = min(first + step, rows.stop)
+        block, buf = image[first:last], wide[: last - first]
+        target = out[height - last : height - first][::-1]
+        if table is not None:
+            np.copyto(buf, block, casting="unsafe")
+            np.clip(buf, lo, lo + table.size - 1, out=buf)
+            np.subtract(buf, lo, out=buf)
+            target[...] = table[buf]
+            continue
+        x = narrow[: last - first]
+        np.subtract(block, vmin, out=buf, dtype=np.float64, casting="unsafe")
+        np.multiply(buf, 1.0 / span, out=x, casting="same_kind")
+        np.clip(x, 0, 1, out=x)
+        np.multiply(x, np.float32(10.0), out=x)  # asinh(x / a) with a = 0.1
+        np.arcsinh(x, out=x)
+        np.multiply(x, norm * np.float32(255.0), out=x)
+        np.nan_to_num(x, copy=False, nan=0.0)
+        np.rint(x, out=x)
+        target[...] = x
+
+
+def preview_levels(data: np.ndarray[Any, Any], vmin: float, vmax: float) -> np.ndarray[Any, Any]:
+    """The 8-bit grey levels of a 2-D image as displayed: row 0 at the top is FITS row 0 at the bottom.
+
+    Values are clipped to [vmin, vmax], normalised and asinh-stretched as
+    :func:`grey_levels` does. Whole numbers whose range between the limits has
+    at most 2**22 values go through a lookup table made by :func:`grey_levels`
+    (the same levels); other values are stretched in float32, which may differ
+    from :func:`grey_levels` by one level. The work is done in blocks (no
+    whole-image temporaries), in two threads for a large image.
+
+    Examples
+    --------
+    >>> preview_levels(np.array([[0, 5], [10, 20]]), 0.0, 10.0).tolist()
+    [[255, 255], [0, 197]]
+    """
+    image = np.asarray(data)
+    out = np.empty(image.shape, dtype=np.uint8)
+    table = None
+    if np.issubdtype(image.dtype, np.integer):
+        lo, hi = math.floor(vmin), math.ceil(vmax)
+        if hi - lo < _TABLE_VALUES:
+            table = grey_levels(np.arange(lo, hi + 1), vmin, vmax)
+    height = image.shape[0]
+    if image.size < _THREADED_PIXELS or height < 2:
+        _fill_levels(image, out, range(height), vmin, vmax, table)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    half = height // 2
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(_fill_levels, image, out, range(half, height), vmin, vmax, table)
+        _fill_levels(image, out, range(half), vmin, vmax, table)
+        other.result()
+    return out
+
+
 def render_preview(data: np.ndarray[Any, Any]) -> Image.Image:
     """The default preview of a 2-D image (the first plane of a cube).
 
     Integer images go through a lookup table of their values between the zscale
-    limits (the same result as stretching every pixel, several times faster).
+    limits (the same result as stretching every pixel, several times faster);
+    see :func:`preview_levels`.
     """
     image = np.asarray(data)
     while image.ndim > 2:
@@ -95,11 +244,8 @@ def render_preview(data: np.ndarray[Any, Any]) -> Image.Image:
     if image.ndim != 2:
         raise ValueError("the data is not an image")
     vmin, vmax = zscale_limits(image)
-    if np.issubdtype(image.dtype, np.integer):
-        levels = whole_number_levels(image, vmin, vmax)
-        if levels is not None:
-            return to_image(levels)
-    return to_image(grey_levels(image, vmin, vmax))
+    grey = Image.fromarray(preview_levels(image, vmin, vmax), mode="L")
+    return Image.merge("RGB", (grey, grey, grey))
 
 
 def equalize_histogram(data: np.ndarray[Any, Any], nbins: int = 256) -> np.ndarray[Any, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ def _previews(fits: FitsFile, header: Header, ctx: Context) -> list[tuple[str, A
     if data is None:
         raise ValueError("the primary HDU has no image to preview")
     return [("", render_preview(data))]
+
+
+def _encoded_previews(fits: FitsFile, header: Header, ctx: Context) -> list[tuple[str, bytes]]:
+    """The JPEG previews, encoded; bytes (GUIDER's own preview) are copied as they are."""
+    return [
+        (suffix, bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image))
+        for suffix, image in _previews(fits, header, ctx)
+    ]
 
 
 class _Failed(Exception):
@@ -200,15 +209,13 @@ def _stage(
     products: dict[str, Path] = {}
     name = f"{koaid}.fits"
     chunks = archive_fits_chunks(fits, header, hdu_cards)
-    products["fits"] = _put(out, name, chunks, "WRITE_FITS_ERROR", "write_lev0_fits_file")
+    with ThreadPoolExecutor(1) as pool:  # the previews are made while the archive FITS is written
+        rendering = pool.submit(_encoded_previews, fits, header, ctx)
+        products["fits"] = _put(out, name, chunks, "WRITE_FITS_ERROR", "write_lev0_fits_file")
     extras["FILESIZE_MB"] = round(out.sizes[name] / 1e6, 4)
 
     try:
-        previews = [
-            # bytes are an already encoded JPEG (GUIDER's own preview), copied as they are
-            (suffix, bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image))
-            for suffix, image in _previews(fits, header, ctx)
-        ]
+        previews = rendering.result()
     except Exception as exc:
         issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
         previews = []

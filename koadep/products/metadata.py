@@ -31,7 +31,7 @@ import datetime
 import json
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,16 @@ __all__ = [
     "Column",
     "KeywordTable",
     "MetadataError",
+    "cell_formatter",
     "definition_warnings",
+    "format_cell",
     "infer_table",
     "metadata_table",
+    "table_head",
 ]
 
 _NULL_TEXTS = {"nan", "-nan", "#### error ###"}
+_NULLS = frozenset(_NULL_TEXTS | {"null"})
 
 
 class MetadataError(Exception):
@@ -201,7 +205,7 @@ def _is_null(value: Any) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    return isinstance(value, str) and value.strip().lower() in _NULL_TEXTS | {"null"}
+    return isinstance(value, str) and value.strip().lower() in _NULLS
 
 
 def _truncate_double(text: str, width: int) -> str:
@@ -344,17 +348,109 @@ def metadata_table(
         converted to its column's type.
     """
     issues: list[Issue] = []
-    head: list[list[str]] = [[], [], [], []]
+    head, plan = _plan(table)
     row: list[str] = []
+    for column, key, width, kind in plan:
+        value = header.get(key) if key in header else extras.get(key)
+        text = _fast_cell(kind, value, width)
+        row.append(" " + (_cell(column, value, issues) if text is None else text).ljust(width))
+    return head + "".join(row) + "\n", issues
+
+
+def table_head(table: KeywordTable) -> str:
+    """The four header lines of the table's metadata table (computed once per table and process)."""
+    return _plan(table)[0]
+
+
+def format_cell(column: Column, value: Any, issues: list[Issue]) -> str:
+    """One value as the metadata table prints it in ``column`` (unpadded); warnings go to ``issues``.
+
+    Raises
+    ------
+    MetadataError
+        If the column allows no nulls and the value is null, or the value cannot be converted.
+
+    Examples
+    --------
+    >>> issues = []
+    >>> format_cell(Column("EXPTIME", "double", 16, True), 2000, issues), issues
+    ('2000.0', [])
+    >>> format_cell(Column("OBJECT", "char", 4, True), "NaN", issues)
+    'null'
+    """
+    return cell_formatter(column)(value, issues)
+
+
+def cell_formatter(column: Column) -> Callable[[Any, list[Issue]], str]:
+    """:func:`format_cell` for one column, its checks looked up once (for formatting many rows).
+
+    Examples
+    --------
+    >>> cell_formatter(Column("PROPINT", "integer", 16, False))(18, [])
+    '18'
+    """
+    kind, width = _kind(column), column.cell_width
+
+    def format_value(value: Any, issues: list[Issue]) -> str:
+        text = _fast_cell(kind, value, width)
+        return _cell(column, value, issues) if text is None else text
+
+    return format_value
+
+
+#: The kinds of column whose usual values :func:`_fast_cell` formats: no checks apply to them.
+_SLOW, _CHAR, _INTEGER, _DOUBLE = 0, 1, 2, 3
+_PLANS: dict[int, tuple[KeywordTable, str, tuple[tuple[Column, str, int, int], ...]]] = {}
+
+
+def _kind(column: Column) -> int:
+    check = column.input_format or column.datatype
+    if column.check_values or (column.validate and check in _CHECK_FORMATS):
+        return _SLOW
+    return {"char": _CHAR, "integer": _INTEGER, "double": _DOUBLE}.get(column.datatype, _SLOW)
+
+
+def _plan(table: KeywordTable) -> tuple[str, tuple[tuple[Column, str, int, int], ...]]:
+    """The header lines, and each column with its keyword, printed width and kind (cached)."""
+    cached = _PLANS.get(id(table))
+    if cached is not None and cached[0] is table:
+        return cached[1], cached[2]
+    head: list[list[str]] = [[], [], [], []]
+    plan = []
     for column in table.columns:
         w = column.cell_width
         head[0].append(column.keyword.ljust(w))
         head[1].append(column.datatype.ljust(w))
         head[2].append(" " * w)
         head[3].append(("null" if column.nullable else "").ljust(w))
-        key = column.keyword
-        value = header.get(key) if key in header else extras.get(key)
-        row.append(" " + _cell(column, value, issues).ljust(w))
-    lines = ["|" + "|".join(cells) + "|" for cells in head]
-    lines.append("".join(row))
-    return "\n".join(lines) + "\n", issues
+        plan.append((column, column.keyword, w, _kind(column)))
+    text = "".join("|" + "|".join(cells) + "|\n" for cells in head)
+    if len(_PLANS) >= 64:  # tables inferred per file come and go
+        _PLANS.clear()
+    _PLANS[id(table)] = (table, text, tuple(plan))
+    return text, tuple(plan)
+
+
+def _fast_cell(kind: int, value: Any, width: int) -> str | None:
+    """The cell of a usual value (what :func:`_cell` gives, without its work), or None to ask it.
+
+    Usual: a text that is not null, empty or too long in a char column; a
+    number in range that fits in a char, integer (an int) or double (a float)
+    column without checks.
+    """
+    cls = type(value)
+    if cls is str:
+        if kind == _CHAR and len(value) <= width:
+            stripped = value.strip()
+            if stripped and stripped.lower() not in _NULLS:
+                return value
+        return None
+    if cls is int:
+        if kind in (_CHAR, _INTEGER) and _INT_MIN <= value <= _INT_MAX:
+            text = str(value)
+            return text if len(text) <= width else None
+        return None
+    if cls is float and kind in (_CHAR, _DOUBLE) and math.isfinite(value):
+        text = str(value)
+        return text if len(text) <= width else None
+    return None

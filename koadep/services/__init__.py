@@ -134,13 +134,12 @@ class Services:
         >>> type(live.schedule).__name__, live.schedule is live.staff
         ('KeckApi', True)
         """
-        from koadep.services.archiver import EpicsArchiver
-        from koadep.services.http import HttpService
-        from koadep.services.keck import KeckApi
-
-        settings = http_settings(config)
         keck = None
-        if config.keck_api_url:
+        if config.keck_api_url:  # the HTTP client is imported only for a live service
+            from koadep.services.http import HttpService
+            from koadep.services.keck import KeckApi
+
+            settings = http_settings(config)
             keck = KeckApi(
                 HttpService(
                     "keck-api", config.keck_api_url, settings(config.keck_api_timeout, config.keck_api_token)
@@ -160,6 +159,9 @@ class Services:
 
         weather = None
         if config.archiver_url:
+            from koadep.services.archiver import EpicsArchiver
+
+            settings = http_settings(config)
             weather = EpicsArchiver(
                 config.archiver_url, settings(config.archiver_timeout), fraction=config.koaid_fraction
             )

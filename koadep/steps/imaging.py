@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from koadep.context import Context
 
 
-__all__ = ["band_sig2nois", "image_arrays", "keyword_value", "nlinear", "npixsat", "set_image_stats"]
+__all__ = [
+    "band_sig2nois",
+    "image_arrays",
+    "image_statistics",
+    "keyword_value",
+    "nlinear",
+    "npixsat",
+    "set_image_stats",
+]
 
 Threshold = Callable[[Header], float | None]
 
@@ -45,20 +53,82 @@ def _round2(value: float) -> float:
 def set_image_stats(header: Header, ctx: Context) -> StepResult:
     """Write the mean, standard deviation and median of the primary image.
 
-    Each is rounded to two decimals; NaN pixels make the values ``null``.
+    Each is rounded to two decimals; NaN pixels make the values ``null``. The
+    values are those of :func:`image_statistics`.
     """
     data = ctx.data(0)
     if data is None:
         return StepResult.failed(Issue.warn("IMAGE_STATS_ERROR", "no primary image data to measure"))
-    work = np.array(data, dtype=data.dtype.newbyteorder("="), copy=True).ravel()
-    mean = float(work.mean(dtype=np.float64))
-    std = float(work.std(dtype=np.float64))
-    median = float(np.median(work, overwrite_input=True))
+    mean, std, median = image_statistics(data)
     return StepResult.done(
         card("IMAGEMN", _round2(mean), "KOA: Image data mean"),
         card("IMAGESD", _round2(std), "KOA: Image data standard deviation"),
         card("IMAGEMD", _round2(median), "KOA: Image data median"),
     )
+
+
+#: Pixels per block when a statistic is computed block by block.
+_BLOCK = 1 << 16
+#: Images with fewer pixels are measured in one thread.
+_THREADED_PIXELS = 1 << 18
+
+
+def _squared_deviations(flat: np.ndarray[Any, Any], mean: Any, start: int, n: int, buf: Any) -> float:
+    """The sum of ``(flat[start:start + n] - mean) ** 2`` in float64, summed pairwise as numpy does.
+
+    numpy sums a contiguous float64 array by halving it (the first half a multiple
+    of 8 long) down to blocks of at most 128 values; halving the same way down to
+    blocks of :data:`_BLOCK` and letting numpy sum each block gives the same bits as
+    ``np.sum`` of the whole array of deviations, without making that array.
+    """
+    if n <= _BLOCK:
+        block = buf[:n]
+        np.subtract(flat[start : start + n], mean, out=block, dtype=np.float64, casting="unsafe")
+        np.multiply(block, block, out=block)
+        return float(np.add.reduce(block))
+    half = n // 2
+    half -= half % 8
+    return _squared_deviations(flat, mean, start, half, buf) + _squared_deviations(
+        flat, mean, start + half, n - half, buf
+    )
+
+
+def _median(data: np.ndarray[Any, Any]) -> float:
+    """``np.median`` of a native-byte-order working copy of ``data``, partitioned in place."""
+    work = np.array(data, dtype=data.dtype.newbyteorder("="), copy=True).reshape(-1)
+    return float(np.median(work, overwrite_input=True))
+
+
+def image_statistics(data: np.ndarray[Any, Any]) -> tuple[float, float, float]:
+    """The mean, standard deviation and median of every pixel of ``data``, in float64.
+
+    The values are bit for bit those of ``data.mean(dtype=np.float64)``,
+    ``data.std(dtype=np.float64)`` and ``np.median(data)``, computed with one
+    working array (the copy the median partitions) and blocks of a few hundred
+    KiB, the median in a second thread for a large image (numpy releases the GIL).
+
+    Examples
+    --------
+    >>> image_statistics(np.array([[1, 2], [3, 70000]], dtype=">i4"))
+    (17501.5, 30310.023115299664, 2.5)
+    """
+    flat = np.ascontiguousarray(data).reshape(-1)
+    if flat.size == 0:
+        return math.nan, math.nan, math.nan
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1) if flat.size >= _THREADED_PIXELS else None
+    try:
+        median = pool.submit(_median, flat) if pool is not None else None
+        total = np.add.reduce(flat, dtype=np.float64, keepdims=True)
+        mean = np.true_divide(total, flat.size)  # as numpy's mean and var divide the sum
+        with np.errstate(invalid="ignore", over="ignore"):
+            squares = _squared_deviations(flat, mean[0], 0, flat.size, np.empty(min(_BLOCK, flat.size)))
+        std = math.sqrt(squares / flat.size) if squares == squares else math.nan
+        return float(mean[0]), std, median.result() if median is not None else _median(flat)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def keyword_value(keyword: str, factor: float = 1.0) -> Threshold:
@@ -72,7 +142,9 @@ def keyword_value(keyword: str, factor: float = 1.0) -> Threshold:
 
 
 def _count_at_or_above(data: Any, limit: float) -> int:
-    return int(np.count_nonzero(np.asarray(data) >= limit))
+    """How many values of ``data`` are at or above ``limit``, counted block by block."""
+    flat = np.ascontiguousarray(data).reshape(-1)
+    return sum(int(np.count_nonzero(flat[i : i + _BLOCK] >= limit)) for i in range(0, flat.size, _BLOCK))
 
 
 def image_arrays(ctx: Context, hdus: str = "primary") -> list[Any]:
@@ -156,14 +228,14 @@ def band_sig2nois(
     """
     if band not in ("columns", "rows"):
         raise ValueError(f"band must be 'columns' or 'rows', not {band!r}")
-    image = np.asarray(data, dtype=np.float64)
+    image = np.asarray(data)
     if image.ndim != 2:
         return None
     if band == "rows":
         image = image.T
     rows, cols = image.shape
     lo, hi = max(centre - half_width, 0), min(centre + half_width, cols)
-    region = image[margin : rows - margin, lo:hi]
+    region = np.asarray(image[margin : rows - margin, lo:hi], dtype=np.float64)  # only the band in float64
     if region.size == 0:
         return None
     medians = np.median(region, axis=1)
