@@ -235,11 +235,16 @@ def _owner_is_dead(owner: str | None) -> bool:
     return False
 
 
-def lease_is_live(record: Record, worker: str | None = None) -> bool:
-    """True when another worker holds ``record`` now (a lease not expired, a process alive)."""
+def lease_is_live(record: Record, worker: str | None = None, now: str | None = None) -> bool:
+    """True when another worker holds ``record`` now (a lease not expired, a process alive).
+
+    ``now`` is the store's time (:meth:`koadep.status.Store.now_text`, the database
+    server's clock, so that a host whose clock is skewed judges leases as the others
+    do); without it, this host's clock.
+    """
     if record.status != State.PROCESSING or not record.lease_owner or record.lease_owner == worker:
         return False
-    if record.lease_expires is None or str(record.lease_expires) <= utc_now():
+    if record.lease_expires is None or str(record.lease_expires) <= (now or utc_now()):
         return False
     return not _owner_is_dead(record.lease_owner)
 
@@ -396,7 +401,15 @@ def stage_path(value: str | None, config: Config) -> Path | None:
     if not value:
         return None
     stored = Path(value)
-    return stored if stored.is_absolute() else Path(os.path.abspath(config.output_root / stored))
+    if stored.is_absolute():
+        return stored
+    from koadep.roots import RootError, roots_of
+
+    try:  # never outside its root (koadep.roots): a value with ".." names no copy
+        return Path(roots_of(config).resolve(value if value.startswith("@") else f"@output/{value}"))
+    except RootError as exc:
+        log.error("stage_file %r: %s", value[:80], exc)
+        return None
 
 
 def stage_copy(
@@ -600,7 +613,9 @@ def _record_columns(result: ProcessResult) -> dict[str, Any]:
     return columns
 
 
-def _retry_columns(record: Record, config: Config, last: str) -> tuple[dict[str, Any], Issue | None]:
+def _retry_columns(
+    record: Record, config: Config, last: str, store: Store | None = None
+) -> tuple[dict[str, Any], Issue | None]:
     """The attempt count and retry time of a record ending ERROR now; at the cap, RETRIES_EXHAUSTED."""
     attempts = int(record.values.get("attempts") or 0) + 1
     if attempts >= config.max_attempts:
@@ -612,7 +627,9 @@ def _retry_columns(record: Record, config: Config, last: str) -> tuple[dict[str,
         )
         return {"attempts": attempts, "not_before": None, "status_code": issue.code}, issue
     delay = min(max(config.retry_backoff, 0.0) * 2.0 ** min(attempts - 1, 64), MAX_RETRY_DELAY)
-    return {"attempts": attempts, "not_before": utc_later(delay)}, None
+    # by the database's clock, as claims read it (an injected store clock moves only the leases)
+    later = store.later_text(delay) if store is not None and store.clock is None else utc_later(delay)
+    return {"attempts": attempts, "not_before": later}, None
 
 
 def _finish_record(
@@ -634,7 +651,7 @@ def _finish_record(
     added: list[Issue] = []
     code = str(columns.get("status_code") or "")
     if state == State.ERROR:
-        retry, exhausted = _retry_columns(record, config, code)
+        retry, exhausted = _retry_columns(record, config, code, store)
         columns = {**columns, **retry}
         added += [exhausted] if exhausted else []
     else:  # only a processing ERROR waits for a retry
@@ -651,7 +668,7 @@ def _finish_record(
             f"the status store refused to finish the record as {state} {code}: {exc}",
             "finish_record",
         )
-    retry, exhausted = _retry_columns(record, config, refused.code)
+    retry, exhausted = _retry_columns(record, config, refused.code, store)
     fallback = {"status_code": refused.code, **retry}
     added = [refused, *([exhausted] if exhausted else [])]
     store.finish(record.id, State.ERROR, owner=worker, issues=added, **fallback)
@@ -893,7 +910,7 @@ def _claim_record(run: _Run, record_id: int | None, path_md5: str | None) -> Rec
         if record is None:
             raise StoreError(f"no status record {record_id}")
         if record.status == State.PROCESSING and record.lease_owner != run.worker:
-            if lease_is_live(record, run.worker):
+            if lease_is_live(record, run.worker, store.now_text()):
                 raise RecordBusy(
                     f"record {record_id} is being processed by {record.lease_owner} "
                     f"(lease until {record.lease_expires} UTC); nothing was done to {run.path.name}"
@@ -905,6 +922,8 @@ def _claim_record(run: _Run, record_id: int | None, path_md5: str | None) -> Rec
                 expected=State.PROCESSING,
                 expected_owner=record.lease_owner,
             )
+        elif record.status == State.PROCESSING and record.lease_owner == run.worker:
+            pass  # this worker holds it already (a bulk run holds each record first: koadep.bulk)
         elif record.status != State.PROCESSING or run.reprocess:
             allowed = (State.QUEUED, State.PROCESSING, State.ERROR) + ((State.INVALID,) if own_retry else ())
             if record.status not in allowed and not run.reprocess:

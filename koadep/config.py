@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from koadep.roots import parse_roots
 from koadep.version import __version__
 
 __all__ = [
@@ -315,6 +316,11 @@ class Config:
     production
         Production mode: a configuration file holding secrets that others can read
         is an error instead of a warning.
+    roots
+        Named roots (:mod:`koadep.roots`): a table ``{sdata = "/s/sdata1500", ...}``
+        (``KOADEP_ROOTS="sdata=/s/sdata1500,..."``). Set, the status store keeps the
+        paths under them as ``@name/...`` (``output`` is ``output_root`` unless named),
+        and each host maps the names to its own folders.
     """
 
     output_root: Path = attrs.field(default=Path("koa-output"), converter=Path)
@@ -389,7 +395,9 @@ class Config:
     retry_backoff: float = attrs.field(default=60.0, converter=float)
     stale_transfer_seconds: float = attrs.field(default=3600.0, converter=float)
     max_processing_seconds: float = attrs.field(default=21600.0, converter=float)
+    quicklook_calibrations: Path | None = attrs.field(default=None, converter=_path_or_none)
     production: bool = attrs.field(default=False, converter=_boolean)
+    roots: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=parse_roots)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Config:
@@ -492,11 +500,15 @@ def _bad_value(cls: type[Config], flat: Mapping[str, Any], exc: BaseException) -
     return str(exc)
 
 
+#: Keys whose value is a table of their own (not flattened into ``key_name`` keys).
+_TABLE_KEYS = frozenset({"roots"})
+
+
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{prefix}{key}".replace("-", "_").lower()
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and name not in _TABLE_KEYS:
             flat.update(_flatten(value, f"{name}_"))
         else:
             flat[name] = value

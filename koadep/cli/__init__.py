@@ -83,12 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``koadep`` command; return its exit status."""
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"koadep {__version__}")  # as argparse's version action, without building the parser
+        raise SystemExit(0)
+    # koadep does no large linear algebra: one BLAS thread spares numpy's start-up a thread
+    # pool per core (tens of milliseconds). A value the user set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    from koadep.config import ConfigError  # the library is imported by the command that runs
+
     try:
-        if not hasattr(args, "handler"):
-            parser.print_help()
-            return 2
         return int(args.handler(args))
     except BrokenPipeError:  # the reader went away (``koadep ... | head``): stop quietly
         sys.stderr.close()

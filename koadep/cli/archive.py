@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from koadep.alerts import alert_after_run
-from koadep.archive import ArchiveResult, RecordBusy, archive_file, record_file, reprocess_record
+from koadep.cli.bulk import add_bulk_options, check_bulk_options, run_bulk_command, wants_bulk
 from koadep.cli.filters import check_filters, existing_file, files_of, known_instrument, reader_store
 from koadep.cli.options import (
     add_common,
@@ -88,6 +87,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--level", type=int, help="data level")
     add_processing(p)
     _add_force(p)
+    add_bulk_options(p)
     add_common(p)
     p.set_defaults(handler=_reprocess)
 
@@ -277,7 +277,11 @@ def _archive(args: argparse.Namespace) -> int:
 
 @guarded
 def _reprocess(args: argparse.Namespace) -> int:
+    from koadep.archive import reprocess_record
+    from koadep.services import Services
+
     check_filters(args)
+    check_bulk_options(args)
     config = config_of(args)
     args.instrument = known_instrument(args.instrument)
     if not args.confirm:  # only a listing: read the store, never create it
@@ -287,6 +291,8 @@ def _reprocess(args: argparse.Namespace) -> int:
         return 0
     store = store_of(config)
     records = selected(store, args)
+    if wants_bulk(args):  # in batches on processes or a Dask cluster (koadep.bulk)
+        return run_bulk_command("reprocess", args, store, records, config)
     services = Services.from_config(config, catalog=store)  # one cache and breaker for the whole run
 
     def one(record: Record) -> ArchiveResult:

@@ -114,6 +114,10 @@ def reader_store(config: Config) -> Store:
 
     A store that does not exist is a :class:`ConfigError` naming it.
     """
+    from koadep.config import ConfigError
+    from koadep.roots import roots_of
+    from koadep.status.backends import StoreMissing, open_store
+
     try:
         return open_store(
             config.db_url or None,
@@ -121,6 +125,7 @@ def reader_store(config: Config) -> Store:
             password=config.db_password or None,
             upgrade=False,
             create=False,
+            roots=roots_of(config),
         )
     except StoreMissing as exc:
         raise ConfigError(f"{exc} (give --db, --outdir or db_url; a reader never creates one)") from None

@@ -292,11 +292,15 @@ def check_setup(args: argparse.Namespace, config: Config) -> None:
 
 def store_of(config: Config, *, upgrade: bool = True) -> Store:
     """The status store the configuration names (``<output_root>/koadep.sqlite`` by default)."""
+    from koadep.roots import roots_of
+    from koadep.status import open_store
+
     return open_store(
         config.db_url or None,
         default_dir=config.output_root,
         password=config.db_password or None,
         upgrade=upgrade,
+        roots=roots_of(config),
     )
 
 

@@ -150,6 +150,8 @@ def _notify(args: argparse.Namespace) -> int:
 @guarded
 def _serve(args: argparse.Namespace) -> int:
     from koadep.ingest_server import make_server
+    from koadep.roots import roots_of
+    from koadep.status import open_store
 
     config = config_of(args)
     if not config.ingest_api_token:
@@ -159,7 +161,9 @@ def _serve(args: argparse.Namespace) -> int:
     store_of(config)  # create or upgrade the schema once
 
     def per_request() -> Store:
-        return open_store(url, default_dir=config.output_root, password=password, upgrade=False)
+        return open_store(
+            url, default_dir=config.output_root, password=password, upgrade=False, roots=roots_of(config)
+        )
 
     logger = logging.getLogger("koadep.ingest_server")
     if not logger.handlers:

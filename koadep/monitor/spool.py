@@ -154,7 +154,7 @@ def release_dead_workers(store: Store, instrument: str) -> list[int]:
     released = []
     for record in store.find(instrument=instrument, status="PROCESSING", level=0):
         owner = record.lease_owner
-        if owner and not lease_is_live(record) and store.expire_lease(record.id, owner):
+        if owner and not lease_is_live(record, now=store.now_text()) and store.expire_lease(record.id, owner):
             released.append(record.id)
     if released:
         log.info("records %s held by stopped workers are claimable again", released)

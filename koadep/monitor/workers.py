@@ -278,8 +278,13 @@ def work(
     request.install()
     Registry.use_settings(config.load_plugins, config.trace_plugins)
     try:
+        from koadep.roots import roots_of
+
         store = open_store(
-            config.db_url or None, default_dir=config.output_root, password=config.db_password or None
+            config.db_url or None,
+            default_dir=config.output_root,
+            password=config.db_password or None,
+            roots=roots_of(config),
         )
         run_until_stopped(
             store,

@@ -22,6 +22,7 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
+from koadep.roots import Roots
 from koadep.status.mysql import MysqlStore
 from koadep.status.sqlite import SqliteStore
 from koadep.status.store import Store, StoreError
@@ -40,6 +41,7 @@ def open_store(
     password: str | None = None,
     upgrade: bool = True,
     create: bool = True,
+    roots: Roots | None = None,
 ) -> Store:
     """Open a status store by URL (see :mod:`koadep.status.backends`).
 
@@ -47,7 +49,8 @@ def open_store(
     directory) is used. The schema is created or upgraded unless ``upgrade`` is
     False. With ``create`` False (the readers: ``status``, ``report``...) an
     SQLite file that does not exist raises :class:`StoreMissing` naming it, and
-    neither the file nor its folder is made.
+    neither the file nor its folder is made. ``roots`` are this host's named roots
+    (:func:`koadep.roots.roots_of`): paths under them are kept as ``@name/...``.
 
     Examples
     --------
@@ -81,6 +84,7 @@ def open_store(
         )
     else:
         raise StoreError(f"unknown database URL scheme {parts.scheme!r} (sqlite:// or mysql://)")
+    store.roots = roots
     if upgrade:
         store.upgrade()
     return store

@@ -11,12 +11,13 @@ MysqlStore(koadep@db.example.org:3306/koa)
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from koadep.status.schema import Dialect
-from koadep.status.store import COUNT_TAKEOVER, Record, Store, StoreError, utc_later, utc_now
+from koadep.status.store import COUNT_TAKEOVER, Record, Store, StoreError, parse_time
 
 __all__ = ["MysqlDialect", "MysqlStore"]
 
@@ -89,6 +90,14 @@ class MysqlStore(Store):
         finally:
             self.query("SELECT RELEASE_LOCK('koadep_schema') AS released")
 
+    def _database_now(self) -> datetime.datetime:
+        """The server's UTC time: every host's workers read leases by this one clock."""
+        rows = self.query("SELECT UTC_TIMESTAMP(6) AS now")
+        now = parse_time(rows[0]["now"]) if rows else None
+        if now is None:
+            raise StoreError("the database server did not say what time it is")
+        return now.replace(tzinfo=datetime.UTC)
+
     def _is_outage(self, exc: BaseException) -> bool:
         import pymysql
 
@@ -115,7 +124,7 @@ class MysqlStore(Store):
         retry_errors: bool = False,
     ) -> Record | None:
         where, params = self._claim_filter(instrument, level, retry_errors)
-        now = utc_now(self.clock)
+        now, until = self.lease_times(lease_seconds)
         with self._cursor(transaction=True) as cur:
             cur.execute(
                 f"SELECT id FROM koa_status WHERE {where} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
@@ -128,6 +137,6 @@ class MysqlStore(Store):
                 f"UPDATE koa_status SET {COUNT_TAKEOVER}, status = 'PROCESSING', lease_owner = %s, "
                 "lease_expires = %s, process_start_time = %s, last_mod = %s, "
                 "run = COALESCE(run, 0) + 1 WHERE id = %s",
-                (worker, utc_later(lease_seconds, self.clock), now, now, row[0]),
+                (worker, until, now, now, row[0]),
             )
         return self.get(int(row[0]))

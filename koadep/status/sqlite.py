@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from koadep.status.schema import Dialect
-from koadep.status.store import COUNT_TAKEOVER, Record, Store, utc_later, utc_now
+from koadep.status.store import COUNT_TAKEOVER, Record, Store
 
 __all__ = ["SqliteDialect", "SqliteStore"]
 
@@ -110,7 +110,7 @@ class SqliteStore(Store):
         retry_errors: bool = False,
     ) -> Record | None:
         where, params = self._claim_filter(instrument, level, retry_errors)
-        now = utc_now(self.clock)
+        now, until = self.lease_times(lease_seconds)
         with self._cursor(transaction=True) as cur:
             cur.execute(
                 self.dialect.sql(
@@ -119,7 +119,7 @@ class SqliteStore(Store):
                     f"run = COALESCE(run, 0) + 1 WHERE id = (SELECT id FROM koa_status WHERE {where} "
                     f"ORDER BY id LIMIT 1) RETURNING id"
                 ),
-                (worker, utc_later(lease_seconds, self.clock), now, now, *params),
+                (worker, until, now, now, *params),
             )
             row = cur.fetchone()
         return self.get(int(row[0])) if row else None

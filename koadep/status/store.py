@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from koadep.issues import Issue
+from koadep.roots import PATH_COLUMNS as _ROOTED
+from koadep.roots import Roots
 from koadep.status.migrations import BOOKKEEPING, MIGRATIONS, SCHEMA_VERSION
 from koadep.status.schema import (
     COLUMN_KINDS,
@@ -69,6 +71,7 @@ __all__ = [
     "fit_column",
     "fit_text",
     "parse_time",
+    "system_now",
     "time_text",
     "utc_later",
     "utc_now",
@@ -84,6 +87,8 @@ _EXACT_COLUMNS = frozenset({"koaid", "lease_owner", "status", "file_md5"})
 #: kept relative to ``output_root``, so that any host resolves it: see
 #: :func:`koadep.archive.stage_path`.)
 PATH_COLUMNS = frozenset({"ofname", "process_dir"})
+#: Columns holding paths kept relative to a named root when one holds them (:mod:`koadep.roots`).
+ROOT_COLUMNS = frozenset(_ROOTED)
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # a MariaDB INT
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: The same with microseconds, as the store writes its own times.
@@ -142,7 +147,7 @@ def fit_column(column: str, value: Any) -> Any:
     else:
         width = int(kind[4:]) if kind.startswith("str:") else TEXT_MAX_CHARS
         text = value if isinstance(value, str) else str(value)
-        if column in PATH_COLUMNS and text:
+        if column in PATH_COLUMNS and text and not text.startswith("@"):  # @name/...: koadep.roots
             text = os.path.abspath(text)
         if len(text) > width and column in _EXACT_COLUMNS:
             raise StoreError(f"{column} {text[:80]!r}... is longer than its column ({width} characters)")
@@ -205,8 +210,13 @@ def _fit(columns: Mapping[str, Any]) -> dict[str, Any]:
     return {c: fit_column(c, v) if c in COLUMN_KINDS else v for c, v in columns.items()}
 
 
+def system_now() -> datetime.datetime:
+    """This host's clock, in UTC: every time the store reads without an injected clock or a server."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 def _now(clock: Clock | None) -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC) if clock is None else clock.now().astimezone(datetime.UTC)
+    return system_now() if clock is None else clock.now().astimezone(datetime.UTC)
 
 
 def utc_now(clock: Clock | None = None) -> str:
@@ -229,7 +239,12 @@ def utc_later(seconds: float, clock: Clock | None = None) -> str:
     fractions) and SQLite text hold the same value and compare alike. ``clock``
     gives the time instead of the system clock.
     """
-    t = _now(clock) + datetime.timedelta(seconds=min(max(seconds, 0.0), _FAR))
+    return _later_text(_now(clock), seconds)
+
+
+def _later_text(now: datetime.datetime, seconds: float) -> str:
+    """:func:`utc_later` from the instant ``now`` (a UTC time)."""
+    t = now + datetime.timedelta(seconds=min(max(seconds, 0.0), _FAR))
     if t.microsecond and seconds > 0:
         t += datetime.timedelta(microseconds=1_000_000 - t.microsecond)
     return t.strftime("%Y-%m-%d %H:%M:%S")
@@ -287,6 +302,9 @@ class Store:
     #: the system clock; a :class:`koadep.services.FixedClock` moves a store to a
     #: chosen instant without waiting (tests of leases).
     clock: Clock | None = None
+    #: This host's named roots (:mod:`koadep.roots`): paths under them are written as
+    #: ``@name/...`` and read back as this host's paths. None keeps paths as given.
+    roots: Roots | None = None
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -374,7 +392,35 @@ class Store:
         with self._cursor() as cur:
             cur.execute(self.dialect.sql(sql), tuple(params))
             names = [d[0] for d in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        if self.roots is not None and ROOT_COLUMNS.intersection(names):  # this host's paths
+            for row in rows:
+                for column in ROOT_COLUMNS.intersection(row):
+                    row[column] = self.roots.read(column, row[column])
+        return rows
+
+    def _rooted(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the paths under a named root written as ``@name/...`` (:mod:`koadep.roots`)."""
+        values = dict(values)
+        if self.roots is not None and self.roots.write:
+            for column in ROOT_COLUMNS.intersection(values):
+                value = values[column]
+                text = os.fspath(value) if isinstance(value, str | os.PathLike) else ""
+                if text and column in PATH_COLUMNS and not text.startswith("@"):
+                    text = os.path.abspath(text)
+                if text:
+                    values[column] = self.roots.stored(text)
+        return values
+
+    def _path_forms(self, column: str, value: str) -> list[str]:
+        """The values a path may be stored as: this host's absolute path, and its ``@name/...`` form."""
+        plain = fit_column(column, value)
+        forms = [plain]
+        if self.roots is not None and isinstance(plain, str):
+            rooted = Roots(self.roots.folders).stored(plain)
+            if rooted != plain:
+                forms.append(rooted)
+        return forms
 
     # schema ------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -443,7 +489,7 @@ class Store:
 
     # records -----------------------------------------------------------------------
     def _insert(self, values: Mapping[str, Any]) -> int:
-        values = _fit({"last_mod": utc_now(), "run": 0, "reviewed": 0, **values})
+        values = _fit(self._rooted({"last_mod": utc_now(), "run": 0, "reviewed": 0, **values}))
         names = ", ".join(values)
         marks = ", ".join(["%s"] * len(values))
         with self._cursor() as cur:
@@ -489,7 +535,7 @@ class Store:
                 "creation_time": now,
                 "process_start_time": now,
                 "lease_owner": worker,
-                "lease_expires": utc_later(lease_seconds, self.clock),
+                "lease_expires": self.later_text(lease_seconds),
                 "run": 1,
                 **columns,
             }
@@ -526,7 +572,7 @@ class Store:
         changed = self.execute(
             "UPDATE koa_status SET lease_expires = %s WHERE id = %s AND status = 'PROCESSING' "
             "AND lease_owner = %s",
-            (utc_now(), record_id, owner),
+            (self.now_text(), record_id, owner),
         )
         return bool(changed)
 
@@ -558,13 +604,16 @@ class Store:
             ("level", level),
             ("status", status),
             ("status_code", status_code),
-            ("ofname", fit_column("ofname", ofname)),
             ("koaid", koaid),
             ("id", record_id),
         ):
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
+        if ofname is not None:  # as this host names it, or under a named root
+            forms = self._path_forms("ofname", ofname)
+            where.append(f"ofname IN ({', '.join(['%s'] * len(forms))})")
+            params.extend(forms)
         if issue_code:
             where.append(
                 "EXISTS (SELECT 1 FROM koa_status_issues i WHERE i.status_id = koa_status.id "
@@ -616,9 +665,11 @@ class Store:
         """
         if not isinstance(ofname, str) or not os.path.isabs(ofname):
             return None
+        forms = self._path_forms("ofname", ofname)
         rows = self.query(
-            "SELECT koaid FROM koa_status WHERE ofname = %s AND level = 0 ORDER BY id DESC LIMIT 1",
-            (fit_column("ofname", ofname),),
+            f"SELECT koaid FROM koa_status WHERE ofname IN ({', '.join(['%s'] * len(forms))}) AND level = 0 "
+            "ORDER BY id DESC LIMIT 1",
+            forms,
         )
         if not rows:
             return None
@@ -632,7 +683,7 @@ class Store:
         bad = set(columns) - set(COLUMN_NAMES)
         if bad:
             raise ValueError(f"unknown columns: {sorted(bad)}")
-        columns = _fit({**columns, "last_mod": utc_now()})
+        columns = _fit(self._rooted({**columns, "last_mod": utc_now()}))
         assign = ", ".join(f"{c} = %s" for c in columns)
         self.execute(f"UPDATE koa_status SET {assign} WHERE id = %s", (*columns.values(), record_id))
 
@@ -673,7 +724,9 @@ class Store:
         if bad:
             raise ValueError(f"unknown columns: {sorted(bad)}")
         now = utc_now()
-        values = _fit({TIMESTAMP_COLUMN[new]: now, **columns, "status": str(new), "last_mod": now})
+        values = _fit(
+            self._rooted({TIMESTAMP_COLUMN[new]: now, **columns, "status": str(new), "last_mod": now})
+        )
         assign = ", ".join(f"{c} = %s" for c in values)
         where, params = "id = %s AND status = %s", [record_id, str(old)]
         if owner is not None:
@@ -717,6 +770,43 @@ class Store:
         )
 
     # claims --------------------------------------------------------------------------
+    def now(self) -> datetime.datetime:
+        """The time leases are written and compared with: the database's clock (a UTC datetime).
+
+        With an injected :attr:`clock`, that clock. Otherwise the database
+        server's clock (MariaDB's ``UTC_TIMESTAMP(6)``), so that workers on hosts
+        whose clocks disagree still agree on when a lease ends; an SQLite store is
+        on one host, whose clock is the database's.
+
+        Examples
+        --------
+        >>> from koadep.services import FixedClock
+        >>> store = Store()
+        >>> store.clock = FixedClock(datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
+        >>> store.now_text(), store.later_text(0.5)
+        ('2026-01-02 03:04:05', '2026-01-02 03:04:06')
+        """
+        if self.clock is not None:
+            return _now(self.clock)
+        return self._database_now()
+
+    def _database_now(self) -> datetime.datetime:
+        """The database server's current UTC time (the system clock for an embedded database)."""
+        return _now(None)
+
+    def now_text(self) -> str:
+        """:meth:`now` in the store's format (:func:`time_text`)."""
+        return time_text(self.now())
+
+    def later_text(self, seconds: float) -> str:
+        """The time ``seconds`` after :meth:`now`, as :func:`utc_later` gives it (a lease's end)."""
+        return _later_text(self.now(), seconds)
+
+    def lease_times(self, seconds: float) -> tuple[str, str]:
+        """``(now, end)``: :meth:`now` and the end of a lease of ``seconds`` from it (one reading)."""
+        now = self.now()
+        return time_text(now), _later_text(now, seconds)
+
     def claim(
         self,
         worker: str,
@@ -741,7 +831,7 @@ class Store:
         raise NotImplementedError
 
     def _claim_filter(self, instrument: str | None, level: int, retry_errors: bool) -> tuple[str, list[Any]]:
-        now = utc_now(self.clock)
+        now = self.now_text()
         # a PROCESSING record without a lease end has no worker that will finish it
         states = (
             "status = 'QUEUED' OR (status = 'PROCESSING' AND (lease_expires IS NULL OR lease_expires <= %s))"
@@ -768,7 +858,7 @@ class Store:
             self.execute(
                 "UPDATE koa_status SET lease_expires = %s WHERE id = %s AND lease_owner = %s "
                 "AND status = 'PROCESSING'",
-                (utc_later(lease_seconds, self.clock), record_id, worker),
+                (self.later_text(lease_seconds), record_id, worker),
             )
             == 1
         )
@@ -813,7 +903,7 @@ class Store:
             status=str(State.PROCESSING),
             process_start_time=now,
             lease_owner=worker,
-            lease_expires=utc_later(lease_seconds, self.clock),
+            lease_expires=self.later_text(lease_seconds),
             last_mod=now,
             run=int(record.run or 0) + 1,
         )

@@ -1,0 +1,146 @@
+"""Throughput of bulk reprocessing (koadep.bulk) at 1 and 2 workers, on the local and Dask executors.
+
+    .venv/bin/python benchmarks/scaling.py [--files 200] [--size 256] [--workers 1,2]
+                                           [--executors local,dask] [--batch 10] [--json FILE]
+
+It writes ``--files`` synthetic NIRC2 raw files (``--size``² int32) into a temporary
+folder, queues them in an SQLite store there, and reprocesses them all with
+:func:`koadep.bulk.run_bulk` once per executor and worker count. The executor's
+processes are started, and warmed up with a few records of their own, before the
+clock starts: the time is that of the run itself (hold, process, keep each record).
+It prints files per second, seconds per file and worker, and the scaling ratio: the
+throughput at N workers over that at 1 (the target is at least 0.8 x N). The Dask
+executor runs on a ``LocalCluster`` of N single-threaded worker processes; it is
+skipped with a note when dask is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from koadep.bulk import DaskExecutor, Executor, LocalExecutor, run_bulk
+from koadep.config import Config
+from koadep.status import open_store
+from koadep.testing import nirc2_cards, write_raw_fits
+
+
+def _utc(i: int) -> str:
+    seconds = 3600 + i * 7
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}.{i % 100:02d}"
+
+
+def _write_files(folder: Path, count: int, size: int, first: int = 0) -> list[Path]:
+    rng = np.random.default_rng(20261206)
+    data = (rng.normal(1000, 30, (size, size))).astype(">i4")
+    paths = []
+    for i in range(first, first + count):
+        name = f"n{i:04d}.fits"
+        cards = [(k, v) for k, v in nirc2_cards(name, _utc(i)).items() if v is not None]
+        paths.append(write_raw_fits(folder / name, cards, data))
+    return paths
+
+
+def _executor(name: str, workers: int) -> Executor:
+    if name == "local":
+        return LocalExecutor(workers)
+    return DaskExecutor(None, workers)
+
+
+def measure(
+    name: str, workers: int, config: Config, ids: list[int], warm: list[int], batch: int
+) -> dict[str, Any]:
+    """Reprocess ``ids`` on ``workers`` processes of executor ``name``; return the run's numbers."""
+    store = open_store(config.db_url)
+    executor = _executor(name, workers)
+    try:
+        run_bulk(store, warm, config, f"warm {name} {workers}", executor=executor, batch=1)
+        started = time.perf_counter()
+        report = run_bulk(store, ids, config, f"bench {name} {workers}", executor=executor, batch=batch)
+        seconds = time.perf_counter() - started
+    finally:
+        executor.close()
+    bad = [o for o in report.outcomes if o[0] != "PROCESSED"]
+    if bad or report.remaining:
+        raise SystemExit(f"{name} x{workers}: {len(bad)} records not PROCESSED, {report.remaining} left")
+    return {
+        "executor": name,
+        "workers": workers,
+        "files": len(ids),
+        "seconds": round(seconds, 3),
+        "files_per_s": round(len(ids) / seconds, 2),
+        "seconds_per_file_worker": round(seconds * workers / len(ids), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--files", type=int, default=200, help="files reprocessed per measure (default 200)")
+    parser.add_argument("--size", type=int, default=256, help="square int32 image size (default 256)")
+    parser.add_argument("--workers", default="1,2", help="worker counts (default 1,2)")
+    parser.add_argument("--executors", default="local,dask", help="executors (default local,dask)")
+    parser.add_argument("--batch", type=int, default=10, help="records per batch (default 10)")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs per measure; the best is kept (default 2)"
+    )
+    parser.add_argument("--json", type=Path, help="also save the numbers as JSON")
+    args = parser.parse_args(argv)
+    counts = [int(w) for w in args.workers.split(",")]
+    names = [e.strip() for e in args.executors.split(",") if e.strip()]
+    if "dask" in names:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            print("dask is not installed (pip install 'koadep[dask]'): the Dask executor is skipped")
+            names.remove("dask")
+    print(f"koadep bulk scaling: {args.files} files of {args.size}² int32, batches of {args.batch}")
+    load, python = os.getloadavg()[0], sys.version.split()[0]
+    print(f"{platform.node()}: {os.cpu_count()} cores, load {load:.2f} before the runs, Python {python}")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="koadep-scaling-") as tmp:
+        folder = Path(tmp)
+        files = _write_files(folder / "raw", args.files, args.size)
+        warm_files = _write_files(folder / "raw", 2 * max(counts), args.size, first=args.files)
+        config = Config(output_root=folder / "out", db_url=f"sqlite:///{folder / 'out' / 'koadep.sqlite'}")
+        store = open_store(config.db_url)
+        ids = [store.queue("NIRC2", str(p)) for p in files]
+        warm = [store.queue("NIRC2", str(p)) for p in warm_files]
+        primer = LocalExecutor(max(counts))  # untimed: the first processing stages every file
+        try:
+            run_bulk(store, ids + warm, config, "first processing", executor=primer, batch=args.batch)
+        finally:
+            primer.close()
+        for name in names:
+            base: float | None = None
+            for workers in counts:
+                runs = [measure(name, workers, config, ids, warm, args.batch) for _ in range(args.repeat)]
+                row = max(runs, key=lambda r: r["files_per_s"])
+                base = row["files_per_s"] if workers == 1 else base
+                row["ratio"] = round(row["files_per_s"] / base, 2) if base else None
+                row["target"] = round(0.8 * workers, 2)
+                rows.append(row)
+    print(f"{'executor':<9} {'workers':>7} {'files':>6} {'seconds':>8} {'files/s':>8} ", end="")
+    print(f"{'s/file/worker':>14} {'ratio':>6} {'target':>7}")
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        print(f"{r['executor']:<9} {r['workers']:>7} {r['files']:>6} {r['seconds']:>8.2f} ", end="")
+        target = f">= {r['target']}"
+        print(f"{r['files_per_s']:>8.2f} {r['seconds_per_file_worker']:>14.4f} {ratio:>6} {target:>7}")
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

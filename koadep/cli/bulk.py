@@ -1,0 +1,142 @@
+"""The bulk options of ``koadep reprocess``: ``--executor``, ``--scheduler``, ``--batch``, ``--workers``.
+
+With ``--executor`` the selection is run by :func:`koadep.bulk.run_bulk`: a
+progress bar on a terminal, the Dask dashboard's address, one line per record
+that did not end PROCESSED, and a final summary of states and codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from koadep.cli.options import positive, seconds
+
+if TYPE_CHECKING:
+    from koadep.config import Config
+    from koadep.status import Record, Store
+
+__all__ = ["add_bulk_options", "check_bulk_options", "run_bulk_command", "wants_bulk"]
+
+#: The arguments that do not change which records a bulk run selects.
+_NOT_SELECTION = frozenset(
+    {"executor", "scheduler", "batch", "workers", "lease", "json", "confirm", "handler", "verbose", "quiet"}
+)
+
+
+def add_bulk_options(p: argparse.ArgumentParser) -> None:
+    """Add the bulk options to a command's parser."""
+    g = p.add_argument_group("bulk runs (koadep.bulk)")
+    g.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="run the selection in batches: local processes, or a dask.distributed cluster; "
+        "an interrupted run resumes when the same command is given again",
+    )
+    g.add_argument(
+        "--scheduler", metavar="ADDR", help="with --executor dask: the scheduler (tcp://host:8786)"
+    )
+    g.add_argument("--batch", type=positive, default=20, metavar="N", help="records per batch (default 20)")
+    g.add_argument(
+        "--workers",
+        type=positive,
+        metavar="N",
+        help="local processes, or a local Dask cluster (default: cores)",
+    )
+    g.add_argument(
+        "--lease", type=seconds, default=600, metavar="SECONDS", help="lease of a held record (default 600)"
+    )
+
+
+def wants_bulk(args: argparse.Namespace) -> bool:
+    """True when the command is to run as a bulk run."""
+    return bool(getattr(args, "executor", None))
+
+
+def check_bulk_options(args: argparse.Namespace) -> None:
+    """Refuse bulk options that do not go together (one line, exit 2, nothing done).
+
+    Raises
+    ------
+    koadep.config.ConfigError
+        For ``--scheduler`` without ``--executor dask``, or ``--executor`` with ``--dry-run``.
+    """
+    from koadep.config import ConfigError
+
+    if getattr(args, "scheduler", None) and getattr(args, "executor", None) != "dask":
+        raise ConfigError("--scheduler needs --executor dask")
+    if wants_bulk(args) and getattr(args, "dry_run", False):
+        raise ConfigError("--executor runs records for real; leave out --dry-run (or --executor)")
+    if getattr(args, "executor", None) == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ConfigError('--executor dask needs dask: pip install "koadep[dask]"') from None
+
+
+def _description(command: str, args: argparse.Namespace) -> str:
+    chosen = sorted((k, str(v)) for k, v in vars(args).items() if k not in _NOT_SELECTION and not callable(v))
+    return f"{command} " + " ".join(f"{k}={v}" for k, v in chosen)
+
+
+def run_bulk_command(
+    command: str, args: argparse.Namespace, store: Store, records: list[Record], config: Config
+) -> int:
+    """Run the selected records as a bulk run; print progress, problems and a summary."""
+    from koadep.bulk import BulkOutcome, make_executor, run_bulk
+    from koadep.cli.output import Progress, emit, shown, summary
+
+    out = sys.stderr if args.json else sys.stdout
+    executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers)
+    progress: list[Progress] = []
+
+    def started(run_id: str, resumed: bool, total: int, left: int) -> None:
+        how = f"resuming bulk run {run_id}: {total - left} of {total} done" if resumed else (
+            f"bulk run {run_id}: {total} records"
+        )  # fmt: skip
+        print(f"koadep {command}: {how}, {left} to go on the {executor.name} executor", file=out, flush=True)
+        if executor.dashboard:
+            print(f"koadep {command}: Dask dashboard: {executor.dashboard}", file=out, flush=True)
+        progress.append(Progress(left))
+
+    def shown_outcome(outcome: BulkOutcome) -> None:
+        bar = progress[0]
+        if args.json:
+            emit(outcome.to_dict())
+        elif outcome.held and (outcome.state != "PROCESSED" or outcome.note):
+            code = f" {outcome.code}" if outcome.code else ""
+            note = f" ({outcome.note})" if outcome.note else ""
+            bar.print(f"{outcome.record_id:>6} {outcome.state:<9} {shown(outcome.path)}{code}{note}")
+        if outcome.held:
+            bar.step(str(outcome.record_id))
+
+    try:
+        report = run_bulk(
+            store,
+            [r.id for r in records],
+            config,
+            _description(command, args),
+            executor=executor,
+            batch=args.batch,
+            ship=not args.no_transfer,
+            force=args.force,
+            progid=args.progid,
+            remove_output=args.remove_output,
+            lease_seconds=args.lease,
+            on_outcome=shown_outcome,
+            on_start=started,
+        )
+    finally:
+        executor.close()
+    bad = [o for o in report.outcomes if o[0] not in ("PROCESSED", "TRANSFERRED", "COMPLETE")]
+    left = (
+        f", {report.remaining} left (held by other workers; give the command again)"
+        if report.remaining
+        else ""
+    )
+    headline = f"{report.total} records in bulk run {report.run_id}, {report.processed_now} processed now" + (
+        f", {len(bad)} not archived{left}"
+    )
+    summary(report.outcomes, headline, args.json)
+    return 1 if bad or report.remaining else 0
