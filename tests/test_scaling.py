@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,42 +22,15 @@ from koadep.status import store as store_api
 from koadep.status.store import parse_time
 from koadep.testing import nirc2_cards, write_raw_fits
 
-MYSQL_URL = os.environ.get("KOADEP_TEST_MYSQL_URL", "")
+from .test_status import mysql_database
+
 SKEW = datetime.timedelta(hours=1)
-
-
-def _mysql_admin():  # type: ignore[no-untyped-def]
-    from urllib.parse import urlsplit
-
-    import pymysql
-
-    parts = urlsplit(MYSQL_URL)
-    return pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=parts.username,
-        password=os.environ.get("KOADEP_DB_PASSWORD", ""),
-        autocommit=True,
-    )
 
 
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A fresh, empty database on the MariaDB test server."""
-    if not MYSQL_URL:
-        message = 'no MariaDB server (run: eval "$(bash scripts/mariadb.sh start)")'
-        if os.environ.get("CI"):
-            pytest.fail(message + " and CI is set")
-        pytest.skip(message)
-    name = f"koadep_s_{uuid.uuid4().hex[:12]}"
-    admin = _mysql_admin()
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    base = MYSQL_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.close()
+    yield from mysql_database("koadep_s_")
 
 
 def nirc2_file(path: Path, i: int = 0) -> Path:

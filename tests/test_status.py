@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +61,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'status.sqlite'}"
         return
+    yield from mysql_database("koadep_t_")
+
+
+def mysql_database(prefix: str) -> Iterator[str]:
+    """Yield the URL of a fresh database on the MariaDB test server, dropped afterwards.
+
+    Without a server the test is skipped, or fails when ``CI`` is set.
+    """
     if not MYSQL_URL:
         message = 'no MariaDB server (run: eval "$(bash scripts/mariadb.sh start)")'
         if os.environ.get("CI"):
             pytest.fail(message + " and CI is set")
         pytest.skip(message)
-    name = f"koadep_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = _mysql_admin()
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")

@@ -69,6 +69,7 @@ from koadep.monitor.files import (
     kind,
     shown,
     signature,
+    unchanged_for,
 )
 from koadep.monitor.logs import log
 from koadep.monitor.spool import (
@@ -463,14 +464,7 @@ class Monitor:
             if self._done.get(path) == current:
                 self._pending.pop(path, None)
                 return None
-            if entry.signature != current:
-                if entry.signature is None:
-                    age = max(0.0, time.time() - max(st.st_mtime, st.st_ctime))
-                    entry.since = now - min(age, self.incomplete_seconds)
-                else:
-                    entry.since = now
-                entry.signature = current
-            settled = now - entry.since
+            settled = unchanged_for(entry, st, now, self.incomplete_seconds)
         if settled < self.settle_seconds:
             return None
         try:

@@ -76,7 +76,7 @@ import attrs
 from koadep.config import Config, ConfigError
 from koadep.hookspecs import hookimpl
 from koadep.koaid import is_archived_koaid
-from koadep.monitor.files import Signature, is_complete, shown, signature
+from koadep.monitor.files import Signature, is_complete, shown, signature, unchanged_for
 from koadep.monitor.logs import log
 from koadep.monitor.watch import Roots, Watcher, mail_alert
 
@@ -529,14 +529,7 @@ class DrpWatch:
             with self._lock:
                 self._pending.pop(path, None)
             return
-        if entry.signature != current:
-            if entry.signature is None:
-                age = max(0.0, time.time() - max(st.st_mtime, st.st_ctime))
-                entry.since = now - min(age, self.incomplete_seconds)
-            else:
-                entry.since = now
-            entry.signature = current
-        settled = now - entry.since
+        settled = unchanged_for(entry, st, now, self.incomplete_seconds)
         if settled < self.settle_seconds:
             return
         try:

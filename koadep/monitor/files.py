@@ -11,10 +11,24 @@ import errno
 import hashlib
 import os
 import stat
+import time
 import zlib
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["CHUNK", "Signature", "Skip", "copy_fd", "file_md5", "is_complete", "kind", "shown", "signature"]
+__all__ = [
+    "CHUNK",
+    "Signature",
+    "Skip",
+    "Waiting",
+    "copy_fd",
+    "file_md5",
+    "is_complete",
+    "kind",
+    "shown",
+    "signature",
+    "unchanged_for",
+]
 
 _BLOCK = 2880
 CHUNK = 1 << 20
@@ -42,6 +56,30 @@ def shown(path: str | bytes | Path) -> str:
 
 def signature(st: os.stat_result) -> Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Waiting(Protocol):
+    """A file waiting to be complete: its last signature, and since when it has kept it."""
+
+    signature: Signature | None
+    since: float
+
+
+def unchanged_for(waiting: Waiting, st: os.stat_result, now: float, incomplete_seconds: float) -> float:
+    """Seconds the file has kept its signature, as of ``now`` (``waiting`` is brought up to date).
+
+    A file seen for the first time counts the time since it last changed on disk,
+    at most ``incomplete_seconds``; a file whose signature changed starts again.
+    """
+    current = signature(st)
+    if waiting.signature != current:
+        if waiting.signature is None:
+            age = max(0.0, time.time() - max(st.st_mtime, st.st_ctime))
+            waiting.since = now - min(age, incomplete_seconds)
+        else:
+            waiting.since = now
+        waiting.signature = current
+    return now - waiting.since
 
 
 def kind(mode: int) -> str:
