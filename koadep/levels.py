@@ -55,19 +55,21 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import logging
 import os
 import shutil
 import stat
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import attrs
 
 from koadep.config import Config
-from koadep.drpfiles import DrpFile, safe_dest
+from koadep.drpfiles import DrpFile, names_koaid, safe_dest
 from koadep.issues import Issue, worst
 from koadep.koaid import KOAID_MAX_LENGTH, is_valid_koaid, strip_fits
 from koadep.plugins import Registry
@@ -538,12 +540,13 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def _copy(source: Path, target: Path, folder: Path) -> tuple[str, int]:
-    """Copy a regular file atomically into the level folder; return its md5 and size.
+def _copy(source: Path, target: Path, folder: Path, *, keep_same: bool = False) -> tuple[str, int, bool]:
+    """Copy a regular file atomically into the level folder; return its md5, size and whether it changed.
 
     The source is opened read-only and never changed; something that is not a
     regular file (a folder, a FIFO, a device) is refused without blocking. The
-    copy is written beside the target and renamed over it.
+    copy is written beside the target and renamed over it. With ``keep_same`` a
+    target that holds the same bytes already is kept as it is (not changed).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     if not _inside(target.parent, folder):
@@ -560,12 +563,15 @@ def _copy(source: Path, target: Path, folder: Path) -> tuple[str, int]:
     finally:
         os.close(fd)
     try:
+        if keep_same and target.is_file() and file_md5(target) == digest:
+            tmp.unlink()
+            return digest, size, False
         os.utime(tmp, ns=(info.st_atime_ns, info.st_mtime_ns))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return digest, size
+    return digest, size, True
 
 
 def _selection(record: Record, registry: Registry, folder: Path) -> list[DrpFile]:
@@ -745,33 +751,90 @@ def _copy_all(
         table.unlink()  # the set is incomplete to a reader until the new table is written
     digests: dict[str, str] = {}
     size = 0
-    for item in selected:
-        target = folder / item.dest
-        if item.source.resolve() == target.resolve():  # made in place (koadep's own level-1 products)
-            digest, nbytes = _md5_and_size(target)
-        else:
-            try:
-                digest, nbytes = _copy(item.source, target, folder)
-            except FileNotFoundError as exc:
-                raise _Failure(
-                    Issue.error("FILE_NOT_FOUND", f"{item.source} is missing: {exc}", STEP_COPY)
-                ) from exc
-            except (OSError, ValueError) as exc:
-                raise _Failure(
-                    Issue.error("FILE_COPY_ERROR", f"{item.source} -> {item.dest}: {exc}", STEP_COPY)
-                ) from exc
+    own = [item for item in selected if names_koaid(PurePosixPath(item.dest).name, koaid)]
+    shared = [item for item in selected if not names_koaid(PurePosixPath(item.dest).name, koaid)]
+
+    def place(item: DrpFile, keep_same: bool) -> bool:
+        nonlocal size
+        digest, nbytes, changed = _place(item, folder, keep_same)
         digests[item.dest] = digest
         size += nbytes
         lines.append(f"{utc_now()} {digest} {nbytes:>12} {item.dest} <- {item.source}")
         store.renew(record.id, worker, lease_seconds)
-    for name in _remove_stale(folder, koaid, old, set(digests)):
-        lines.append(f"{utc_now()} removed {name} (no longer selected)")
-    try:
-        _write_text(table, md5sum_table(digests))
-    except OSError as exc:
-        raise _Failure(Issue.error("CREATE_MD5_SUM_ERROR", f"{table}: {exc}", STEP_MD5)) from exc
+        return changed
+
+    for item in own:
+        place(item, keep_same=False)
+    with _folder_lock(folder):  # files other KOAIDs share, their tables and this one: one writer at a time
+        changed = {item.dest: digests[item.dest] for item in shared if place(item, keep_same=True)}
+        for name in _remove_stale(folder, koaid, old, set(digests)):
+            lines.append(f"{utc_now()} removed {name} (no longer selected)")
+        try:
+            _write_text(table, md5sum_table(digests))
+        except OSError as exc:
+            raise _Failure(Issue.error("CREATE_MD5_SUM_ERROR", f"{table}: {exc}", STEP_MD5)) from exc
+        for other, names in _retable(folder, koaid, changed).items():
+            lines.append(f"{utc_now()} {other}: the md5 of {', '.join(names)} updated (a newer shared copy)")
     lines.append(f"{utc_now()} {len(digests)} files, {size} bytes; {table.name} written")
     return digests, size, lines, warnings
+
+
+def _place(item: DrpFile, folder: Path, keep_same: bool) -> tuple[str, int, bool]:
+    """Copy one selected file into the level folder (:func:`_copy`); its md5, size and whether it changed."""
+    target = folder / item.dest
+    if item.source.resolve() == target.resolve():  # made in place (koadep's own level-1 products)
+        digest, nbytes = _md5_and_size(target)
+        return digest, nbytes, False
+    try:
+        return _copy(item.source, target, folder, keep_same=keep_same)
+    except FileNotFoundError as exc:
+        raise _Failure(Issue.error("FILE_NOT_FOUND", f"{item.source} is missing: {exc}", STEP_COPY)) from exc
+    except (OSError, ValueError) as exc:
+        raise _Failure(
+            Issue.error("FILE_COPY_ERROR", f"{item.source} -> {item.dest}: {exc}", STEP_COPY)
+        ) from exc
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the level folder (:func:`fcntl.flock`; none where there are no locks)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _retable(folder: Path, koaid: str, changed: Mapping[str, str]) -> dict[str, list[str]]:
+    """Give the md5sum tables of the other KOAIDs the new digests of the shared files this run replaced.
+
+    A file several KOAIDs share (KCWI's ``kcwi.proc``, the pipeline
+    configuration, its logs; PypeIt calibrations) is kept once, as its newest
+    copy. Every table that lists it must name that copy, or the KOAID's
+    transfer would find it changed. Returns the tables rewritten and their names.
+    """
+    rewritten: dict[str, list[str]] = {}
+    if not changed:
+        return rewritten
+    for table in sorted(folder.glob("*.md5sum.table")):
+        if table.name == f"{koaid}.md5sum.table":
+            continue
+        try:
+            listed = read_md5_table(table)
+        except OSError:
+            continue
+        stale = sorted(name for name, digest in changed.items() if name in listed and listed[name] != digest)
+        if stale:
+            listed.update({name: changed[name] for name in stale})
+            _write_text(table, md5sum_table(listed))
+            rewritten[table.name] = stale
+    return rewritten
 
 
 def _md5_and_size(path: Path) -> tuple[str, int]:
@@ -795,7 +858,12 @@ def archive_level_record(
     ``ship`` and a ``transfer_destination`` are set) or ERROR with the run's
     issues; it never stays PROCESSING. Reprocessing replaces the KOAID's
     products: files of an earlier run no longer selected are removed, unless
-    another KOAID's md5sum table lists them.
+    another KOAID's md5sum table lists them. A file several KOAIDs share (its
+    name holds no KOAID: KCWI's ``kcwi.proc``, logs and pipeline configuration)
+    is kept once as its newest copy, and the md5sum tables of the other KOAIDs
+    that list it are given its new md5, under a lock on the level folder, so
+    every table stays true. A record whose runs were killed ``max_attempts``
+    times ends ERROR ``RETRIES_EXHAUSTED`` (a person reprocesses it).
 
     Raises
     ------
@@ -818,6 +886,14 @@ def archive_level_record(
             raise _Failure(Issue.error("CODE_ERROR", f"record {record.id} is level {level}", STEP_COPY))
         if name not in registry.names():
             raise _Failure(Issue.error("UNKNOWN_INSTRUMENT", f"no plugin provides {name[:20]!r}", STEP_COPY))
+        attempts = int(record.values.get("attempts") or 0)
+        if attempts >= config.max_attempts:  # its runs killed their workers: a person must look at it
+            raise _Failure(Issue.error(
+                "RETRIES_EXHAUSTED",
+                f"{attempts} runs on this record failed, the last one killed or hung before it finished; "
+                "workers no longer take it: a person must look at it and reprocess it",
+                "claim_record",
+            ))  # fmt: skip
         folder = level_folder(config, name, koaid, level)
         digests, size, lines, warnings = _package(
             store, record, registry, config, folder, worker, lease_seconds

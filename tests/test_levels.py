@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from koadep.archive import archive_file, reprocess_record, run_worker
@@ -575,3 +576,125 @@ def test_archive_level_release_status_reprocess_and_report_on_the_command_line(
     assert (record.status, int(record.run), len(store.history(record.id))) == ("PROCESSED", 2, 1)
     assert main(["report", "TOY", "--date", "2024-03-15", "--db", db]) == 0
     assert "By level: lev0 2, lev1 1, lev2 1" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ files KOAIDs share
+def test_a_shared_file_replaced_by_a_later_koaid_keeps_every_md5_table_true_and_shippable(
+    db_url: str, tmp_path: Path, registry: Registry, ingest_api: FakeServices
+) -> None:
+    from koadep.handoff import hand_off
+    from koadep_instruments.kcwi import Kcwi
+
+    from .drp_trees import build_kcwi_tree
+
+    store = open_store(db_url)
+    config = config_of(tmp_path, ingest_api)
+    drp = tmp_path / "drp"
+    first, second = "KB.20240314.12345.67", "KB.20240314.12645.67"
+    trees = [build_kcwi_tree(drp, first, frameno=12), build_kcwi_tree(drp, second, frameno=13)]
+
+    class KcwiHere(Kcwi):
+        pipeline_config = trees[0].attributes["pipeline_config"]
+
+    registry.add(KcwiHere(), "tests.levels")
+    ids = []
+    for koaid, tree in zip((first, second), trees, strict=True):
+        level0(store, koaid, "KCWI")
+        ids += announce(store, "KCWI", 2, koaid=koaid, datadir=tree.datadirs[2], registry=registry)
+    assert release_night(store, "KCWI", "2024-03-14", registry=registry) == ids
+    proc = tree.sources["kcwi.proc"]
+    folder = level_folder(config, "KCWI", first, 2)
+    assert run_one(store, ids[0], config, registry).state == "PROCESSED"
+    kept_at = (folder / "kcwi.proc").stat().st_mtime_ns
+    # the other KOAID's run copies the same kcwi.proc: an identical file is left as it is
+    assert run_one(store, ids[1], config, registry).state == "PROCESSED"
+    assert (folder / "kcwi.proc").stat().st_mtime_ns == kept_at
+    # the pipeline reduced one more frame: kcwi.proc and a log grew before the second KOAID is archived again
+    with proc.open("ab") as fh:
+        fh.write(b"frame 14 reduced\n")
+    log_file = next(p for name, p in trees[1].sources.items() if name.startswith("logs/kcwi_"))
+    with log_file.open("ab") as fh:
+        fh.write(b"more\n")
+    assert reprocess_record(store.get(ids[1]), store=store, config=config).record_state == "PROCESSED"
+    assert (folder / "kcwi.proc").read_bytes() == proc.read_bytes()  # the newest copy is kept
+    tables = {koaid: verify_md5_table(folder, koaid) for koaid in (first, second)}
+    assert tables[first]["kcwi.proc"] == tables[second]["kcwi.proc"] == md5(proc)
+    assert f"{first}.md5sum.table: the md5 of kcwi.proc, logs/" in (folder / f"{second}.log").read_text()
+    # both KOAIDs' product sets are still whole: each one ships and verifies at the destination
+    dest = tmp_path / "dest" / "KCWI" / "20240314" / "lev2"
+    for rid, koaid in zip(ids, (first, second), strict=True):
+        shipped = hand_off(store, rid, config)
+        assert store.get(rid).status == "TRANSFERRED", shipped.to_dict()
+        assert {n: md5(dest / n) for n in tables[koaid]} == tables[koaid]
+
+
+def test_a_level_record_whose_runs_kill_their_workers_ends_retries_exhausted(
+    db_url: str, tmp_path: Path, registry: Registry
+) -> None:
+    store = open_store(db_url)
+    config = attrs.evolve(config_of(tmp_path), max_attempts=2)
+    koaid = "TY.20240315.10000.00"
+    level0(store, koaid)
+    rid = announce(store, "TOY", 1, koaid=koaid, datadir=drp_tree(tmp_path / "drp", koaid))[0]
+    for n in range(3):  # three workers took it and died; each take-over counts one attempt
+        assert store.claim(f"dead:{n}", lease_seconds=0, level=1).id == rid
+    outcomes: list[Any] = []
+    assert run_worker(store, config=config, registry=registry, on_result=outcomes.append) == 1
+    record = store.get(rid)
+    assert (record.status, record.status_code, record.not_before) == ("ERROR", "RETRIES_EXHAUSTED", None)
+    assert not (tmp_path / "out").exists()  # nothing was archived
+    assert run_worker(store, config=config, registry=registry) == 0  # never taken again by a worker
+    # a person reprocesses it: the count starts again and the record is archived
+    assert reprocess_record(record, store=store, config=config).record_state == "PROCESSED"
+
+
+def test_archive_level_reports_a_record_a_worker_took_meanwhile_and_goes_on(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from koadep.cli import main
+
+    from .conftest import json_lines
+
+    db = f"sqlite:///{tmp_path / 's.sqlite'}"
+    store = open_store(db)
+    first, second = "TY.20240315.10000.00", "TY.20240315.20000.00"
+
+    class Racing(ToyNow):
+        """While the command archives the first KOAID, a worker claims the second one's record."""
+
+        name = "RACING"
+
+        def drp_files(self, datadir: Path, koaid: str, level: int) -> Sequence[DrpFile]:
+            if koaid == first:
+                assert open_store(db).claim("worker:2", lease_seconds=600, level=2).koaid == second
+            return _select(datadir, koaid)
+
+    registry.add(Racing(), "tests.levels")
+    monkeypatch.setattr(Registry, "use_settings", classmethod(lambda cls, load, trace: registry))
+    drp = tmp_path / "drp"
+    for koaid in (first, second):
+        level0(store, koaid, "RACING")
+        drp_tree(drp, koaid)
+    argv = [
+        "archive",
+        "RACING",
+        "--level",
+        "2",
+        "--datadir",
+        str(drp),
+        "--db",
+        db,
+        "--outdir",
+        str(tmp_path / "o"),
+    ]
+    assert main([*argv, "--json"]) == 1
+    out = capsys.readouterr()
+    lines = json_lines(out.out)  # only JSON on stdout, one line per record
+    assert [(x["koaid"], x["record_state"]) for x in lines] == [(first, "PROCESSED"), (second, "PROCESSING")]
+    assert "worker:2" in lines[1]["problem"] and "1 not archived" in out.err
+    # a mistaken --datadir or --koaid: one line, exit 2, not even the store is made
+    fresh = tmp_path / "fresh.sqlite"
+    for bad in (["--datadir", str(tmp_path / "nowhere")], ["--koaid", "x/../y", "--datadir", str(drp)]):
+        code = main(["archive", "RACING", "--level", "2", *bad, "--db", f"sqlite:///{fresh}"])
+        assert code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not fresh.exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from koadep.cli.filters import known_instrument, reader_store
@@ -65,6 +66,7 @@ def _release(args: argparse.Namespace) -> int:
 def check_level_options(args: argparse.Namespace) -> None:
     """Refuse ``archive`` options that do not go together (one line, exit status 2)."""
     from koadep.config import ConfigError
+    from koadep.koaid import is_valid_koaid, strip_fits
 
     level = args.level or 0
     if level not in (0, 1, 2):
@@ -79,6 +81,12 @@ def check_level_options(args: argparse.Namespace) -> None:
         raise ConfigError("--level 1 needs --koaid")
     if level and args.dbid is None and args.dry_run:
         raise ConfigError("--dry-run is for level 0")
+    if level and args.datadir is not None and not Path(args.datadir).expanduser().is_dir():
+        shown = str(args.datadir)[:80].encode("unicode_escape").decode("ascii")
+        raise ConfigError(f"--datadir {shown} does not exist or is not a folder")
+    if level and args.koaid and not is_valid_koaid(strip_fits(str(args.koaid).strip())):
+        shown = str(args.koaid)[:40].encode("unicode_escape").decode("ascii")
+        raise ConfigError(f"--koaid {shown!r} is not a KOAID")
 
 
 def level_of_record(args: argparse.Namespace) -> int:
@@ -115,7 +123,7 @@ def archive_level(args: argparse.Namespace, print_outcome: Any) -> int:
         raise ConfigError(str(exc)) from None
     worker = worker_name()
     outcomes: list[ArchiveResult] = []
-    waiting = 0
+    waiting = busy = 0
     for rid in ids:
         record = store.get(rid)
         if record is not None and record.status == State.WAITING:
@@ -128,15 +136,24 @@ def archive_level(args: argparse.Namespace, print_outcome: Any) -> int:
             continue
         try:
             held = hold_level_record(store, rid, worker)
-        except AnnounceError as exc:
-            raise ConfigError(str(exc)) from None
+        except AnnounceError as exc:  # a worker holds it now (or it changed): it is not archived by this run
+            if len(ids) == 1 and args.dbid is not None:
+                raise ConfigError(str(exc)) from None
+            busy += 1
+            now = store.get(rid)
+            state, koaid = (str(now.status), now.koaid) if now is not None else ("", "")
+            if args.json:
+                emit({"record_id": rid, "koaid": koaid, "record_state": state, "problem": str(exc)})
+            else:
+                print(f"{rid:>6} {state:<9} {koaid} (not archived now: {exc})")
+            continue
         run = archive_level_record(
             store, held, worker=worker, config=config, ship=not args.no_transfer, force=args.force
         )
         outcome = level_archive_result(run, held)
         outcomes.append(outcome)
         print_outcome(outcome, args.json)
-    failures = sum(not o.ok for o in outcomes)
+    failures = sum(not o.ok for o in outcomes) + busy
     headline = f"{len(ids)} lev{args.level} records, {waiting} WAITING, {failures} not archived"
     summary([(o.state, o.code) for o in outcomes], headline, args.json)
     return 1 if failures else 0
