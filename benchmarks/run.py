@@ -1026,7 +1026,18 @@ print(time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(
 """
 
 
-def run_child(command: Sequence[str]) -> tuple[float, float, str]:
+def bytecode_env(prefix: Path | None) -> dict[str, str]:
+    """The environment of a child run: with ``prefix``, bytecode cached under it (as an installed
+    package has it: ``PYTHONPYCACHEPREFIX``, ``PYTHONDONTWRITEBYTECODE`` unset); without, this
+    process's own environment as it is."""
+    env = dict(os.environ)
+    if prefix is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(prefix)
+    return env
+
+
+def run_child(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Run ``command``; return its wall time (s), its peak resident memory (MiB) and its stderr.
 
     The peak is the child's own ``ru_maxrss`` as the operating system reports it
@@ -1034,7 +1045,11 @@ def run_child(command: Sequence[str]) -> tuple[float, float, str]:
     (:data:`CHILD_RUNNER`) so that this process's size does not leak into it.
     """
     done = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD_RUNNER, *command], capture_output=True, text=True, check=False
+        [sys.executable, "-I", "-c", CHILD_RUNNER, *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()[-500:]}")
@@ -1188,6 +1203,10 @@ def bench_table(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
     run_koadep(files[small], work / "table-warm", tables)  # lazy imports not charged to a timed run
     shutil.rmtree(work / "table-warm")
+    cached = bytecode_env(work / "pycache")  # child runs: bytecode cached, as an installed package has
+    as_found = bytecode_env(None)
+    run_child(_process_command(files[small], work / "table-warm", tables), cached)  # fills the cache
+    shutil.rmtree(work / "table-warm")
 
     runs: dict[str, list[float]] = {}
     peaks: dict[str, list[float]] = {}
@@ -1209,20 +1228,27 @@ def bench_table(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 keep(key, func(outdir))
                 shutil.rmtree(outdir)
             counter += 1
-            elapsed, peak, _ = run_child(_process_command(files[size], work / f"table-out-{counter}", tables))
-            keep(f"command_{size}", elapsed, peak)
-            shutil.rmtree(work / f"table-out-{counter}")
+            for key, env in ((f"command_{size}", cached), (f"command_{size}_as_found", as_found)):
+                counter += 1
+                command = _process_command(files[size], work / f"table-out-{counter}", tables)
+                elapsed, peak, _ = run_child(command, env)
+                keep(key, elapsed, peak)
+                shutil.rmtree(work / f"table-out-{counter}")
         counter += 1
-        _, peak, _ = run_child(_process_command(floor, work / f"table-out-{counter}", tables))
+        _, peak, _ = run_child(_process_command(floor, work / f"table-out-{counter}", tables), cached)
         keep("command_floor", 0.0, peak)
         shutil.rmtree(work / f"table-out-{counter}")
-        keep("python", run_child([sys.executable, "-c", "pass"])[0])
-        keep("import", run_child([sys.executable, "-c", "import koadep"])[0])
-        keep("version", run_child([*_koadep_script(), "--version"])[0])
+        keep("python", run_child([sys.executable, "-c", "pass"], cached)[0])
+        keep("import", run_child([sys.executable, "-c", "import koadep"], cached)[0])
+        keep("version", run_child([*_koadep_script(), "--version"], cached)[0])
     for _ in range(args.import_repeat - repeat):  # start-up is short: more runs for a steady median
-        keep("python", run_child([sys.executable, "-c", "pass"])[0])
-        keep("import", run_child([sys.executable, "-c", "import koadep"])[0])
-        keep("version", run_child([*_koadep_script(), "--version"])[0])
+        keep("python", run_child([sys.executable, "-c", "pass"], cached)[0])
+        keep("import", run_child([sys.executable, "-c", "import koadep"], cached)[0])
+        keep("version", run_child([*_koadep_script(), "--version"], cached)[0])
+    results["bytecode"] = {
+        "cached": "PYTHONPYCACHEPREFIX=<temporary folder>, PYTHONDONTWRITEBYTECODE unset",
+        "as_found": "PYTHONDONTWRITEBYTECODE=" + os.environ.get("PYTHONDONTWRITEBYTECODE", "(unset)"),
+    }
     results["times"] = {key: summary(values) for key, values in runs.items()}
     results["peaks_mib"] = {key: summary(values) for key, values in peaks.items()}
     results["imports"] = {
@@ -1273,7 +1299,10 @@ def table_rows(r: dict[str, Any], big: int, small: int) -> list[dict[str, str]]:
         )
     for size, target in ((big, 15.0), (small, 10.0)):
         legacy = LEGACY_SECONDS.get(size)
-        koadep_text = f"{t[f'command_{size}']:.2f} s, {peak[f'command_{size}']:.0f} MiB peak"
+        koadep_text = (
+            f"{t[f'command_{size}']:.2f} s, {peak[f'command_{size}']:.0f} MiB peak"
+            f" (bytecode as found: {t[f'command_{size}_as_found']:.2f} s)"
+        )
         if legacy is None:  # a size the legacy figures were not recorded for
             rows.append(
                 {
@@ -1362,6 +1391,13 @@ def print_table(r: dict[str, Any]) -> None:
     print(
         "peak memory: the child's ru_maxrss from the operating system; the interpreter's share is the"
         " peak of the same command on a 16² file."
+    )
+    bytecode = r.get("bytecode", {})
+    print(
+        "child runs (whole command, start-up, memory) have their bytecode cached as an installed package"
+        f" has it ({bytecode.get('cached', '-')}); 'bytecode as found' is the same command in this"
+        f" environment as it is ({bytecode.get('as_found', '-')}), koadep compiled from source when"
+        " nothing writes its bytecode."
     )
     for label, heavy in r["heavy_loaded"].items():
         loaded = ", ".join(heavy) if heavy else "none of " + ", ".join(HEAVY_MODULES)

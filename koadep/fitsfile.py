@@ -529,6 +529,16 @@ class FitsFile:
                 self._data[index] = data
             return self._data[index]
 
+    def forget_data(self) -> None:
+        """Drop the data units and images kept so far, so that their memory can be freed.
+
+        Arrays already handed out stay valid; a later :meth:`data` or
+        :meth:`data_bytes` reads and decodes again.
+        """
+        with self._lock:
+            self._data.clear()
+            self._decoded.clear()
+
     def data(self, index: int = 0) -> np.ndarray[Any, Any] | None:
         """Decode the image data of HDU ``index`` (None when it has no image data).
 

@@ -20,11 +20,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from koadep.steps.imaging import side_by_side
+
 __all__ = [
     "asinh_stretch",
     "equalize_histogram",
     "equalized_preview",
+    "grey_preview",
     "jpeg_bytes",
+    "preview_grey",
     "preview_levels",
     "render_preview",
     "resize_to_width",
@@ -203,7 +207,7 @@ def preview_levels(data: np.ndarray[Any, Any], vmin: float, vmax: float) -> np.n
     at most 2**22 values go through a lookup table made by :func:`grey_levels`
     (the same levels); other values are stretched in float32, which may differ
     from :func:`grey_levels` by one level. The work is done in blocks (no
-    whole-image temporaries), in two threads for a large image.
+    whole-image temporaries), in two threads for a large image (:func:`~koadep.steps.imaging.side_by_side`).
 
     Examples
     --------
@@ -221,22 +225,25 @@ def preview_levels(data: np.ndarray[Any, Any], vmin: float, vmax: float) -> np.n
     if image.size < _THREADED_PIXELS or height < 2:
         _fill_levels(image, out, range(height), vmin, vmax, table)
         return out
-    from concurrent.futures import ThreadPoolExecutor
-
     half = height // 2
-    with ThreadPoolExecutor(1) as pool:
-        other = pool.submit(_fill_levels, image, out, range(half, height), vmin, vmax, table)
-        _fill_levels(image, out, range(half), vmin, vmax, table)
-        other.result()
+    side_by_side(
+        lambda: _fill_levels(image, out, range(half), vmin, vmax, table),
+        lambda: _fill_levels(image, out, range(half, height), vmin, vmax, table),
+    )
     return out
 
 
-def render_preview(data: np.ndarray[Any, Any]) -> Image.Image:
-    """The default preview of a 2-D image (the first plane of a cube).
+def preview_grey(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The grey levels of the default preview of a 2-D image (the first plane of a cube).
 
-    Integer images go through a lookup table of their values between the zscale
-    limits (the same result as stretching every pixel, several times faster);
-    see :func:`preview_levels`.
+    The zscale limits (:func:`zscale_limits`) and the asinh stretch
+    (:func:`preview_levels`), row 0 at the top. The result holds no reference
+    to ``data``.
+
+    Examples
+    --------
+    >>> preview_grey(np.arange(12.0).reshape(3, 4)).shape
+    (3, 4)
     """
     image = np.asarray(data)
     while image.ndim > 2:
@@ -244,8 +251,29 @@ def render_preview(data: np.ndarray[Any, Any]) -> Image.Image:
     if image.ndim != 2:
         raise ValueError("the data is not an image")
     vmin, vmax = zscale_limits(image)
-    grey = Image.fromarray(preview_levels(image, vmin, vmax), mode="L")
+    return preview_levels(image, vmin, vmax)
+
+
+def grey_preview(levels: np.ndarray[Any, Any]) -> Image.Image:
+    """The RGB preview of 8-bit grey levels (row 0 at the top), each channel the grey level.
+
+    Examples
+    --------
+    >>> grey_preview(np.array([[0, 255]], dtype=np.uint8)).getpixel((1, 0))
+    (255, 255, 255)
+    """
+    grey = Image.fromarray(np.ascontiguousarray(levels, dtype=np.uint8), mode="L")
     return Image.merge("RGB", (grey, grey, grey))
+
+
+def render_preview(data: np.ndarray[Any, Any]) -> Image.Image:
+    """The default preview of a 2-D image (the first plane of a cube).
+
+    Integer images go through a lookup table of their values between the zscale
+    limits (the same result as stretching every pixel, several times faster);
+    see :func:`preview_levels`. The same as ``grey_preview(preview_grey(data))``.
+    """
+    return grey_preview(preview_grey(data))
 
 
 def equalize_histogram(data: np.ndarray[Any, Any], nbins: int = 256) -> np.ndarray[Any, Any]:

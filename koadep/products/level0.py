@@ -17,8 +17,9 @@ folder (:mod:`koadep.products.names`); anything else is ``PRODUCT_PATH_UNSAFE``.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from koadep.header import Card, Header
 from koadep.issues import Issue
 from koadep.products.atomic import remove_stale_temporaries
 from koadep.products.fits import archive_fits_chunks
-from koadep.products.jpeg import jpeg_bytes, render_preview
+from koadep.products.jpeg import grey_preview, jpeg_bytes, preview_grey
 from koadep.products.md5 import md5sum_table
 from koadep.products.metadata import (
     KeywordTable,
@@ -42,6 +43,7 @@ from koadep.products.metadata import (
 from koadep.products.names import UnsafePath, check_level_parts, preview_suffix, safe_component
 from koadep.products.staging import ProductSet
 from koadep.products.tables import extension_table, table_hdus
+from koadep.steps.imaging import shared_pool
 
 __all__ = ["LogText", "level_dir", "remove_stale_staging", "write_products"]
 
@@ -92,22 +94,43 @@ def _keyword_table(
     return KeywordTable.load(directory, ctx.instrument)
 
 
-def _previews(fits: FitsFile, header: Header, ctx: Context) -> list[tuple[str, Any]]:
+#: Images of at least this many bytes have their RGB preview made only once the archive FITS
+#: is written and the file's data forgotten, so that the two are never in memory together.
+_RELEASE_BYTES = 16 << 20
+
+
+def _previews(fits: FitsFile, header: Header, ctx: Context, copied: threading.Event) -> list[tuple[str, Any]]:
     custom = ctx.plugin.render_jpeg(fits, header, ctx) if ctx.plugin is not None else None
     if custom is not None:
         return list(custom)
     data = fits.data(0)
     if data is None:
         raise ValueError("the primary HDU has no image to preview")
-    return [("", render_preview(data))]
+    large = data.nbytes >= _RELEASE_BYTES
+    levels = preview_grey(data)
+    del data
+    if large:
+        copied.wait()
+    return [("", grey_preview(levels))]
 
 
-def _encoded_previews(fits: FitsFile, header: Header, ctx: Context) -> list[tuple[str, bytes]]:
+def _encoded_previews(
+    fits: FitsFile, header: Header, ctx: Context, copied: threading.Event
+) -> list[tuple[str, bytes]]:
     """The JPEG previews, encoded; bytes (GUIDER's own preview) are copied as they are."""
     return [
         (suffix, bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image))
-        for suffix, image in _previews(fits, header, ctx)
+        for suffix, image in _previews(fits, header, ctx, copied)
     ]
+
+
+def _forgetting(chunks: Iterable[Any], fits: FitsFile, copied: threading.Event) -> Iterator[Any]:
+    """``chunks``; once they are all written, the file's data is forgotten and ``copied`` set."""
+    try:
+        yield from chunks
+    finally:
+        fits.forget_data()
+        copied.set()
 
 
 class _Failed(Exception):
@@ -208,14 +231,23 @@ def _stage(
     """Stage every product but the log; return their final paths."""
     products: dict[str, Path] = {}
     name = f"{koaid}.fits"
+    copied = threading.Event()
     chunks = archive_fits_chunks(fits, header, hdu_cards)
-    with ThreadPoolExecutor(1) as pool:  # the previews are made while the archive FITS is written
-        rendering = pool.submit(_encoded_previews, fits, header, ctx)
-        products["fits"] = _put(out, name, chunks, "WRITE_FITS_ERROR", "write_lev0_fits_file")
+    rendering = shared_pool().submit(_encoded_previews, fits, header, ctx, copied)
+    large = out.write and fits.hdus[0].data_size >= _RELEASE_BYTES
+    written = _forgetting(chunks, fits, copied) if large else chunks
+    try:  # the previews are made while the archive FITS is written
+        products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file")
+    except BaseException:
+        copied.set()
+        if not rendering.cancel():
+            wait([rendering])
+        raise
+    copied.set()
     extras["FILESIZE_MB"] = round(out.sizes[name] / 1e6, 4)
 
-    try:
-        previews = rendering.result()
+    try:  # a preview no pool thread has taken yet is made here
+        previews = _encoded_previews(fits, header, ctx, copied) if rendering.cancel() else rendering.result()
     except Exception as exc:
         issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
         previews = []

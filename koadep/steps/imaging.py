@@ -19,8 +19,11 @@ Examples
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,6 +43,8 @@ __all__ = [
     "nlinear",
     "npixsat",
     "set_image_stats",
+    "shared_pool",
+    "side_by_side",
 ]
 
 Threshold = Callable[[Header], float | None]
@@ -93,8 +98,80 @@ def _squared_deviations(flat: np.ndarray[Any, Any], mean: Any, start: int, n: in
     )
 
 
+def _integer_median(flat: np.ndarray[Any, Any]) -> float | None:
+    """``np.median`` of integer pixels, counted instead of sorted: no copy of the image.
+
+    The pixels are counted block by block in bins of their values above the
+    minimum, shifted right so that at most 2**16 bins are needed; when the
+    values span more than 2**16, a second pass counts the exact values in the
+    one or two bins that hold the middle ranks. The middle values are then
+    averaged in float64 as ``np.median`` averages them. None for values this
+    cannot count (floating point, or 64-bit integers spanning 2**32 or more).
+
+    Examples
+    --------
+    >>> _integer_median(np.array([7, -3, 900000, 5], dtype=">i4"))
+    6.0
+    """
+    kind, size = flat.dtype.kind, flat.dtype.itemsize
+    if kind not in "iu" or flat.size == 0:
+        return None
+    lo, hi = int(np.min(flat)), int(np.max(flat))
+    span = hi - lo
+    if size > 4 and (span >= 1 << 32 or lo < -(1 << 62) or hi >= 1 << 62):
+        return None
+    shift = max(0, span.bit_length() - _RANK_BITS)
+    ranks = sorted({(flat.size - 1) // 2, flat.size // 2})
+    work = np.empty(min(_COUNT_BLOCK, flat.size), dtype=np.int64)
+    coarse = np.zeros((span >> shift) + 1, dtype=np.int64)
+    for start in range(0, flat.size, _COUNT_BLOCK):
+        block = _offsets(flat, start, lo, work)
+        if shift:
+            np.right_shift(block, shift, out=block)
+        coarse += np.bincount(block, minlength=coarse.size)
+    cumulative = np.cumsum(coarse)
+    bins = [int(np.searchsorted(cumulative, rank, side="right")) for rank in ranks]
+    within = [rank - (int(cumulative[b - 1]) if b else 0) for rank, b in zip(ranks, bins, strict=True)]
+    if not shift:
+        values = [lo + b for b in bins]
+    else:
+        fine = {b: np.zeros(1 << shift, dtype=np.int64) for b in bins}
+        low_bits = (1 << shift) - 1
+        top = np.empty_like(work)
+        for start in range(0, flat.size, _COUNT_BLOCK):
+            block = _offsets(flat, start, lo, work)
+            upper = np.right_shift(block, shift, out=top[: block.size])
+            for b, counts in fine.items():
+                chosen = block[upper == b]
+                counts += np.bincount(np.bitwise_and(chosen, low_bits, out=chosen), minlength=counts.size)
+        values = [
+            lo + (b << shift) + int(np.searchsorted(np.cumsum(fine[b]), r, side="right"))
+            for b, r in zip(bins, within, strict=True)
+        ]
+    return float(values[0]) if len(values) == 1 else (float(values[0]) + float(values[1])) / 2
+
+
+#: Value bins are at most 2**_RANK_BITS per counting pass.
+_RANK_BITS = 16
+#: Pixels per block when pixels are counted.
+_COUNT_BLOCK = 1 << 18
+
+
+def _offsets(flat: np.ndarray[Any, Any], start: int, lo: int, work: np.ndarray[Any, Any]) -> Any:
+    """``flat[start:start + len(work)] - lo`` in int64, into ``work``."""
+    block = flat[start : start + work.size]
+    out = work[: block.size]
+    np.copyto(out, block, casting="unsafe")
+    np.subtract(out, lo, out=out)
+    return out
+
+
 def _median(data: np.ndarray[Any, Any]) -> float:
-    """``np.median`` of a native-byte-order working copy of ``data``, partitioned in place."""
+    """``np.median`` of ``data``: counted for integers (:func:`_integer_median`), else
+    partitioned in place in a native-byte-order working copy."""
+    counted = _integer_median(data.reshape(-1))
+    if counted is not None:
+        return counted
     work = np.array(data, dtype=data.dtype.newbyteorder("="), copy=True).reshape(-1)
     return float(np.median(work, overwrite_input=True))
 
@@ -103,9 +180,11 @@ def image_statistics(data: np.ndarray[Any, Any]) -> tuple[float, float, float]:
     """The mean, standard deviation and median of every pixel of ``data``, in float64.
 
     The values are bit for bit those of ``data.mean(dtype=np.float64)``,
-    ``data.std(dtype=np.float64)`` and ``np.median(data)``, computed with one
-    working array (the copy the median partitions) and blocks of a few hundred
-    KiB, the median in a second thread for a large image (numpy releases the GIL).
+    ``data.std(dtype=np.float64)`` and ``np.median(data)``, computed in blocks
+    of a few hundred KiB: the median of integers by counting values (no copy of
+    the image), of floating-point values by partitioning one working copy; the
+    median in a second thread of the :func:`shared_pool` for a large image
+    (numpy releases the GIL).
 
     Examples
     --------
@@ -115,20 +194,81 @@ def image_statistics(data: np.ndarray[Any, Any]) -> tuple[float, float, float]:
     flat = np.ascontiguousarray(data).reshape(-1)
     if flat.size == 0:
         return math.nan, math.nan, math.nan
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1) if flat.size >= _THREADED_PIXELS else None
+    median = shared_pool().submit(_median, flat) if flat.size >= _THREADED_PIXELS else None
     try:
-        median = pool.submit(_median, flat) if pool is not None else None
         total = np.add.reduce(flat, dtype=np.float64, keepdims=True)
         mean = np.true_divide(total, flat.size)  # as numpy's mean and var divide the sum
         with np.errstate(invalid="ignore", over="ignore"):
             squares = _squared_deviations(flat, mean[0], 0, flat.size, np.empty(min(_BLOCK, flat.size)))
         std = math.sqrt(squares / flat.size) if squares == squares else math.nan
-        return float(mean[0]), std, median.result() if median is not None else _median(flat)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    except BaseException:
+        if median is not None:
+            median.cancel()
+        raise
+    if median is None or (_in_pool() and median.cancel()):  # no pool thread free to wait for
+        return float(mean[0]), std, _median(flat)
+    return float(mean[0]), std, median.result()
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+_POOL_PREFIX = "koadep-numpy"
+
+
+def shared_pool() -> ThreadPoolExecutor:
+    """The process's small pool of threads for numpy work beside the calling thread.
+
+    Made on first use, with as many threads as CPUs (2 to 4), so that a file
+    pays for no thread start; a child process made by ``fork`` gets a fresh one.
+    A task in the pool must not wait for another pool task except through
+    :func:`side_by_side`, which runs the other task itself when no thread has
+    taken it yet.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = max(2, min(4, os.cpu_count() or 2))
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX)
+        return _POOL
+
+
+def _in_pool() -> bool:
+    return threading.current_thread().name.startswith(_POOL_PREFIX)
+
+
+def _forget_pool() -> None:
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
+    """Run ``second`` in the :func:`shared_pool` while this thread runs ``first``; both results.
+
+    When ``second`` has not started by the time ``first`` is done (every pool
+    thread busy), it is taken back and run here: pool tasks may call this
+    without waiting for each other.
+
+    Examples
+    --------
+    >>> side_by_side(lambda: 1, lambda: 2)
+    (1, 2)
+    """
+    other = shared_pool().submit(second)
+    try:
+        mine = first()
+    except BaseException:
+        other.cancel()
+        raise
+    if other.cancel():
+        return mine, second()
+    return mine, other.result()
 
 
 def keyword_value(keyword: str, factor: float = 1.0) -> Threshold:
@@ -238,6 +378,16 @@ def band_sig2nois(
     region = np.asarray(image[margin : rows - margin, lo:hi], dtype=np.float64)  # only the band in float64
     if region.size == 0:
         return None
-    medians = np.median(region, axis=1)
+    medians = _row_medians(region)
     spread = float(np.max(medians) - np.min(medians))
     return None if math.isnan(spread) else math.trunc(math.sqrt(abs(spread)))
+
+
+def _row_medians(region: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``np.median(region, axis=1)`` of a float64 region; without NaN, the same partition and
+    mean without numpy's NaN check (which imports ``numpy.ma``)."""
+    if np.isnan(region).any():
+        return np.median(region, axis=1)
+    n = region.shape[1]
+    middle = slice((n - 1) // 2, n // 2 + 1)
+    return np.mean(np.partition(region, sorted({(n - 1) // 2, n // 2}), axis=1)[:, middle], axis=1)
