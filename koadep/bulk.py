@@ -1,4 +1,4 @@
-"""Bulk runs: a selection of records fanned out in batches over processes or a Dask cluster.
+"""Bulk runs: a selection of records (or files) fanned out in batches over processes or a Dask cluster.
 
 ``koadep reprocess ... --executor local|dask`` hands its selection to
 :func:`run_bulk`. The selection is kept in the store's journal
@@ -18,6 +18,12 @@ issues are kept in the store. A record already done by the run is skipped, so a
 run interrupted anywhere (a worker or the client killed) is resumed by giving the
 same command again, and no record is processed twice. A process runs one batch at
 a time (run Dask workers with ``--nthreads 1``: processing is CPU-bound).
+
+An executor runs any module-level function on batches of picklable items
+(:data:`Work`). ``koadep metadata regenerate ... --executor local|dask`` hands its
+files to :func:`run_regeneration`, which runs :func:`regenerate_batch` on batches of
+``(file, store values)`` pairs; its journal is a :class:`RunFile`, kept by the client
+beside the output, since regeneration works on files and needs no store.
 
 A worker takes its configuration from the client, without its secrets, and
 overrides it with its own ``KOADEP_*`` environment: a worker host sets
@@ -48,11 +54,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
 from koadep.config import Config, resolve_config
+from koadep.regeneration import FAILED, Regenerated, Regenerator, Target
 
 if TYPE_CHECKING:
     from koadep.status import Store
@@ -66,12 +74,20 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "LocalExecutor",
+    "RegenerationReport",
+    "RegenerationSpec",
+    "RunFile",
+    "Work",
+    "journal_folder",
     "make_executor",
     "process_batch",
+    "regenerate_batch",
     "run_bulk",
+    "run_regeneration",
 ]
 
 log = logging.getLogger("koadep.bulk")
+T = TypeVar("T")
 
 #: The executors ``--executor`` names.
 EXECUTORS = ("local", "dask")
@@ -121,15 +137,22 @@ class BulkReport:
     processed_now: int
 
 
+#: What an executor runs on a worker: ``work(spec, batch)`` gives the outcomes of the batch's items.
+#: It is a module-level function, and the spec and the items are picklable.
+Work = Callable[[Any, list[Any]], list[Any]]
+
+
 class Executor(Protocol):
-    """Runs :func:`process_batch` on batches of record ids; yields each batch's outcomes as it ends."""
+    """Runs ``work`` (:func:`process_batch` by default) on batches of items; yields each batch's
+    outcomes as it ends."""
 
     name: str
     #: Where to watch the run (the Dask dashboard), or None.
     dashboard: str | None
 
-    def map_batches(self, spec: BatchSpec, batches: Sequence[list[int]]) -> Iterator[list[BulkOutcome]]:
-        """Run every batch; yield the outcomes of each as it finishes (in any order)."""
+    def map_batches(self, spec: Any, batches: Sequence[list[Any]], work: Work = ...) -> Iterator[list[Any]]:
+        """Run ``work(spec, batch)`` for every batch; yield each one's outcomes as it finishes
+        (in any order)."""
         ...
 
     def close(self) -> None:
@@ -143,10 +166,12 @@ class InlineExecutor:
     name = "inline"
     dashboard: str | None = None
 
-    def map_batches(self, spec: BatchSpec, batches: Sequence[list[int]]) -> Iterator[list[BulkOutcome]]:
+    def map_batches(
+        self, spec: Any, batches: Sequence[list[Any]], work: Work | None = None
+    ) -> Iterator[list[Any]]:
         """Run each batch here, in order."""
         for batch in batches:
-            yield process_batch(spec, batch)
+            yield (work or process_batch)(spec, batch)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -167,11 +192,13 @@ class LocalExecutor:
             self.workers, mp_context=multiprocessing.get_context("spawn")
         )
 
-    def map_batches(self, spec: BatchSpec, batches: Sequence[list[int]]) -> Iterator[list[BulkOutcome]]:
+    def map_batches(
+        self, spec: Any, batches: Sequence[list[Any]], work: Work | None = None
+    ) -> Iterator[list[Any]]:
         """Submit every batch to the pool; yield each batch's outcomes as it finishes."""
         import concurrent.futures
 
-        futures = [self._pool.submit(process_batch, spec, batch) for batch in batches]
+        futures = [self._pool.submit(work or process_batch, spec, batch) for batch in batches]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
 
@@ -194,17 +221,25 @@ class DaskExecutor:
         if scheduler:
             self._client = Client(scheduler, timeout=30)
         else:
-            self._cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True
-            )
+            import dask
+
+            # the workers' statistical profiler walks the processing thread's stack every 10 ms,
+            # holding the GIL meanwhile: off for the cluster started here
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                self._cluster = LocalCluster(
+                    n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True
+                )
             self._client = Client(self._cluster)
         self.dashboard: str | None = self._client.dashboard_link
 
-    def map_batches(self, spec: BatchSpec, batches: Sequence[list[int]]) -> Iterator[list[BulkOutcome]]:
+    def map_batches(
+        self, spec: Any, batches: Sequence[list[Any]], work: Work | None = None
+    ) -> Iterator[list[Any]]:
         """Submit every batch as a task; yield each batch's outcomes as it finishes."""
         from distributed import as_completed
 
-        futures = [self._client.submit(process_batch, spec, batch, pure=False) for batch in batches]
+        function = work or process_batch
+        futures = [self._client.submit(function, spec, batch, pure=False) for batch in batches]
         for future in as_completed(futures):
             yield future.result()
 
@@ -360,8 +395,8 @@ def _process_one(spec: BatchSpec, config: Config, store: Store, services: Any, r
     )
 
 
-def batches_of(ids: Sequence[int], size: int) -> list[list[int]]:
-    """``ids`` cut into batches of ``size`` (the last may be shorter).
+def batches_of(ids: Sequence[T], size: int) -> list[list[T]]:
+    """``ids`` (record ids, or any work items) cut into batches of ``size`` (the last may be shorter).
 
     Examples
     --------
@@ -439,3 +474,279 @@ def run_bulk(
     if not pending:
         journal.finish(run_id)
     return BulkReport(run_id, resumed, total, journal.outcomes(run_id), len(pending), processed)
+
+
+# ------------------------------------------------------------------ regenerating metadata tables
+@attrs.frozen
+class RegenerationSpec:
+    """What every batch of a regeneration run needs: the keyword tables, the target and the instrument."""
+
+    tables: Path
+    target: Target
+    instrument: str | None = None
+
+
+@attrs.frozen
+class RegenerationReport:
+    """The end of :func:`run_regeneration`: the run, every outcome its run file kept and what is left."""
+
+    run_id: str
+    resumed: bool
+    total: int
+    outcomes: list[tuple[str, str]]
+    remaining: int
+    regenerated_now: int
+    journal: Path
+
+
+#: One Regenerator per process and run settings: the keyword tables and plugins are read once.
+_regenerators: dict[RegenerationSpec, Regenerator] = {}
+
+
+def _regenerator_for(spec: RegenerationSpec) -> Regenerator:
+    regenerator = _regenerators.get(spec)
+    if regenerator is None:
+        if len(_regenerators) > 8:
+            _regenerators.clear()
+        regenerator = _regenerators[spec] = Regenerator(
+            spec.tables, target=spec.target, instrument=spec.instrument
+        )
+    return regenerator
+
+
+def regenerate_batch(
+    spec: RegenerationSpec, items: Sequence[tuple[str, dict[str, Any] | None]]
+) -> list[Regenerated]:
+    """Regenerate the tables of each file of a batch (what an executor runs on a worker).
+
+    ``items`` are ``(path, store values)`` pairs. The outcomes come back without the
+    tables' bytes (they are on disk). A file whose new tables are there already, with
+    the bytes it would write, is not written again.
+    """
+    with _process_lock:
+        regenerator = _regenerator_for(spec)
+        outcomes = []
+        for path, values in items:
+            try:
+                outcome = regenerator.file(path, values)
+            except Exception as exc:  # one file never stops the batch
+                log.exception("%s failed in the regeneration run", path)
+                outcome = Regenerated(Path(path), FAILED, "CODE_ERROR", f"{type(exc).__name__}: {exc}")
+            outcomes.append(attrs.evolve(outcome, tables={}))
+        return outcomes
+
+
+class RunFile:
+    """The journal of a regeneration run: a JSON-lines file in a folder beside the output.
+
+    The first line names the run (its id, description and total); each file's
+    outcome follows on a line of its own (``path``, ``state``, ``code``), written
+    and flushed to disk as its batch ends; a last line marks the run finished and
+    the file is then renamed ``<key>.<run id>.done.jsonl``. The journal of an
+    unfinished run of the same description is resumed. Only the client writes it;
+    a line cut by a kill is ignored.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> journal = RunFile(folder, "metadata regenerate night=2025-12-08")
+    >>> journal.resumed, sorted(journal.done)
+    (False, [])
+    >>> journal.start(2)
+    >>> journal.note([Regenerated(Path("/a/A.fits"), "SAME")])
+    >>> again = RunFile(folder, "metadata regenerate night=2025-12-08")
+    >>> again.resumed, again.total, sorted(again.done), again.outcomes
+    (True, 2, ['/a/A.fits'], [('SAME', '')])
+    >>> again.finish()
+    >>> RunFile(folder, "metadata regenerate night=2025-12-08").resumed
+    False
+    """
+
+    def __init__(self, folder: str | Path, description: str) -> None:
+        import hashlib
+
+        self.folder = Path(folder)
+        self.description = description
+        self.key = hashlib.sha256(description.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        self.path = self.folder / f"{self.key}.jsonl"
+        self.run_id = ""
+        self.total = 0
+        self.done: dict[str, tuple[str, str]] = {}
+        self.resumed = self._read()
+
+    def _read(self) -> bool:
+        import json
+
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return False
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a kill
+            if not isinstance(entry, dict):
+                continue
+            if "run" in entry and not self.run_id:
+                self.run_id, self.total = str(entry["run"]), int(entry.get("total") or 0)
+            elif "path" in entry:
+                self.done.setdefault(
+                    str(entry["path"]), (str(entry.get("state")), str(entry.get("code") or ""))
+                )
+        return bool(self.run_id)
+
+    @property
+    def outcomes(self) -> list[tuple[str, str]]:
+        """``(state, code)`` of every file of the run done so far."""
+        return list(self.done.values())
+
+    def start(self, total: int) -> None:
+        """Begin a new run of ``total`` files (the folder is made if needed)."""
+        import datetime
+        import uuid
+
+        now = datetime.datetime.now(datetime.UTC)
+        self.run_id, self.total = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}", total
+        self.folder.mkdir(parents=True, exist_ok=True)
+        head = {
+            "run": self.run_id,
+            "description": self.description,
+            "total": total,
+            "created": f"{now:%FT%T}",
+        }
+        self._append([head], fresh=True)
+
+    def note(self, outcomes: Iterable[Regenerated]) -> None:
+        """Keep the outcomes of a batch (on disk before this returns)."""
+        entries = []
+        for outcome in outcomes:
+            key = str(outcome.path)
+            if key not in self.done:
+                self.done[key] = (outcome.state, outcome.code or "")
+                entries.append({"path": key, "state": outcome.state, "code": outcome.code or ""})
+        if entries:
+            self._append(entries)
+
+    def finish(self) -> None:
+        """Mark the run finished; the same description then starts a new run."""
+        import datetime
+
+        self._append([{"finished": f"{datetime.datetime.now(datetime.UTC):%FT%T}"}])
+        os.replace(self.path, self.path.with_name(f"{self.key}.{self.run_id}.done.jsonl"))
+
+    def _append(self, entries: list[dict[str, Any]], fresh: bool = False) -> None:
+        import json
+
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags | (os.O_TRUNC if fresh else 0), 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            ends = size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+            lines = "".join(json.dumps(e, default=str) + "\n" for e in entries)
+            os.write(fd, (lines if ends else "\n" + lines).encode("utf-8", "surrogateescape"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def journal_folder(items: Sequence[tuple[Path, Any]], target: Target, root: str | Path | None = None) -> Path:
+    """Where a regeneration run keeps its run file (a folder ``.koadep-regenerate``).
+
+    In the folder the new tables go to (``into``); else in the output root ``root``
+    when every selected file is under it (as the monitor keeps its state in
+    ``<output_root>/.koadep-monitor``); else in the deepest folder holding them all.
+
+    Examples
+    --------
+    >>> items = [(Path("/koa/out/NIRC2/20251208/lev0/a.fits"), None)]
+    >>> str(journal_folder(items, Target(), "/koa/out"))
+    '/koa/out/.koadep-regenerate'
+    >>> str(journal_folder(items, Target()))
+    '/koa/out/NIRC2/20251208/lev0/.koadep-regenerate'
+    >>> str(journal_folder(items, Target(into=Path("/new"))))
+    '/new/.koadep-regenerate'
+    """
+    if target.into is not None:
+        return Path(target.into).absolute() / ".koadep-regenerate"
+    parents = sorted({str(Path(path).absolute().parent) for path, _ in items})
+    common = Path(os.path.commonpath(parents)) if parents else Path.cwd()
+    if root is not None:
+        base = Path(root).absolute()
+        if common == base or base in common.parents:
+            return base / ".koadep-regenerate"
+    return common / ".koadep-regenerate"
+
+
+def run_regeneration(
+    items: Sequence[tuple[Path, dict[str, Any] | None]],
+    spec: RegenerationSpec,
+    description: str,
+    *,
+    executor: Executor,
+    batch: int = 50,
+    journal: RunFile | None = None,
+    on_outcome: Callable[[Regenerated], None] | None = None,
+    on_start: Callable[[str, bool, int, int], None] | None = None,
+    root: str | Path | None = None,
+) -> RegenerationReport:
+    """Regenerate the tables of ``items`` in batches on ``executor``; resume an unfinished run of it.
+
+    Parameters
+    ----------
+    items
+        ``(archive FITS file, store values)`` pairs.
+    description
+        Names the selection and the target: the unfinished run of the same
+        description (its :class:`RunFile`) is resumed, and the files it did are skipped.
+    journal
+        The run file (default: in :func:`journal_folder` of the items, target and ``root``).
+    root
+        The output root, whose ``.koadep-regenerate`` folder keeps the run file of files under it.
+    on_outcome
+        Called with each file's outcome as its batch ends.
+    on_start
+        Called once with the run id, whether it resumed, its total and how many are left.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from koadep.products.metadata import Column, KeywordTable
+    >>> from koadep.testing import write_raw_fits
+    >>> lev0 = Path(tempfile.mkdtemp()) / "NIRC2" / "20251208" / "lev0"
+    >>> fits = write_raw_fits(lev0 / "N2.20251208.32682.82.fits",
+    ...     [("INSTRUME", "NIRC2"), ("KOAID", "N2.20251208.32682.82.fits")], None)
+    >>> tables = lev0.parent / "tables"
+    >>> tables.mkdir()
+    >>> _ = (tables / "KOA_NIRC2_Keyword_Table.txt").write_text(
+    ...     "FITSKeyword\\tMetadataDatatype\\tMetadataWidth\\tNullsAllowed\\tMetadata\\n"
+    ...     "KOAID\\tchar\\t30\\tN\\tY\\n")
+    >>> spec = RegenerationSpec(tables, Target())
+    >>> report = run_regeneration([(fits, None)], spec, "doc", executor=InlineExecutor())
+    >>> report.outcomes, report.remaining, sorted(p.name for p in lev0.glob("*.regen"))
+    ([('CHANGED', '')], 0, ['N2.20251208.32682.82.metadata.table.regen'])
+    """
+    journal = journal or RunFile(journal_folder(items, spec.target, root), description)
+    resumed = journal.resumed
+    if not resumed:
+        journal.start(len(items))
+    pending = [(str(Path(path).absolute()), values) for path, values in items]
+    pending = [item for item in pending if item[0] not in journal.done]
+    if on_start is not None:
+        on_start(journal.run_id, resumed, max(journal.total, len(journal.done) + len(pending)), len(pending))
+    now = 0
+    for outcomes in executor.map_batches(spec, batches_of(pending, batch), regenerate_batch):
+        journal.note(outcomes)
+        now += len(outcomes)
+        if on_outcome is not None:
+            for outcome in outcomes:
+                on_outcome(outcome)
+    remaining = sum(path not in journal.done for path, _ in pending)
+    report = RegenerationReport(
+        journal.run_id, resumed, max(journal.total, len(journal.done) + remaining), journal.outcomes,
+        remaining, now, journal.path,
+    )  # fmt: skip
+    if not remaining:
+        journal.finish()
+    return report

@@ -399,7 +399,13 @@ def test_a_dask_run_killed_twice_resumes_and_processes_every_record_once(tmp_pat
 
 @pytest.mark.parametrize(
     "extra",
-    [["--scheduler", "tcp://127.0.0.1:1"], ["--executor", "local", "--dry-run"], ["--executor", "ray"]],
+    [
+        ["--scheduler", "tcp://127.0.0.1:1"],
+        ["--executor", "local", "--dry-run"],
+        ["--executor", "ray"],
+        ["--executor", "dask", "--scheduler", "bad addr"],
+        ["--executor", "dask", "--scheduler", "tcp://no-port"],
+    ],
 )
 def test_bulk_options_that_do_not_go_together_are_one_line_and_exit_2(
     tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
@@ -410,7 +416,8 @@ def test_bulk_options_that_do_not_go_together_are_one_line_and_exit_2(
         code = main(["reprocess", "NIRC2", "--confirm", "--outdir", str(tmp_path / "out"), *extra])
         assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err and any(word in err[-1] for word in ("--scheduler needs", "--dry-run", "invalid choice"))
+    words = ("--scheduler needs", "--dry-run", "invalid choice", "--scheduler must")
+    assert err and any(word in err[-1] for word in words)
     assert not (tmp_path / "out").exists(), "nothing created"
 
 

@@ -1,32 +1,50 @@
-"""The bulk options of ``koadep reprocess``: ``--executor``, ``--scheduler``, ``--batch``, ``--workers``.
+"""The bulk options of ``koadep reprocess`` and ``koadep metadata regenerate``: ``--executor``,
+``--scheduler``, ``--batch``, ``--workers``.
 
-With ``--executor`` the selection is run by :func:`koadep.bulk.run_bulk`: a
-progress bar on a terminal, the Dask dashboard's address, one line per record
-that did not end PROCESSED, and a final summary of states and codes.
+With ``--executor`` the selection is run by :func:`koadep.bulk.run_bulk` (records) or
+:func:`koadep.bulk.run_regeneration` (files): a progress bar on a terminal, the Dask
+dashboard's address, one line per item that did not end as it should, and a final
+summary of states and codes.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from koadep.cli.options import positive, seconds
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from koadep.config import Config
+    from koadep.regeneration import Target
     from koadep.status import Record, Store
 
-__all__ = ["add_bulk_options", "check_bulk_options", "run_bulk_command", "wants_bulk"]
+__all__ = [
+    "SCHEDULER_ADDRESS",
+    "add_bulk_options",
+    "check_bulk_options",
+    "run_bulk_command",
+    "run_regenerate_command",
+    "wants_bulk",
+]
 
+#: A Dask scheduler's address: ``[tcp|tls|ucx|ws|wss://]host:port`` (an IPv6 host in brackets).
+SCHEDULER_ADDRESS = re.compile(
+    r"(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}"
+)
 #: The arguments that do not change which records a bulk run selects.
 _NOT_SELECTION = frozenset(
     {"executor", "scheduler", "batch", "workers", "lease", "json", "confirm", "handler", "verbose", "quiet"}
 )
 
 
-def add_bulk_options(p: argparse.ArgumentParser) -> None:
-    """Add the bulk options to a command's parser."""
+def add_bulk_options(p: argparse.ArgumentParser, *, items: str = "records", batch: int = 20) -> None:
+    """Add the bulk options to a command's parser (``--lease`` only for records)."""
     g = p.add_argument_group("bulk runs (koadep.bulk)")
     g.add_argument(
         "--executor",
@@ -37,16 +55,23 @@ def add_bulk_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--scheduler", metavar="ADDR", help="with --executor dask: the scheduler (tcp://host:8786)"
     )
-    g.add_argument("--batch", type=positive, default=20, metavar="N", help="records per batch (default 20)")
+    g.add_argument(
+        "--batch", type=positive, default=batch, metavar="N", help=f"{items} per batch (default {batch})"
+    )
     g.add_argument(
         "--workers",
         type=positive,
         metavar="N",
         help="local processes, or a local Dask cluster (default: cores)",
     )
-    g.add_argument(
-        "--lease", type=seconds, default=600, metavar="SECONDS", help="lease of a held record (default 600)"
-    )
+    if items == "records":
+        g.add_argument(
+            "--lease",
+            type=seconds,
+            default=600,
+            metavar="SECONDS",
+            help="lease of a held record (default 600)",
+        )
 
 
 def wants_bulk(args: argparse.Namespace) -> bool:
@@ -66,6 +91,9 @@ def check_bulk_options(args: argparse.Namespace) -> None:
 
     if getattr(args, "scheduler", None) and getattr(args, "executor", None) != "dask":
         raise ConfigError("--scheduler needs --executor dask")
+    if getattr(args, "scheduler", None) and not SCHEDULER_ADDRESS.fullmatch(args.scheduler):
+        shown = args.scheduler[:80].encode("unicode_escape").decode("ascii")
+        raise ConfigError(f"--scheduler must be an address such as tcp://host:8786, not {shown!r}")
     if wants_bulk(args) and getattr(args, "dry_run", False):
         raise ConfigError("--executor runs records for real; leave out --dry-run (or --executor)")
     if getattr(args, "executor", None) == "dask":
@@ -86,9 +114,13 @@ def run_bulk_command(
     """Run the selected records as a bulk run; print progress, problems and a summary."""
     from koadep.bulk import BulkOutcome, make_executor, run_bulk
     from koadep.cli.output import Progress, emit, shown, summary
+    from koadep.config import ConfigError
 
     out = sys.stderr if args.json else sys.stdout
-    executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers)
+    try:
+        executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers)
+    except (OSError, ValueError) as exc:  # no scheduler there, or an address it does not take
+        raise ConfigError(f"the {args.executor} executor cannot start: {exc}") from None
     progress: list[Progress] = []
 
     def started(run_id: str, resumed: bool, total: int, left: int) -> None:
@@ -140,3 +172,75 @@ def run_bulk_command(
     )
     summary(report.outcomes, headline, args.json)
     return 1 if bad or report.remaining else 0
+
+
+def run_regenerate_command(
+    args: argparse.Namespace,
+    items: list[tuple[Path, dict[str, Any] | None]],
+    target: Target,
+    config: Config,
+    show: Callable[[Any, Any], None],
+) -> int:
+    """Regenerate the selected files as a bulk run; print progress, changes and a summary.
+
+    ``show(outcome, progress)`` prints a file's changes or its failure, as the serial run does.
+    """
+    import time
+    from pathlib import Path
+
+    import attrs
+
+    from koadep.bulk import RegenerationSpec, make_executor, run_regeneration
+    from koadep.cli.output import Progress, emit, summary
+    from koadep.config import ConfigError
+
+    out = sys.stderr if args.json else sys.stdout
+    into = None if target.into is None else Path(target.into).absolute()
+    spec = RegenerationSpec(
+        Path(str(config.keyword_tables)).absolute(), attrs.evolve(target, into=into), args.instrument
+    )
+    description = _description("metadata regenerate", args) + f" tables={spec.tables}"
+    try:
+        executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers)
+    except (OSError, ValueError) as exc:  # no scheduler there, or an address it does not take
+        raise ConfigError(f"the {args.executor} executor cannot start: {exc}") from None
+    progress: list[Progress] = []
+
+    def started(run_id: str, resumed: bool, total: int, left: int) -> None:
+        how = f"resuming bulk run {run_id}: {total - left} of {total} done" if resumed else (
+            f"bulk run {run_id}: {total} files"
+        )  # fmt: skip
+        where = f"koadep metadata regenerate: {how}, {left} to go on the {executor.name} executor"
+        print(where, file=out, flush=True)
+        if executor.dashboard:
+            print(f"koadep metadata regenerate: Dask dashboard: {executor.dashboard}", file=out, flush=True)
+        progress.append(Progress(left))
+
+    def shown_outcome(outcome: Any) -> None:
+        bar = progress[0]
+        if args.json:
+            emit(outcome.to_dict())
+        elif outcome.state != "SAME":
+            show(outcome, bar)
+        bar.step(outcome.path.name)
+
+    began = time.perf_counter()
+    try:
+        report = run_regeneration(
+            items, spec, description, executor=executor, batch=args.batch,
+            on_outcome=shown_outcome, on_start=started, root=config.output_root,
+        )  # fmt: skip
+    finally:
+        executor.close()
+    seconds = max(time.perf_counter() - began, 1e-9)
+    changed = sum(state == "CHANGED" for state, _ in report.outcomes)
+    failed = sum(state == "FAILED" for state, _ in report.outcomes)
+    same = len(report.outcomes) - changed - failed
+    left = f", {report.remaining} left (give the command again)" if report.remaining else ""
+    headline = (
+        f"{report.total} files in bulk run {report.run_id}, {report.regenerated_now} regenerated now in "
+        f"{seconds:.2f} s ({report.regenerated_now / seconds:.0f} files/s): "
+        f"{same} unchanged, {changed} changed, {failed} failed{left}"
+    )
+    summary(report.outcomes, headline, args.json)
+    return 1 if failed or report.remaining else 0

@@ -73,6 +73,9 @@ def add_commands(sub: Any) -> None:
         "--json", action="store_true", help="print JSON lines: one per file, the summary on stderr"
     )
     add_filters(p)
+    from koadep.cli.bulk import add_bulk_options
+
+    add_bulk_options(p, items="files", batch=50)
     p.set_defaults(handler=_regenerate)
 
 
@@ -83,6 +86,9 @@ def _regenerate(args: argparse.Namespace) -> int:
     from koadep.regeneration import SUFFIX, Regenerator, Target
 
     check_filters(args)
+    from koadep.cli.bulk import check_bulk_options, wants_bulk
+
+    check_bulk_options(args)
     config = config_and_sources(args)[0]
     first = args.instrument
     if first is not None and ("/" in first or first.startswith(".") or Path(first).exists()):  # a path
@@ -103,6 +109,10 @@ def _regenerate(args: argparse.Namespace) -> int:
     target = Target(
         in_place=args.in_place, suffix=args.suffix or SUFFIX, into=args.into, dry_run=args.dry_run
     )
+    if wants_bulk(args):  # in batches on processes or a Dask cluster, resumable (koadep.bulk)
+        from koadep.cli.bulk import run_regenerate_command
+
+        return run_regenerate_command(args, items, target, config, _print)
     regenerator = Regenerator(config.keyword_tables, target=target, instrument=args.instrument)
     progress = Progress(len(items))
     outcomes = []
