@@ -284,6 +284,15 @@ def test_command_json_and_announce(
     )
     (record,) = store.find(instrument="NIRC2", level=1)
     assert record.koaid == KOAID
+    # a second quick-look of the KOAID is announced only with --reingest
+    assert main(argv) == 1
+    (line,) = json_lines(capsys.readouterr().out)
+    assert line["announce"].startswith("not announced") and "reingest" in line["announce"]
+    assert main([*argv, "--reingest"]) == 0
+    (line,) = json_lines(capsys.readouterr().out)
+    assert line["announce"].startswith("announced")
+    (again,) = store.find(instrument="NIRC2", level=1)
+    assert (again.id, again.status) == (record.id, "QUEUED")
 
 
 def test_command_text_output(
@@ -309,6 +318,7 @@ def test_command_text_output(
         ({"file": "raw"}, "give its --koaid"),
         ({"file": "absent"}, "does not exist"),
         ({"koaid": "N2.x"}, "is not a KOAID"),
+        ({"reingest": "yes"}, "--reingest goes with --announce"),
     ],
 )
 def test_command_mistakes_are_one_line_and_exit_2(
@@ -330,6 +340,8 @@ def test_command_mistakes_are_one_line_and_exit_2(
     argv += ["--output", str(tmp_path / "drp")]
     if "koaid" in change:
         argv += ["--koaid", change["koaid"]]
+    if "reingest" in change:
+        argv += ["--reingest"]
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -55,6 +55,11 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="announce each calibrated KOAID as level 1 in the status store",
     )
+    p.add_argument(
+        "--reingest",
+        action="store_true",
+        help="with --announce: archive the level 1 again when the KOAID has one already",
+    )
     p.add_argument("--db", metavar="URL", help="status store for --announce (default: config db_url)")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     p.add_argument("--json", action="store_true", help="print JSON lines: one result per file")
@@ -74,6 +79,8 @@ def _check(args: argparse.Namespace, config: Config) -> tuple[str, Path]:
     from koadep.koaid import is_valid_koaid, strip_fits
     from koadep.quicklook import IMAGERS, imager_problem
 
+    if args.reingest and not args.announce:
+        _fail("--reingest goes with --announce")
     instrument = args.instrument.upper()
     if instrument not in IMAGERS:
         _fail(f"no imager quick-look for {shown(instrument)} (only {', '.join(IMAGERS)})")
@@ -139,7 +146,9 @@ def _quicklook(args: argparse.Namespace) -> int:
             from koadep import levels
 
             try:
-                ids = levels.announce(store, instrument, 1, koaid=result.koaid, datadir=args.output)
+                ids = levels.announce(
+                    store, instrument, 1, koaid=result.koaid, datadir=args.output, reingest=args.reingest
+                )
                 announced = f"announced (record {', '.join(map(str, ids))})"
             except levels.AnnounceError as exc:
                 announced = f"not announced: {exc}"
