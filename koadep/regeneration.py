@@ -78,12 +78,14 @@ import contextlib
 import operator
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import compress
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
 from koadep.compare import Difference, differences, parse_table
 from koadep.fitsfile import DEFAULT_MAX_HEADER_BYTES, FitsFile, FitsFormatError, _data_size
@@ -134,6 +136,10 @@ _PRINTABLE = bytes(range(0x20, 0x7F))
 _TABLE_READ = 1 << 17
 #: Cells kept per column before its memory is cleared.
 _CELLS_PER_COLUMN = 16
+#: Card layouts kept per run before their memory is cleared.
+_LAYOUTS = 64
+#: Runs an iterator to its end (for the side effects of ``map``).
+_consume = deque(maxlen=0).extend
 
 
 class _Failure(Exception):
@@ -260,13 +266,11 @@ class _Cards:
         FitsFormatError
             If the structural cards are missing or wrong.
         """
-        images = tuple(compress(self.images, map(_STRUCTURAL.__contains__, self.keys)))
-        size = _DECLARED.get(images)
-        if size is None:
-            if len(_DECLARED) >= 256:
-                _DECLARED.clear()
-            size = _DECLARED[images] = _data_size(Header(map(Card.parse, images)))
-        return size
+        return _declared_size(tuple(compress(self.images, map(_STRUCTURAL.__contains__, self.keys))))
+
+    def get(self, key: str) -> str | None:
+        """The first image of a keyword (an 8-character key), or None."""
+        return self.first.get(key)
 
     def structural(self) -> Header:
         """A header of the structural cards (every one: a repeated card is checked as the scan does)."""
@@ -275,6 +279,60 @@ class _Cards:
 
 #: The data unit's size by the images of the structural cards that declare it.
 _DECLARED: dict[tuple[str, ...], int] = {}
+
+
+def _declared_size(images: tuple[str, ...]) -> int:
+    """The size of the data unit that structural cards declare (kept by their images)."""
+    size = _DECLARED.get(images)
+    if size is None:
+        if len(_DECLARED) >= 256:
+            _DECLARED.clear()
+        size = _DECLARED[images] = _data_size(Header(map(Card.parse, images)))
+    return size
+
+
+class _Layout:
+    """What the keywords of a header's cards, in their order, decide: found once per layout.
+
+    ``index`` is the first card of each keyword; ``rows`` the row state of
+    each keyword table's plan for this layout (:class:`_Row`).
+    """
+
+    __slots__ = ("count", "exact", "index", "rows", "structural")
+
+    def __init__(self, cards: _Cards) -> None:
+        keys = cards.keys
+        self.count = len(keys)
+        self.index: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            self.index.setdefault(key, i)
+        self.exact = cards.exact
+        self.structural = tuple(i * CARD_LENGTH for i, key in enumerate(keys) if key in _STRUCTURAL)
+        self.rows: dict[int, _Row] = {}
+
+
+class _Scan:
+    """The primary header of one file: its text, its cards as 80-byte rows and its layout."""
+
+    __slots__ = ("cards", "layout", "raw", "text")
+
+    def __init__(self, raw: bytes, layout: _Layout, cards: Any) -> None:
+        self.raw = raw
+        self.text = raw.decode("ascii")
+        self.layout = layout
+        self.cards = cards
+
+    def get(self, key: str) -> str | None:
+        """The first image of a keyword (an 8-character key), or None."""
+        at = self.layout.index.get(key)
+        return None if at is None else self.text[at * CARD_LENGTH : (at + 1) * CARD_LENGTH]
+
+    def data_size(self) -> int:
+        """The size of the data unit the structural cards declare (see :meth:`_Cards.data_size`)."""
+        text = self.text
+        return _declared_size(tuple(text[at : at + CARD_LENGTH] for at in self.layout.structural))
+
+
 #: Per number of cards: what cuts a header's text into card images, and into keywords.
 _SPLITTERS: dict[int, tuple[Callable[[str], Any], Callable[[str], Any]]] = {}
 
@@ -326,7 +384,7 @@ class _Hdu:
     name: str
 
 
-def _layout(fd: int, size: int, primary: _Cards, data_start: int) -> list[_Hdu]:
+def _layout(fd: int, size: int, primary: _Cards | _Scan, data_start: int) -> list[_Hdu]:
     """The extensions after the primary HDU (kind and name), checked against the file's size."""
     hdus: list[_Hdu] = []
     declared = _declared(primary)
@@ -355,12 +413,12 @@ def _layout(fd: int, size: int, primary: _Cards, data_start: int) -> list[_Hdu]:
 
 
 def _text_of(cards: _Cards, keyword: str) -> str:
-    image = cards.first.get(keyword.ljust(8))
+    image = cards.get(keyword.ljust(8))
     value = _value(image) if image is not None else None
     return str(value or "").strip()
 
 
-def _declared(cards: _Cards) -> int:
+def _declared(cards: _Cards | _Scan) -> int:
     try:
         return cards.data_size()
     except FitsFormatError as exc:
@@ -445,13 +503,12 @@ def _read(path: str | Path) -> bytes | None:
 
 
 class _Plan:
-    """How the cells of one keyword table's row are found, and the cells made so far.
+    """How the cells of one keyword table's row are made, and the cells made so far.
 
     For each column: the key of its card (``""`` for none), the kind of its
-    values (:func:`_card_cell`), and a cache that maps a card image to the
-    column's cell and an old cell to itself. An old row is cut into its cells
-    at the columns' places; a column recomputed for every file (FILESIZE_MB)
-    has no place, and its cut is ``""``.
+    values (:func:`_card_cell`), its width and its place in an old row (none
+    for a column recomputed for every file: FILESIZE_MB). ``cache`` maps a
+    card image to its column's cell (an image begins with its keyword).
     """
 
     def __init__(self, table: KeywordTable) -> None:
@@ -470,28 +527,164 @@ class _Plan:
             places.append(None if c.keyword in _RECOMPUTED else slice(pos, pos + width))
             pos += width
         self.keys = tuple(keys)
+        self.places: tuple[slice | None, ...] = tuple(places)
         self.length = pos
-        self.cells: tuple[dict[str, str], ...] = tuple({} for _ in table.columns)
-        self.none: tuple[None, ...] = (None,) * len(keys)
-        nowhere = slice(pos + 1, pos + 1)  # beyond the row: ""
-        cuts = [nowhere if p is None else p for p in places]
-        self._cut = operator.itemgetter(*cuts) if len(cuts) > 1 else lambda row: (row[cuts[0]],)
+        self.spans = tuple(width + 1 for width in self.widths)
+        #: The cell made for a card image (an image names its column's keyword).
+        self.cache: dict[str, str] = {}
+        self.most = _CELLS_PER_COLUMN * len(keys)
 
-    def places(self, row: str) -> tuple[str, ...]:
-        """The old row's cells, by column (``""`` for a column without a place)."""
-        return self._cut(row)
+
+class _Row:
+    """One keyword table's row for one card layout, kept from the file before: the column plan.
+
+    Each column is found once per layout: the place of its card in the
+    header's text, or none. A file whose cards are those of the file before
+    except some, compared as 80-byte images, has only the columns of those
+    cards made again; the others keep their cells. A column whose cell raised
+    warnings is made again for every file, so that each file reports its own.
+    A column without a card takes its cell from the old table's row (a run of
+    such columns is one cut of it), or, with no old row in the table's
+    layout, from the metadata-only values, formatted for every file.
+    """
+
+    __slots__ = (
+        "again",
+        "cards",
+        "computed",
+        "cut",
+        "cuts",
+        "firsts",
+        "missing",
+        "mode",
+        "plan",
+        "previous",
+        "rows",
+        "slots",
+        "todo",
+        "values",
+        "warned",
+    )
+
+    def __init__(self, plan: _Plan, layout: _Layout) -> None:
+        self.plan = plan
+        index = layout.index
+        found = [index.get(key, -1) if key else -1 for key in plan.keys]
+        self.cuts = [slice(at * CARD_LENGTH, (at + 1) * CARD_LENGTH) if at >= 0 else None for at in found]
+        # a card that names two columns (keywords equal in upper case): the second is made every time
+        first: dict[int, int] = {}
+        for j, at in enumerate(found):
+            if at >= 0:
+                first.setdefault(at, j)
+        slots = [j for j, at in enumerate(found) if at >= 0 and first[at] == j]
+        self.again = [j for j, at in enumerate(found) if at >= 0 and first[at] != j]
+        self.todo = slots
+        self.slots = np.array(slots, dtype=np.intp)
+        self.cards = np.array([found[j] for j in slots], dtype=np.intp)
+        self.missing = [j for j, at in enumerate(found) if at < 0]
+        # with an old row: runs of neighbouring columns without a card are cut from it at once
+        runs: list[list[int]] = []
+        computed: list[int] = []
+        for j in self.missing:
+            place = plan.places[j]
+            if place is None:
+                computed.append(j)
+            elif runs and runs[-1][1] == j - 1 and runs[-1][3] == place.start:
+                runs[-1][1], runs[-1][3] = j, place.stop
+            else:
+                runs.append([j, j, place.start, place.stop])
+        self.computed = computed
+        self.firsts = [run[0] for run in runs]
+        cuts = [slice(run[2], run[3]) for run in runs]
+        self.cut: Callable[[str], Any] = (
+            operator.itemgetter(*cuts) if len(cuts) > 1 else lambda row: tuple(row[c] for c in cuts)
+        )
+        self.values: list[str | None] = [""] * len(plan.keys)
+        self.mode = ""
+        self.previous: Any = None
+        self.rows = b""
+        self.warned: list[int] = []
+
+    def make(self, scan: _Scan, extras: _Extras, issues: list[Issue]) -> bytes:
+        """The metadata table of one file (its cells are kept for the next file)."""
+        plan = self.plan
+        row = self.values
+        text = scan.text
+        if self.previous is None:
+            todo = self.todo
+        elif scan.raw == self.rows:
+            todo = []
+        else:
+            changed = (scan.cards != self.previous).any(1)
+            todo = self.slots[changed[self.cards]].tolist()
+        self.previous = None  # until the row is whole again
+        slow: list[int] = []
+        if todo:  # the changed cards: their kept cells, else made (by _card_cell when it can)
+            images = list(map(text.__getitem__, map(self.cuts.__getitem__, todo)))
+            cache = plan.cache
+            cells = list(map(cache.get, images))
+            _consume(map(row.__setitem__, todo, cells))
+            if None in cells:
+                misses = list(compress(range(len(cells)), map(operator.not_, cells)))
+                slots = list(map(todo.__getitem__, misses))
+                images = list(map(images.__getitem__, misses))
+                kinds = map(plan.kinds.__getitem__, slots)
+                texts = list(map(_card_cell, kinds, map(plan.widths.__getitem__, slots), images))
+                if None in texts:
+                    made = list(map(operator.is_not, texts, repeat(None)))
+                    slow = list(compress(slots, map(operator.not_, made)))
+                    slots = list(compress(slots, made))
+                    images = list(compress(images, made))
+                    texts = list(compress(texts, made))
+                cells = list(map(str.ljust, map(" ".__add__, texts), map(plan.spans.__getitem__, slots)))
+                _consume(map(row.__setitem__, slots, cells))
+                if len(cache) > plan.most:
+                    cache.clear()
+                cache.update(zip(images, cells, strict=True))
+        old_row = extras.old_row(plan.head, plan.length)
+        if old_row is not None:
+            if self.mode != "old":
+                for j in self.missing:
+                    row[j] = ""
+                self.mode = "old"
+            if self.firsts:
+                _consume(map(row.__setitem__, self.firsts, self.cut(old_row)))
+            computed = self.computed
+        else:
+            self.mode = "values"
+            computed = self.missing
+        warned: list[int] = []
+        if slow or computed or self.warned or self.again:  # the general formatter, in column order
+            cuts, widths, formats = self.cuts, plan.widths, plan.formats
+            for j in sorted({*slow, *computed, *self.warned, *self.again}):
+                cut = cuts[j]
+                before = len(issues)
+                if cut is None:
+                    cell = formats[j](extras.get(plan.columns[j].keyword), issues)
+                else:
+                    cell = formats[j](_value(text[cut]), issues)
+                    if len(issues) > before:
+                        warned.append(j)
+                row[j] = " " + cell.ljust(widths[j])
+        self.warned = warned
+        self.previous, self.rows = scan.cards, scan.raw
+        return b"".join((plan.head_bytes, "".join(row).encode("ascii", "replace"), b"\n"))  # type: ignore[arg-type]
 
 
 #: The kinds of column :func:`_card_cells` formats from a card image.
 _OTHER, _CHAR, _INTEGER, _DOUBLE = 0, 1, 2, 3
 #: A card's value field as Card.parse reads it: a string without doubled quotes (with its
 #: quotes), or a token of the characters of a number (which ``int`` or ``float`` then checks).
-_VALUE = re.compile(r"= +(?:('[^']*')(?!')|([-+.0-9eE]+) *(?:/|$))")
 #: A decimal number as ``repr(float(token))`` writes it: positional, at most 15 significant digits
 #: (which a float keeps), no zeros at either end, at least 0.0001 and below 1e16 (at most 16 long).
-_SHORTEST = re.compile(
-    r"-?(?=[0-9.]{1,16}$)(?:0\.(?:0|0{0,3}[1-9](?:[0-9]*[1-9])?)|[1-9][0-9]*\.(?:0|[0-9]*[1-9]))"
+_SHORTEST = (
+    r"-?(?=[0-9.]{1,16}(?![0-9.]))(?:0\.(?:0|0{0,3}[1-9](?:[0-9]*[1-9])?)|[1-9][0-9]*\.(?:0|[0-9]*[1-9]))"
 )
+#: An integer as ``str(int(token))`` writes it (at most 17 digits).
+_CANONICAL = r"0|-?[1-9][0-9]{0,16}"
+#: The same, with the groups: a string, a decimal number as Python writes it, an integer as Python
+#: writes it, another token (all the number tokens together are those of the first pattern).
+_VALUE = re.compile(rf"= +(?:('[^']*')(?!')|(?:({_SHORTEST})|({_CANONICAL})|([-+.0-9eE]+)) *(?:/|$))")
 _NULL_TEXTS = frozenset({"nan", "-nan", "#### error ###", "null"})
 
 
@@ -525,8 +718,18 @@ def _card_cell(kind: int, width: int, image: str) -> str | None:
     match = _VALUE.match(image, 8)
     if match is None:
         return None
-    quoted, token = match.groups()
-    if quoted is not None:
+    quoted, shortest, canonical, token = match.groups()
+    if shortest is not None:
+        if kind != _CHAR and kind != _DOUBLE:
+            return None
+        if len(shortest) <= width:
+            return shortest
+        token = shortest
+    elif canonical is not None:
+        if kind == _OTHER or len(canonical) > width:
+            return None
+        return repr(float(canonical)) if kind == _DOUBLE else canonical
+    elif quoted is not None:
         if kind == _CHAR:
             text = quoted[1:-1].rstrip()
             stripped = text.lstrip()
@@ -536,8 +739,6 @@ def _card_cell(kind: int, width: int, image: str) -> str | None:
     if "." in token or "e" in token or "E" in token:  # a decimal number, if float() reads it
         if kind not in (_CHAR, _DOUBLE):
             return None
-        if len(token) <= width and _SHORTEST.fullmatch(token) is not None:
-            return token
         try:
             text = repr(float(token))
             if len(text) > width and kind == _DOUBLE:
@@ -592,6 +793,7 @@ class Regenerator:
         self.target = target or Target()
         self.instrument = instrument.upper() if instrument else None
         self._plans: dict[int, _Plan] = {}
+        self._layouts: dict[bytes, _Layout] = {}
 
     # -- instruments and their tables -----------------------------------------------------------
     def _registry_names(self) -> dict[str, str]:
@@ -603,7 +805,7 @@ class Regenerator:
             self._names = {name.upper(): name for name in self._registry.names()}
         return self._names
 
-    def _instrument_of(self, path: Path, cards: _Cards) -> str:
+    def _instrument_of(self, path: Path, cards: _Scan) -> str:
         if self.instrument:
             return self.instrument
         parts = path.parts
@@ -670,7 +872,7 @@ class Regenerator:
             raw, data_start = _header_at(fd, 0, size, first)
             if _unprintable(raw):
                 raise _Failure("UNREADABLE_FITS", "the header holds bytes that are not ASCII text")
-            cards = _Cards(raw)
+            cards = self._scan(raw)
             hdus = _layout(fd, size, cards, data_start)
         finally:
             os.close(fd)
@@ -704,8 +906,19 @@ class Regenerator:
                 names[f"ext{index}"] = name
         return self._finish(path, koaid, instrument, tables, names, {"metadata": old_meta}, issues)
 
-    def _koaid(self, path: Path, cards: _Cards) -> str:
-        image = cards.first.get("KOAID   ")
+    def _scan(self, raw: bytes) -> _Scan:
+        """The primary header's cards and their layout (found once per layout: :class:`_Layout`)."""
+        rows = np.frombuffer(raw, dtype=np.uint64).reshape(-1, CARD_LENGTH // 8)
+        keys = rows[:, 0].tobytes()  # the keyword field of every card
+        layout = self._layouts.get(keys)
+        if layout is None:
+            if len(self._layouts) >= _LAYOUTS:
+                self._layouts.clear()
+            layout = self._layouts[keys] = _Layout(_Cards(raw))
+        return _Scan(raw, layout, rows)
+
+    def _koaid(self, path: Path, cards: _Scan) -> str:
+        image = cards.get("KOAID   ")
         value = _value(image) if image is not None else None
         koaid = str(value).strip().removesuffix(".fits") if isinstance(value, str) else ""
         if not koaid or not is_archived_koaid(koaid):
@@ -716,44 +929,16 @@ class Regenerator:
             raise _Failure("INVALID_KOAID", f"the file is named {path.name} but its header holds {koaid}")
         return koaid
 
-    def _metadata(self, table: KeywordTable, cards: _Cards, extras: _Extras, issues: list[Issue]) -> bytes:
-        """The metadata table (see the module docstring: the cell of a card is kept per column and image)."""
-        if not cards.exact:
-            return self._metadata_slow(table, Header.from_bytes(cards.raw), extras.all(), issues)
+    def _metadata(self, table: KeywordTable, scan: _Scan, extras: _Extras, issues: list[Issue]) -> bytes:
+        """The metadata table (see the module docstring and :class:`_Row`)."""
+        layout = scan.layout
+        if not layout.exact:
+            return self._metadata_slow(table, Header.from_bytes(scan.raw), extras.all(), issues)
         plan = self._plan(table)
-        head = plan.head
-        old_row = extras.old_row(head, plan.length)
-        # per column: its card's image, else its old cell ("" or None when neither); then the kept cell
-        found = list(map(cards.first.get, plan.keys, plan.none if old_row is None else plan.places(old_row)))
-        row = list(map(dict.get, plan.cells, found))
-        if None in row:
-            misses = list(compress(range(len(row)), map(operator.not_, row)))
-            get = found.__getitem__
-            images = [get(j) or "" for j in misses]
-            widths, every = plan.widths, plan.cells
-            texts = map(
-                _card_cell, map(plan.kinds.__getitem__, misses), map(widths.__getitem__, misses), images
-            )
-            for j, image, text in zip(misses, images, texts, strict=True):
-                if not image:
-                    value = extras.get(plan.columns[j].keyword)
-                    row[j] = " " + plan.formats[j](value, issues).ljust(widths[j])
-                    continue
-                if image[0] == " ":  # the old cell, as level 0 made it
-                    cell = image
-                else:
-                    if text is None:
-                        before = len(issues)
-                        text = plan.formats[j](_value(image), issues)
-                        if len(issues) > before:
-                            row[j] = " " + text.ljust(widths[j])
-                            continue
-                    cell = " " + text.ljust(widths[j])
-                cells = every[j]
-                if len(cells) >= _CELLS_PER_COLUMN:
-                    cells.clear()
-                row[j] = cells[image] = cell
-        return b"".join((plan.head_bytes, "".join(row).encode("ascii", "replace"), b"\n"))
+        row = layout.rows.get(id(plan))
+        if row is None or row.plan is not plan:
+            row = layout.rows[id(plan)] = _Row(plan, layout)
+        return row.make(scan, extras, issues)
 
     def _plan(self, table: KeywordTable) -> _Plan:
         plan = self._plans.get(id(table))
@@ -805,10 +990,12 @@ class Regenerator:
                 if digests:
                     written.extend(_update_md5(folder, koaid, digests))
             else:
+                into = os.fspath(target.into if target.into is not None else folder)
+                suffix = "" if target.into is not None else target.suffix
                 for kind, data in tables.items():
-                    destination = target.path(folder / names[kind])
+                    destination = os.path.join(into, names[kind] + suffix)
                     if _write(destination, data):
-                        written.append(destination)
+                        written.append(Path(destination))
         return Regenerated(
             path,
             CHANGED if changed else SAME,
@@ -832,18 +1019,39 @@ def _differences(old: bytes, new: bytes, path: Path) -> list[Difference]:
     return differences([before, after], [str(path), "regenerated"])
 
 
-def _write(path: Path, data: bytes) -> bool:
-    """Write a new table unless the file holds it already; False when it did.
+def _write(path: str, data: bytes) -> bool:
+    """Write a new table beside the old one (or into a folder) unless the file holds it already.
 
-    A temporary is renamed over the target: readers never see half a table.
+    False when it did. A table that is not there yet is written straight into
+    its new file (created exclusively: one open, one write): such a file is
+    no product yet, and no reader expects it until it is copied in, so a
+    crash leaves at worst a short file that the next run sees differ and
+    replaces. A table that is there is replaced through a temporary renamed
+    over it, so that a reader of it never sees half a table. No file is
+    synced: writing in place (:func:`~koadep.products.atomic.atomic_write`)
+    is what must be durable.
     """
-    if _read(path) == data:
-        return False
-    tmp = os.path.join(os.path.dirname(path), temporary_name(path.name))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        if _read(path) == data:
+            return False
+    else:
         try:
-            os.write(fd, data)
+            _write_all(fd, data)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+        return True
+    tmp = os.path.join(os.path.dirname(path), temporary_name(os.path.basename(path)))
+    try:
+        fd = os.open(tmp, flags, 0o644)
+        try:
+            _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -852,6 +1060,13 @@ def _write(path: Path, data: bytes) -> bool:
             os.unlink(tmp)
         raise
     return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (a write may take fewer bytes than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _update_md5(folder: Path, koaid: str, digests: Mapping[str, str]) -> list[Path]:

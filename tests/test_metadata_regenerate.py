@@ -23,7 +23,7 @@ from koadep.header import Card, Header
 from koadep.products.md5 import file_md5
 from koadep.products.metadata import Column, KeywordTable, MetadataError, cell_formatter, metadata_table
 from koadep.regeneration import (
-    _SHORTEST,
+    _VALUE,
     CHANGED,
     FAILED,
     SAME,
@@ -516,17 +516,96 @@ def test_the_fast_cells_are_format_cell_of_the_parsed_value() -> None:
     assert read > 300
 
 
+def _kept(token: str) -> tuple[str | None, str | None]:
+    """The token as the value pattern keeps it: (a decimal as Python writes it, an integer so)."""
+    match = _VALUE.match(f"X       = {token:>20} / c".ljust(80), 8)
+    assert match is not None, token
+    return match.group(2), match.group(3)
+
+
 def test_the_shortest_decimals_are_reprs() -> None:
-    """A decimal the fast path keeps as it is written is what repr(float()) writes."""
+    """A decimal the fast path keeps as it is written is what repr(float()) writes; an integer
+    it keeps is what str(int()) writes."""
     candidates = {"0.0", "-0.0", "0.0001", "0.00012", "1.0", "2000.0", "71.86", "12345678901234.5"}
     for exponent in range(-6, 17):
         for digits in ("1", "12", "125", "1005", "123456789012345", "1234567890123456"):
             value = int(digits) * 10.0**exponent
             candidates |= {repr(value), f"{value:.3f}", f"{value:.1f}", f"{value:.6f}", f"{value:.0f}."}
-    kept = 0
+            candidates |= {f"{value:.0f}", f"-{value:.0f}", f"0{value:.0f}"}
+    decimals = integers = 0
     for token in candidates:
-        if _SHORTEST.fullmatch(token):
-            kept += 1
-            assert repr(float(token)) == token, token
-    assert kept > 50
-    assert not any(_SHORTEST.fullmatch(t) for t in ("1.50", "0.", ".5", "1e5", "0.00001", "007.5", "1.5E3"))
+        decimal, integer = _kept(token)
+        if decimal is not None:
+            decimals += 1
+            assert decimal == token == repr(float(token)), token
+        if integer is not None:
+            integers += 1
+            assert integer == token == str(int(token)), token
+    assert decimals > 50 and integers > 20
+    for token in ("1.50", "0.", ".5", "1e5", "0.00001", "007.5", "1.5E3", "-0", "007", "+5"):
+        assert _kept(token) == (None, None), token
+
+
+def test_each_file_of_a_card_layout_gets_its_own_cells_and_warnings(tmp_path: Path) -> None:
+    """Files of one card layout reuse the cells of unchanged cards; the bytes and the warnings of
+    every file are still the full run's: a warning repeats for each file that has its card, a
+    changed card is made again, and another layout or a file without an old table comes between."""
+    lev0 = tmp_path / "NIRC2" / "20251208" / "lev0"
+    table = KeywordTable(
+        "NIRC2",
+        (
+            Column("KOAID", "char", 30, False),
+            Column("OBJECT", "char", 8, True),
+            Column("EXPTIME", "double", 16, True),
+            Column("FRAMENO", "integer", 16, True, check_values=True, minimum=0, maximum=100),
+            Column("PROPINT", "integer", 16, True),
+            Column("FILESIZE_MB", "double", 16, True),
+            Column("SEMID", "char", 16, True),
+        ),
+    )
+    runs = [  # OBJECT, EXPTIME, FRAMENO, an extra card, an old table
+        ("far too long", "1.5", "7", False, True),
+        ("far too long", "1.5", "8", False, True),
+        ("far too long", "2.50", "8", True, True),
+        ("far too long", "2.50", "800", False, False),
+        ("flat", "2.50", "800", False, True),
+        ("flat", "3.0", "9", False, True),
+        ("flat", "3.0", "9", False, False),
+    ]
+    regenerator = Regenerator({"NIRC2": table}, target=Target(dry_run=True))
+    reported = []
+    for number, (target, exptime, frame, extra, old) in enumerate(runs):
+        koaid = f"N2.20251208.{30000 + number:05d}.00"
+        cards = [("INSTRUME", "NIRC2"), ("KOAID", f"{koaid}.fits"), ("OBJECT", target)]
+        cards += [("EXPTIME", float(exptime)), ("FRAMENO", int(frame))] + [("EXTRA", 1)] * extra
+        fits = write_raw_fits(lev0 / f"{koaid}.fits", cards, None)
+        header = Header.from_bytes(fits.read_bytes())
+        values = {
+            "PROPINT": 18 + number,
+            "SEMID": "2025B_N123",
+            "FILESIZE_MB": round(fits.stat().st_size / 1e6, 4),
+        }
+        expected, issues = metadata_table(table, header, values)
+        if old:
+            fits.with_name(f"{koaid}.metadata.table").write_text(expected)
+        outcome = regenerator.file(fits, None if old else values)
+        assert outcome.tables["metadata"] == expected.encode(), number
+        assert [i.to_dict() for i in outcome.issues] == [i.to_dict() for i in issues], number
+        reported.append([i.code for i in outcome.issues])
+    assert reported[1] == ["MD_TRUNCATE"] and reported[3] == ["MD_TRUNCATE", "MD_RANGE_ERROR"]
+    assert reported[4] == ["MD_RANGE_ERROR"] and reported[5] == reported[6] == []
+
+
+def test_beside_a_new_table_is_created_and_a_stale_one_replaced(root: Path, keyword_tables: Path) -> None:
+    """A table beside is written straight into its new file; one already there with other bytes is
+    replaced whole (no temporary left), one with the same bytes is left alone."""
+    fits = lev0_files([root])[0]
+    regenerator = Regenerator(keyword_tables, target=Target())
+    first = regenerator.file(fits)
+    beside = fits.with_name(fits.name[:-5] + ".metadata.table.regen")
+    assert beside in first.written and beside.read_bytes() == first.tables["metadata"]
+    assert Regenerator(keyword_tables, target=Target()).file(fits).written == ()
+    beside.write_bytes(b"stale\n")
+    again = Regenerator(keyword_tables, target=Target()).file(fits)
+    assert beside in again.written and beside.read_bytes() == first.tables["metadata"]
+    assert not [p for p in fits.parent.iterdir() if p.name.startswith(".")]
