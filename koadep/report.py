@@ -157,14 +157,14 @@ class InstrumentNight:
     def summary_row(self) -> dict[str, Any]:
         """The ``koa_summary`` row of these numbers.
 
-        ``n_queued`` counts every record waiting for a worker: the WAITING
-        level-2 records (not yet released) with the QUEUED ones.
+        ``n_waiting`` counts the level-2 records announced before their night
+        was released; ``n_queued`` the records waiting for a worker.
         """
         row: dict[str, Any] = {
             "utdate": self.utdate,
             "instrument": self.instrument,
             "files": self.files,
-            **{f"n_{s.lower()}": self.by_state.get(str(s), 0) for s in State if s != State.WAITING},
+            **{f"n_{s.lower()}": self.by_state.get(str(s), 0) for s in State},
             "n_science": self.n_science,
             "n_calibration": self.n_calibration,
             "science_exptime_s": self.science_exptime_s,
@@ -172,7 +172,6 @@ class InstrumentNight:
             "archsize_mb": self.archsize_mb,
             "level": self.level,
         }
-        row["n_queued"] += self.by_state.get(str(State.WAITING), 0)
         for name, timing in (("process", self.process), ("transfer", self.transfer), ("ingest", self.ingest)):
             row[f"{name}_s_min"], row[f"{name}_s_median"], row[f"{name}_s_max"] = (
                 timing.min,

@@ -262,7 +262,7 @@ def test_upgrading_a_version_3_database_keeps_its_records(
     )
     assert store.schema_version() == 3
     assert main(["db", "upgrade", "--db", db_url]) == 0
-    assert f"schema at version {SCHEMA_VERSION} (applied: [4, 5])" in capsys.readouterr().out
+    assert f"schema at version {SCHEMA_VERSION} (applied: [4, 5, 6])" in capsys.readouterr().out
     store = open_store(db_url)
     (record,) = store.find()
     assert (record.status, record.attempts, record.not_before) == ("ERROR", None, None)

@@ -17,9 +17,9 @@ the nightly summary (``report``, :mod:`koadep.report`).
 Examples
 --------
 >>> [m.name for m in MIGRATIONS if m.owner == "report"]
-['report.nightly_summary']
+['report.nightly_summary', 'report.waiting_count']
 >>> SCHEMA_VERSION
-5
+6
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from koadep.status.schema import ADDED_COLUMNS, FIRST_COLUMNS, SUMMARY_COLUMNS, Dialect
+from koadep.status.schema import (
+    ADDED_COLUMNS,
+    ADDED_SUMMARY_COLUMNS,
+    FIRST_COLUMNS,
+    FIRST_SUMMARY_COLUMNS,
+    SUMMARY_COLUMNS,
+    Dialect,
+)
 
 if TYPE_CHECKING:
     from koadep.status.store import Store
@@ -157,12 +164,20 @@ _ALERTS = (Migration("alerts.throttle", 2, _alert_throttle),)
 # report: the nightly summary, one row per UT date and instrument (koadep.report) ----------------
 def _nightly_summary(d: Dialect) -> list[str]:
     return [
-        f"CREATE TABLE IF NOT EXISTS koa_summary ({_columns(d, SUMMARY_COLUMNS)}, "
+        f"CREATE TABLE IF NOT EXISTS koa_summary ({_columns(d, FIRST_SUMMARY_COLUMNS)}, "
         "PRIMARY KEY (utdate, instrument))"
     ]
 
 
-_REPORT = (Migration("report.nightly_summary", 3, _nightly_summary),)
+def _summary_columns(d: Dialect, version: int) -> list[str]:
+    added = ADDED_SUMMARY_COLUMNS[version]
+    return [f"ALTER TABLE koa_summary ADD COLUMN {c} {d.type_of(k)}" for c, k in added]
+
+
+_REPORT = (
+    Migration("report.nightly_summary", 3, _nightly_summary),
+    Migration("report.waiting_count", 6, lambda d: _summary_columns(d, 6)),
+)
 
 #: Every migration in the order it is applied (by version, then as declared).
 MIGRATIONS: tuple[Migration, ...] = tuple(sorted((*_STATUS, *_ALERTS, *_REPORT), key=lambda m: m.version))

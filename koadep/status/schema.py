@@ -17,10 +17,12 @@ from koadep.koaid import KOAID_MAX_LENGTH
 
 __all__ = [
     "ADDED_COLUMNS",
+    "ADDED_SUMMARY_COLUMNS",
     "COLUMNS",
     "COLUMN_KINDS",
     "COLUMN_NAMES",
     "FIRST_COLUMNS",
+    "FIRST_SUMMARY_COLUMNS",
     "RESET_COLUMNS",
     "SUMMARY_COLUMNS",
     "Dialect",
@@ -63,8 +65,8 @@ RESET_COLUMNS = (
     "propint", "error_time", "lease_owner", "lease_expires", "elaptime", "attempts", "not_before",
 )  # fmt: skip
 
-#: The nightly summary table (one row per UT date and instrument), see :mod:`koadep.report`.
-SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+#: The first schema's nightly summary (a row per UT date and instrument), see :mod:`koadep.report`.
+FIRST_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("utdate", "str:10"), ("instrument", "str:16"), ("files", "int"),
     ("n_queued", "int"), ("n_processing", "int"), ("n_processed", "int"),
     ("n_transferring", "int"), ("n_transferred", "int"), ("n_complete", "int"),
@@ -75,6 +77,15 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ingest_s_min", "float"), ("ingest_s_median", "float"), ("ingest_s_max", "float"),
     ("archsize_mb", "float"), ("level", "str:16"), ("updated", "time"),
 )  # fmt: skip
+#: Columns added to ``koa_summary`` by later schema versions.
+ADDED_SUMMARY_COLUMNS: dict[int, tuple[tuple[str, str], ...]] = {
+    # 6: level-2 records announced before their night is released
+    6: (("n_waiting", "int"),),
+}
+#: Every ``koa_summary`` column, in table order.
+SUMMARY_COLUMNS = FIRST_SUMMARY_COLUMNS + tuple(
+    c for _, added in sorted(ADDED_SUMMARY_COLUMNS.items()) for c in added
+)
 
 
 class Dialect:

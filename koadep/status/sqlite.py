@@ -4,7 +4,7 @@ Examples
 --------
 >>> store = SqliteStore(None)  # in memory
 >>> store.upgrade()
-[1, 2, 3, 4, 5]
+[1, 2, 3, 4, 5, 6]
 >>> store.queue("NIRC2", "/s/sdata907/nirc4/n0101.fits")
 1
 """
