@@ -34,7 +34,8 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "STALE_TEMPORARY_SECONDS",
     "atomic_write",
     "fsync_directory",
+    "fsync_file",
+    "io_pool",
     "is_stale_temporary",
     "remove_stale_temporaries",
     "remove_temporary",
@@ -173,29 +176,136 @@ def fsync_directory(directory: str | Path) -> None:
         os.close(fd)
 
 
+#: Chunks at least this large are written by an :func:`io_pool` thread while their md5 is taken.
+_PARALLEL_BYTES = 4 << 20
+
+_IO_POOL: ThreadPoolExecutor | None = None
+_IO_LOCK = threading.Lock()
+
+
+def io_pool() -> ThreadPoolExecutor:
+    """The process's two threads for writes and fsyncs beside the calling thread.
+
+    Made on first use; a child process made by ``fork`` gets a fresh one. Its
+    tasks wait for nothing but the system calls they make.
+    """
+    global _IO_POOL
+    with _IO_LOCK:
+        if _IO_POOL is None:
+            _IO_POOL = ThreadPoolExecutor(2, thread_name_prefix="koadep-io")
+        return _IO_POOL
+
+
+def _forget_io_pool() -> None:
+    global _IO_POOL, _IO_LOCK
+    _IO_POOL, _IO_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_io_pool)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Make the bytes and the size of the file at ``path`` durable (``fsync`` through a new descriptor)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _pieces(chunk: bytes | memoryview) -> Iterable[memoryview]:
+    view = memoryview(chunk).cast("B")
+    for start in range(0, len(view), _PARALLEL_BYTES):
+        yield view[start : start + _PARALLEL_BYTES]
+
+
+def _file_md5(fd: int, size: int) -> str:
+    """The md5 of the first ``size`` bytes of the open file ``fd``, read back in pieces."""
+    digest = hashlib.md5(usedforsecurity=False)
+    buffer = bytearray(min(size, _PARALLEL_BYTES))
+    view = memoryview(buffer)
+    offset = 0
+    while offset < size:
+        got = os.preadv(fd, [view[: min(len(view), size - offset)]], offset)
+        if got <= 0:
+            raise OSError(errno.EIO, f"the file written is {size - offset} bytes short when read back")
+        digest.update(view[:got])
+        offset += got
+    return digest.hexdigest()
+
+
 def write_synced(
-    path: str | Path, chunks: Iterable[bytes | memoryview], mode: int = 0o644
+    path: str | Path,
+    chunks: Iterable[bytes | memoryview],
+    mode: int = 0o644,
+    *,
+    sync: bool = True,
+    reread: bool = False,
+    written: Callable[[], object] | None = None,
 ) -> tuple[str, int]:
     """Create ``path`` (it must not exist), write and fsync ``chunks``; return (md5, size).
 
-    On any failure the file is removed.
+    A large chunk is written in pieces by an :func:`io_pool` thread while this
+    thread takes the md5 of the same piece (both outside the GIL), the pieces in
+    order. ``reread=True`` writes every chunk first and then takes the md5 of the
+    file by reading it back, so that the chunks' memory may be freed as soon as
+    they are written (the md5 is of the bytes in the file, as ``md5sum`` of it
+    gives). ``sync=False`` leaves the fsync to the caller (:func:`fsync_file`),
+    who must make the file durable before it is renamed into place; ``written``
+    is called once every byte is written (before the md5 is read back), for
+    instance to start that fsync. On any failure the file is removed.
     """
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    flags = (os.O_RDWR if reread else os.O_WRONLY) | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, mode)
+    pending: Future[None] | None = None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
+        try:
+            os.fchmod(fd, mode)
             for chunk in chunks:
-                digest.update(chunk)
-                fh.write(chunk)
-                size += len(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
+                if reread:
+                    _write_all(fd, chunk)
+                    size += len(chunk)
+                    continue
+                if len(chunk) < _PARALLEL_BYTES:
+                    if pending is not None:
+                        pending.result()
+                        pending = None
+                    digest.update(chunk)
+                    _write_all(fd, chunk)
+                    size += len(chunk)
+                    continue
+                for piece in _pieces(chunk):
+                    if pending is not None:
+                        pending.result()
+                    pending = io_pool().submit(_write_all, fd, piece)
+                    digest.update(piece)
+                    size += len(piece)
+            chunk = piece = b""  # the last chunk's memory may be freed while the file is read back
+            if pending is not None:
+                pending, done = None, pending
+                done.result()
+            if written is not None:
+                written()
+            hexdigest = _file_md5(fd, size) if reread else digest.hexdigest()
+            if sync:
+                os.fsync(fd)
+        finally:
+            if pending is not None:
+                wait([pending])
+            os.close(fd)
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise
-    return digest.hexdigest(), size
+    return hexdigest, size
 
 
 def atomic_write(path: str | Path, chunks: Iterable[bytes | memoryview]) -> str:

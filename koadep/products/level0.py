@@ -141,9 +141,11 @@ class _Failed(Exception):
         self.issue = issue
 
 
-def _put(out: ProductSet, name: str, chunks: Iterable[Any], code: str, step: str) -> Path:
+def _put(
+    out: ProductSet, name: str, chunks: Iterable[Any], code: str, step: str, *, reread: bool = False
+) -> Path:
     try:
-        return out.put(name, chunks)
+        return out.put(name, chunks, reread=reread)
     except UnsafePath as exc:
         raise _Failed(Issue.error("PRODUCT_PATH_UNSAFE", str(exc), step)) from exc
     except OSError as exc:
@@ -236,8 +238,8 @@ def _stage(
     rendering = shared_pool().submit(_encoded_previews, fits, header, ctx, copied)
     large = out.write and fits.hdus[0].data_size >= _RELEASE_BYTES
     written = _forgetting(chunks, fits, copied) if large else chunks
-    try:  # the previews are made while the archive FITS is written
-        products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file")
+    try:  # the previews are made while the archive FITS is written (a large one's md5 read back)
+        products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file", reread=large)
     except BaseException:
         copied.set()
         if not rendering.cancel():

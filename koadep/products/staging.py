@@ -1,11 +1,16 @@
 """Product sets: the products of one KOAID appear all together or not at all.
 
-Every product of a run is first written (and fsynced) into a staging folder
-inside the level folder, ``.<KOAID>.<host>.<pid>.<token>.tmp/``. Only when all of
-them are written does :meth:`ProductSet.commit` rename them into the level
-folder: the archive FITS first and the md5sum table, which lists the others,
-last. A level folder therefore holds, for each KOAID, either a complete set (its
-md5sum table is present) or an incomplete one left by a worker killed during
+Every product of a run is first written into a staging folder inside the
+level folder, ``.<KOAID>.<host>.<pid>.<token>.tmp/``, and fsynced by an I/O
+thread (:func:`koadep.products.atomic.io_pool`) while the next products are
+made. Only when all of them are written and every fsync has returned does
+:meth:`ProductSet.commit` rename them into the level folder: the archive FITS
+first and the md5sum table, which lists the others, last, with the folder
+fsynced before the md5sum table's rename and after it. No product therefore
+reaches its final name before its bytes are durable, and the md5sum table
+reaches its name only after every other product's name is durable. A level
+folder therefore holds, for each KOAID, either a complete set (its md5sum table
+is present) or an incomplete one left by a worker killed during
 the renames; the next run of that KOAID removes the incomplete set before it
 writes (:meth:`ProductSet.open`). On any failure the staging folder is removed;
 a failure during the renames also removes the partial set.
@@ -33,10 +38,13 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, wait
 from pathlib import Path
 
 from koadep.products.atomic import (
     fsync_directory,
+    fsync_file,
+    io_pool,
     is_stale_temporary,
     remove_stale_temporaries,
     remove_temporary,
@@ -162,6 +170,7 @@ class ProductSet:
         self._real: Path | None = None
         self._staging: Path | None = None
         self._extra: Path | None = None
+        self._syncs: list[Future[None]] = []
 
     def open(self) -> None:
         """Create the level and staging folders; remove stale temporaries and an incomplete set.
@@ -190,8 +199,11 @@ class ProductSet:
         if name in self._sources or (not self.write and name in self.digests):
             raise UnsafePath(f"two products would be called {name}")
 
-    def put(self, name: str, chunks: Iterable[bytes | memoryview]) -> Path:
+    def put(self, name: str, chunks: Iterable[bytes | memoryview], *, reread: bool = False) -> Path:
         """Stage one product called ``name``; return its final path.
+
+        ``reread`` takes the md5 by reading the staged file back once every chunk
+        is written (see :func:`koadep.products.atomic.write_synced`).
 
         Raises
         ------
@@ -204,7 +216,8 @@ class ProductSet:
         if self.write:
             assert self._staging is not None, "open() the set first"
             source = self._staging / name
-            digest, size = write_synced(source, chunks)
+            syncing = lambda: self._syncs.append(io_pool().submit(fsync_file, source))  # noqa: E731
+            digest, size = write_synced(source, chunks, sync=False, reread=reread, written=syncing)
             self._sources[name] = source
         else:
             counted = getattr(chunks, "size", None)  # the archive FITS knows its size without reading
@@ -249,22 +262,31 @@ class ProductSet:
         self._check_new(name)
         self.digests[name] = file_md5(resolved)
         self._sources[name] = resolved
+        self._syncs.append(io_pool().submit(fsync_file, resolved))
         return name, self.level / name
 
     def commit(self) -> None:
         """Rename every staged product into the level folder, the md5sum table last.
+
+        Every staged product is durable first (its fsync has returned).
 
         Raises
         ------
         UnsafePath
             If a product path would resolve outside the level folder (nothing is renamed).
         OSError
-            If a rename fails; the partial set is removed.
+            If a staged product cannot be made durable (nothing is renamed), or
+            a rename fails (the partial set is removed).
         """
         if not self.write:
             return
         real = self._real
         assert real is not None and self._staging is not None, "open() the set first"
+        try:
+            self._synced()
+        except BaseException:
+            self.discard()
+            raise
         fits = f"{self.koaid}.fits"
         order = sorted(self._sources, key=lambda n: (n == self.marker, n != fits))
         for name in order:
@@ -299,8 +321,17 @@ class ProductSet:
             remove_incomplete_set(real, self.koaid)
             raise
 
+    def _synced(self) -> None:
+        """Wait for the fsync of every staged product; raise the first failure."""
+        syncs, self._syncs = self._syncs, []
+        wait(syncs)
+        for sync in syncs:
+            sync.result()
+
     def discard(self) -> None:
-        """Remove the staging folder and everything still in it."""
+        """Remove the staging folder and everything still in it (once no fsync is running in it)."""
+        wait(self._syncs)
+        self._syncs = []
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = self._extra = None

@@ -166,9 +166,61 @@ def _offsets(flat: np.ndarray[Any, Any], start: int, lo: int, work: np.ndarray[A
     return out
 
 
+#: Pixels sampled to bracket the median of a large integer image.
+_MEDIAN_SAMPLES = 1 << 16
+
+
+def _bracketed_median(flat: np.ndarray[Any, Any]) -> float | None:
+    """``np.median`` of a large image of 32- or 64-bit integers, from the pixels near the middle.
+
+    A sorted sample (every ``stride``-th pixel, the stride odd so that it does
+    not follow the columns) gives two values expected to hold the middle ranks
+    between them with a few per cent of the pixels; one pass counts the pixels
+    below the lower value and keeps those between the two, and the middle ranks
+    are then found among the kept pixels by partition. The counts prove the
+    result: None when the middle ranks are not among the kept pixels (then
+    :func:`_integer_median` counts), or for other images.
+
+    Examples
+    --------
+    >>> image = (np.arange(1 << 20) * 7919 % 100003).astype(">i4")
+    >>> _bracketed_median(image) == np.median(image)
+    np.True_
+    """
+    n = flat.size
+    if flat.dtype.kind not in "iu" or flat.dtype.itemsize < 4 or n < 4 * _MEDIAN_SAMPLES:
+        return None
+    ranks = sorted({(n - 1) // 2, n // 2})
+    native = flat.dtype.newbyteorder("=")
+    sample = np.sort(flat[:: (n // _MEDIAN_SAMPLES) | 1].astype(native))
+    at, margin = ranks[0] * sample.size // n, sample.size // 32
+    lo, hi = sample[max(at - margin, 0)], sample[min(at + margin, sample.size - 1)]
+    below, kept = 0, []
+    work = np.empty(min(_COUNT_BLOCK, n), dtype=native)
+    under, inside = np.empty(work.size, dtype=bool), np.empty(work.size, dtype=bool)
+    for start in range(0, n, _COUNT_BLOCK):
+        block = flat[start : start + _COUNT_BLOCK]
+        size = block.size
+        values = work[:size]
+        np.copyto(values, block)
+        below += int(np.count_nonzero(np.less(values, lo, out=under[:size])))
+        np.less_equal(values, hi, out=inside[:size])
+        np.greater_equal(values, lo, out=under[:size])
+        kept.append(values[np.logical_and(inside[:size], under[:size], out=inside[:size])])
+    middle = np.concatenate(kept)
+    if not below <= ranks[0] <= ranks[-1] < below + middle.size:
+        return None
+    middle.partition([r - below for r in ranks])
+    picked = [int(middle[r - below]) for r in ranks]
+    return float(picked[0]) if len(picked) == 1 else (float(picked[0]) + float(picked[1])) / 2
+
+
 def _median(data: np.ndarray[Any, Any]) -> float:
-    """``np.median`` of ``data``: counted for integers (:func:`_integer_median`), else
-    partitioned in place in a native-byte-order working copy."""
+    """``np.median`` of ``data``: for integers bracketed (:func:`_bracketed_median`) or counted
+    (:func:`_integer_median`), else partitioned in place in a native-byte-order working copy."""
+    bracketed = _bracketed_median(data.reshape(-1))
+    if bracketed is not None:
+        return bracketed
     counted = _integer_median(data.reshape(-1))
     if counted is not None:
         return counted
@@ -284,6 +336,14 @@ def keyword_value(keyword: str, factor: float = 1.0) -> Threshold:
 def _count_at_or_above(data: Any, limit: float) -> int:
     """How many values of ``data`` are at or above ``limit``, counted block by block."""
     flat = np.ascontiguousarray(data).reshape(-1)
+    if flat.size < _THREADED_PIXELS:
+        return _count_blocks(flat, limit)
+    half = flat.size // 2  # the two halves side by side
+    first, second = flat[:half], flat[half:]
+    return sum(side_by_side(lambda: _count_blocks(first, limit), lambda: _count_blocks(second, limit)))
+
+
+def _count_blocks(flat: Any, limit: float) -> int:
     return sum(int(np.count_nonzero(flat[i : i + _BLOCK] >= limit)) for i in range(0, flat.size, _BLOCK))
 
 
