@@ -49,10 +49,12 @@ A header is scanned as 80-character cards without building a
 :class:`~koadep.header.Header` (one is built only for a file the fast scan
 cannot judge exactly: CONTINUE strings, HIERARCH cards, lower-case keywords),
 and the cell made for a card image is kept per column, so a card that repeats
-over a night is formatted once. A card seen for the first time is read by
-:func:`_card_cell`: the usual values (a text, an integer, a decimal already
-written as Python writes it) become their cells without the general formatter,
-which is asked only for the others. The keyword tables are parsed once per run.
+over a night is formatted once. The cards of a file that differ from the file
+before (compared as 80-byte images) are read together by :func:`_card_cells`,
+one pattern over their images: the usual values (a text, an integer, a decimal
+already written as Python writes it) become their cells without the general
+formatter, which is asked only for the others. What picks those cards out of a
+header is kept per set of changed cards. The keyword tables are parsed once per run.
 
 Examples
 --------
@@ -80,7 +82,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import compress, repeat
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,8 @@ _TABLE_READ = 1 << 17
 _CELLS_PER_COLUMN = 16
 #: Card layouts kept per run before their memory is cleared.
 _LAYOUTS = 64
+#: Sets of changed cards kept per card layout before their memory is cleared.
+_BATCHES = 32
 #: Runs an iterator to its end (for the side effects of ``map``).
 _consume = deque(maxlen=0).extend
 
@@ -535,6 +539,23 @@ class _Plan:
         self.most = _CELLS_PER_COLUMN * len(keys)
 
 
+class _Batch:
+    """The columns of one set of changed cards: their slots, kinds, widths and cell spans, and what
+    cuts their card images from a header's text (found once per set of changed cards)."""
+
+    __slots__ = ("images", "kinds", "spans", "todo", "widths")
+
+    def __init__(self, plan: _Plan, todo: list[int], cuts: list[slice | None]) -> None:
+        self.todo = todo
+        self.kinds = tuple(plan.kinds[j] for j in todo)
+        self.widths = tuple(plan.widths[j] for j in todo)
+        self.spans = tuple(plan.spans[j] for j in todo)
+        getter = operator.itemgetter(*cuts) if todo else None
+        self.images: Callable[[str], tuple[str, ...]] = (
+            getter if len(todo) > 1 else lambda text: tuple(text[c] for c in cuts)  # type: ignore[assignment,index]
+        )
+
+
 class _Row:
     """One keyword table's row for one card layout, kept from the file before: the column plan.
 
@@ -550,6 +571,7 @@ class _Row:
 
     __slots__ = (
         "again",
+        "batches",
         "cards",
         "computed",
         "cut",
@@ -604,43 +626,59 @@ class _Row:
         self.previous: Any = None
         self.rows = b""
         self.warned: list[int] = []
+        #: The batch of changed cards by the changed-card mask (the bytes of a boolean per card).
+        self.batches: dict[bytes, _Batch] = {}
+
+    def _batch(self, todo: list[int]) -> _Batch:
+        if len(self.batches) >= _BATCHES:
+            self.batches.clear()
+        return _Batch(self.plan, todo, [self.cuts[j] for j in todo])
 
     def make(self, scan: _Scan, extras: _Extras, issues: list[Issue]) -> bytes:
         """The metadata table of one file (its cells are kept for the next file)."""
         plan = self.plan
         row = self.values
         text = scan.text
-        if self.previous is None:
-            todo = self.todo
+        if self.previous is None:  # every card
+            batch = self.batches.get(b"")
+            if batch is None:
+                batch = self.batches[b""] = self._batch(self.todo)
         elif scan.raw == self.rows:
-            todo = []
+            batch = None
         else:
             changed = (scan.cards != self.previous).any(1)
-            todo = self.slots[changed[self.cards]].tolist()
+            mask = changed.tobytes()
+            batch = self.batches.get(mask)
+            if batch is None:
+                batch = self.batches[mask] = self._batch(self.slots[changed[self.cards]].tolist())
         self.previous = None  # until the row is whole again
         slow: list[int] = []
-        if todo:  # the changed cards: their kept cells, else made (by _card_cell when it can)
-            images = list(map(text.__getitem__, map(self.cuts.__getitem__, todo)))
+        if batch is not None and batch.todo:  # the changed cards: their kept cells, else made
+            todo, images = batch.todo, batch.images(text)
             cache = plan.cache
             cells = list(map(cache.get, images))
-            _consume(map(row.__setitem__, todo, cells))
-            if None in cells:
-                misses = list(compress(range(len(cells)), map(operator.not_, cells)))
-                slots = list(map(todo.__getitem__, misses))
-                images = list(map(images.__getitem__, misses))
-                kinds = map(plan.kinds.__getitem__, slots)
-                texts = list(map(_card_cell, kinds, map(plan.widths.__getitem__, slots), images))
-                if None in texts:
-                    made = list(map(operator.is_not, texts, repeat(None)))
-                    slow = list(compress(slots, map(operator.not_, made)))
-                    slots = list(compress(slots, made))
-                    images = list(compress(images, made))
-                    texts = list(compress(texts, made))
-                cells = list(map(str.ljust, map(" ".__add__, texts), map(plan.spans.__getitem__, slots)))
+            if None not in cells:
+                _consume(map(row.__setitem__, todo, cells))
+            else:
+                slots, kinds, widths, spans = todo, batch.kinds, batch.widths, batch.spans
+                if cells.count(None) < len(cells):  # some kept: make the others
+                    _consume(map(row.__setitem__, todo, cells))
+                    misses = list(compress(range(len(cells)), map(operator.not_, cells)))
+                    slots = list(map(todo.__getitem__, misses))
+                    images = tuple(map(images.__getitem__, misses))
+                    kinds, widths, spans = (list(map(t.__getitem__, misses)) for t in (kinds, widths, spans))
+                texts = _card_cells(kinds, widths, images)
+                if None in texts:  # left to the general formatter below
+                    nones = list(compress(range(len(texts)), map(operator.not_, texts)))
+                    slow = list(map(slots.__getitem__, nones))
+                    texts = [text or "" for text in texts]
+                cells = list(map(str.ljust, map(" ".__add__, texts), spans))  # type: ignore[arg-type]
                 _consume(map(row.__setitem__, slots, cells))
                 if len(cache) > plan.most:
                     cache.clear()
                 cache.update(zip(images, cells, strict=True))
+                if slow:
+                    _consume(map(cache.pop, map(images.__getitem__, nones)))
         old_row = extras.old_row(plan.head, plan.length)
         if old_row is not None:
             if self.mode != "old":
@@ -682,9 +720,15 @@ _SHORTEST = (
 )
 #: An integer as ``str(int(token))`` writes it (at most 17 digits).
 _CANONICAL = r"0|-?[1-9][0-9]{0,16}"
-#: The same, with the groups: a string, a decimal number as Python writes it, an integer as Python
+#: The value field: groups for a string, a decimal number as Python writes it, an integer as Python
 #: writes it, another token (all the number tokens together are those of the first pattern).
-_VALUE = re.compile(rf"= +(?:('[^']*')(?!')|(?:({_SHORTEST})|({_CANONICAL})|([-+.0-9eE]+)) *(?:/|$))")
+_FIELD = rf"= +(?:('[^'\n]*')(?!')|(?:({_SHORTEST})|({_CANONICAL})|([-+.0-9eE]+)) *(?:/|$))"
+#: The value field of a card image (matched from its ninth character).
+_VALUE = re.compile(_FIELD)
+#: The value fields of card images joined by newlines: one match per image, all groups empty
+#: for an image whose value field the pattern does not read. A match takes the rest of its line,
+#: so that the search goes on from the next line (not from each character of a comment).
+_VALUES = re.compile(rf"^.{{8}}(?:{_FIELD}|)[^\n]*", re.MULTILINE)
 _NULL_TEXTS = frozenset({"nan", "-nan", "#### error ###", "null"})
 
 
@@ -698,13 +742,7 @@ def _column_kind(column: Column) -> int:
 
 def _card_cell(kind: int, width: int, image: str) -> str | None:
     """The unpadded cell of a card image in a column of ``kind`` and ``width``, or None to ask
-    :func:`~koadep.products.metadata.format_cell` (for a value it would warn about, change or
-    refuse, or a card this reading does not judge).
-
-    It is :func:`~koadep.products.metadata.format_cell` of the card's value, for the usual
-    values only: a text that is not null-like, empty or too long in a char column; an integer in a
-    char, integer or double column; a decimal number in a char or double column (cut to a double
-    column's width as level 0 cuts it).
+    :func:`~koadep.products.metadata.format_cell` (see :func:`_card_cells`).
 
     Examples
     --------
@@ -715,29 +753,54 @@ def _card_cell(kind: int, width: int, image: str) -> str | None:
     >>> _card_cell(_CHAR, 16, "OBJECT  = 'nan     '") is None
     True
     """
-    match = _VALUE.match(image, 8)
-    if match is None:
-        return None
-    quoted, shortest, canonical, token = match.groups()
-    if shortest is not None:
-        if kind != _CHAR and kind != _DOUBLE:
-            return None
-        if len(shortest) <= width:
-            return shortest
-        token = shortest
-    elif canonical is not None:
-        if kind == _OTHER or len(canonical) > width:
-            return None
-        return repr(float(canonical)) if kind == _DOUBLE else canonical
-    elif quoted is not None:
-        if kind == _CHAR:
-            text = quoted[1:-1].rstrip()
+    return _card_cells((kind,), (width,), (image,))[0]
+
+
+def _card_cells(
+    kinds: Iterable[int], widths: Iterable[int], images: Iterable[str] | tuple[str, ...]
+) -> list[str | None]:
+    """The unpadded cells of card images in columns of ``kinds`` and ``widths``, each None where
+    :func:`~koadep.products.metadata.format_cell` must be asked (for a value it would warn about,
+    change or refuse, or a card this reading does not judge).
+
+    Each is :func:`~koadep.products.metadata.format_cell` of the card's value, for the usual
+    values only: a text that is not null-like, empty or too long in a char column; an integer in a
+    char, integer or double column; a decimal number in a char or double column (cut to a double
+    column's width as level 0 cuts it). One pattern reads every image's value field at once.
+    """
+    joined = "\n".join(images)
+    if not joined:
+        return []
+    cells: list[str | None] = []
+    add = cells.append
+    for kind, width, (quoted, shortest, canonical, token) in zip(
+        kinds, widths, _VALUES.findall(joined), strict=True
+    ):
+        if shortest:
+            if kind != _DOUBLE and kind != _CHAR:
+                add(None)
+            elif len(shortest) <= width:
+                add(shortest)
+            else:
+                add(_token_cell(kind, width, shortest))
+        elif canonical:
+            if kind == _OTHER or len(canonical) > width:
+                add(None)
+            else:
+                add(repr(float(canonical)) if kind == _DOUBLE else canonical)
+        elif quoted:
+            text = quoted[1:-1].rstrip() if kind == _CHAR else ""
             stripped = text.lstrip()
-            if stripped and len(text) <= width and stripped.lower() not in _NULL_TEXTS:
-                return text
-        return None
+            add(text if stripped and len(text) <= width and stripped.lower() not in _NULL_TEXTS else None)
+        else:
+            add(_token_cell(kind, width, token) if token else None)
+    return cells
+
+
+def _token_cell(kind: int, width: int, token: str) -> str | None:
+    """The cell of a number token that is not written as Python writes it (see :func:`_card_cells`)."""
     if "." in token or "e" in token or "E" in token:  # a decimal number, if float() reads it
-        if kind not in (_CHAR, _DOUBLE):
+        if kind != _CHAR and kind != _DOUBLE:
             return None
         try:
             text = repr(float(token))

@@ -30,6 +30,7 @@ from koadep.regeneration import (
     Regenerator,
     Target,
     _card_cell,
+    _card_cells,
     _Cards,
     _column_kind,
     _value,
@@ -514,6 +515,27 @@ def test_the_fast_cells_are_format_cell_of_the_parsed_value() -> None:
                 assert (fast, issues) == (expected, []), (column, image)
                 read += 1
     assert read > 300
+
+
+def test_the_cells_of_many_cards_read_at_once_are_those_of_each_card() -> None:
+    """The cards of a file are read together (one pattern over their images joined by newlines):
+    each cell is the one its card gives alone, whatever the cards around it (an unclosed quote
+    does not reach into the next card), in every kind of column at once."""
+    columns = _column_kinds()
+    images = _images()
+    kinds = [_column_kind(c) for c in columns]
+    widths = [c.cell_width for c in columns]
+    for shift in range(len(columns)):  # every image in every column, beside varied neighbours
+        picked = [kinds[(i + shift) % len(kinds)] for i in range(len(images))]
+        sizes = [widths[(i + shift) % len(widths)] for i in range(len(images))]
+        expected = [_card_cell(k, w, image) for k, w, image in zip(picked, sizes, images, strict=True)]
+        assert _card_cells(picked, sizes, images) == expected
+        assert _card_cells(picked[::-1], sizes[::-1], images[::-1]) == expected[::-1]
+    unclosed = ["KEY     = 'no closing".ljust(80), "KEY     = 'x' / a closed one".ljust(80)]
+    assert _card_cells([1, 1], [16, 16], unclosed) == [None, "x"]
+    odd = ["KEY     = 'no closing".ljust(80), "'       / a quote as keyword".ljust(80)]
+    assert _card_cells([1, 1], [80, 80], odd) == [None, None]
+    assert _card_cells([], [], []) == []
 
 
 def _kept(token: str) -> tuple[str | None, str | None]:
