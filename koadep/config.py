@@ -31,10 +31,8 @@ AttributeError: 'ProcessingSettings' object has no attribute 'db_password'
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
-import tomllib
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -472,6 +470,8 @@ def closest_key(name: str) -> str | None:
     >>> closest_key("colour") is None
     True
     """
+    import difflib
+
     names = [a.name for a in attrs.fields(Config)]
     found = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.75)
     return found[0] if found else None
@@ -626,6 +626,8 @@ def resolve_config(
     values: dict[str, Any] = {}
     mode, owner = 0, None
     if path is not None:
+        import tomllib  # only a command given a file pays for the TOML parser
+
         try:
             with Path(path).open("rb") as fh:
                 info = os.fstat(fh.fileno())
