@@ -55,9 +55,7 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import logging
 import os
 import shutil
@@ -75,6 +73,7 @@ from koadep.koaid import KOAID_MAX_LENGTH, is_valid_koaid, strip_fits
 from koadep.plugins import Registry
 from koadep.products.atomic import remove_stale_temporaries, temporary_name, write_synced
 from koadep.products.md5 import file_md5, md5sum_table
+from koadep.products.staging import folder_lock
 from koadep.status import IllegalTransition, Record, State, Store, StoreError, StoreUnavailable
 from koadep.status.store import LeaseLost, utc_now
 from koadep.transfer import read_md5_table
@@ -765,7 +764,7 @@ def _copy_all(
 
     for item in own:
         place(item, keep_same=False)
-    with _folder_lock(folder):  # files other KOAIDs share, their tables and this one: one writer at a time
+    with folder_lock(folder):  # files other KOAIDs share, their tables and this one: one writer at a time
         changed = {item.dest: digests[item.dest] for item in shared if place(item, keep_same=True)}
         for name in _remove_stale(folder, koaid, old, set(digests)):
             lines.append(f"{utc_now()} removed {name} (no longer selected)")
@@ -793,22 +792,6 @@ def _place(item: DrpFile, folder: Path, keep_same: bool) -> tuple[str, int, bool
         raise _Failure(
             Issue.error("FILE_COPY_ERROR", f"{item.source} -> {item.dest}: {exc}", STEP_COPY)
         ) from exc
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the level folder (:func:`fcntl.flock`; none where there are no locks)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _retable(folder: Path, koaid: str, changed: Mapping[str, str]) -> dict[str, list[str]]:

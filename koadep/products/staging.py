@@ -54,7 +54,7 @@ from koadep.products.atomic import (
 from koadep.products.md5 import file_md5
 from koadep.products.names import UnsafePath, check_inside, is_safe_component, safe_component
 
-__all__ = ["ProductSet", "remove_incomplete_set"]
+__all__ = ["ProductSet", "folder_lock", "remove_incomplete_set"]
 
 #: Names a product of ``<KOAID>`` has after the KOAID: ``.<letter>...`` (a digit there
 #: continues a longer KOAID, as ``.57`` after a nightly ``PP.YYYYMMDD.SSSSS``) ...
@@ -64,7 +64,7 @@ _OWN_JPEG = re.compile(r"_[A-Za-z0-9_+-]+\.jpg")
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (none where the file system has no locks)."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -186,7 +186,7 @@ class ProductSet:
         self._real = Path(os.path.realpath(self.level))
         remove_stale_temporaries(self._real)
         if (self._real / f"{self.koaid}.fits").exists() and not (self._real / self.marker).exists():
-            with _locked(self._real):  # a set another writer is committing now is complete after it
+            with folder_lock(self._real):  # a set another writer is committing now is complete after it
                 if not (self._real / self.marker).exists():
                     remove_incomplete_set(self._real, self.koaid)
         staging = self._real / temporary_name(self.koaid)
@@ -292,7 +292,7 @@ class ProductSet:
         for name in order:
             check_inside(real / name, real)
         try:
-            with _locked(real):
+            with folder_lock(real):
                 self._rename(real, order)
         finally:
             self.discard()
