@@ -182,11 +182,21 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
 
 
+def _is_backport(finders: list[object]) -> bool:
+    """Whether the finders are the importlib_metadata backport's alone.
+
+    Imported, the backport (a dependency of several libraries) replaces the
+    standard path finder's search for distributions with its own, which reads the
+    same folders the same way.
+    """
+    return len(finders) == 1 and type(finders[0]).__module__.split(".")[0] == "importlib_metadata"
+
+
 def _read_entry_points(group: str) -> Iterator[EntryPoint]:
     from importlib.machinery import PathFinder
 
     finders = [f for f in sys.meta_path if getattr(f, "find_distributions", None) is not None]
-    if finders != [PathFinder]:
+    if finders != [PathFinder] and not _is_backport(finders):
         raise _Unusual("another finder of distributions")
     seen: set[str] = set()
     for entry in sys.path:

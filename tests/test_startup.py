@@ -276,3 +276,20 @@ def test_the_command_run_in_process_freezes_no_objects(tmp_path: Path) -> None:
     before = gc.get_freeze_count()
     assert main(["process", "--dry-run", str(tmp_path / "missing.fits"), "--outdir", str(tmp_path)]) == 1
     assert gc.get_freeze_count() == before
+
+
+def test_the_importlib_metadata_backport_keeps_the_direct_reading() -> None:
+    """Imported (dask and others depend on it), the backport takes over the search for
+    distributions from the standard path finder; koadep still reads entry_points.txt itself."""
+    pytest.importorskip("importlib_metadata")
+    code = (
+        "import importlib_metadata, json, sys\n"
+        "import koadep.plugins as plugins\n"
+        "def fail(group):\n"
+        "    raise AssertionError('importlib.metadata was used')\n"
+        "plugins._metadata_entry_points = fail\n"
+        "print(json.dumps(sorted(e.name for e in plugins.entry_points('koadep.instruments'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "nirc2" in json.loads(done.stdout)

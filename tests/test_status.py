@@ -122,7 +122,7 @@ def test_state_machine_table_and_timestamps(db_url: str) -> None:
 def test_schema_versioning_and_upgrade_is_idempotent(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     store = open_store(db_url, upgrade=False)
     assert store.schema_version() == 0
-    assert store.upgrade() == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5]
+    assert store.upgrade() == list(range(1, SCHEMA_VERSION + 1)) == [1, 2, 3, 4, 5, 6]
     assert store.upgrade() == []
     assert main(["db", "upgrade", "--db", db_url]) == 0
     assert "applied: none" in capsys.readouterr().out
