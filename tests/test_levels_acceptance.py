@@ -48,7 +48,7 @@ from tests.drp_trees import (
 
 from . import test_status
 from .conftest import ROOT
-from .test_levels import call, endpoint
+from .test_levels import call, endpoint, verify_md5_table
 from .test_process import fitsverify_errors
 from .test_psfr import BROKEN_PSFR, TOY_PSFR, registry_with
 
@@ -107,16 +107,6 @@ def config_file(tmp_path: Path, config: Config) -> Path:
         f'ingest_url = "{config.ingest_url}"\ntransfer_retries = 1\n'
     )
     return toml
-
-
-def verify_md5_table(folder: Path, koaid: str) -> dict[str, str]:
-    """The md5sum table of a KOAID, each line recomputed from the file it names."""
-    table = {}
-    for line in (folder / f"{koaid}.md5sum.table").read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        assert md5(folder / name) == digest, name
-        table[name] = digest
-    return table
 
 
 def configure(tree: DrpTree, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,12 +108,16 @@ def _description(command: str, args: argparse.Namespace) -> str:
     return f"{command} " + " ".join(f"{k}={v}" for k, v in chosen)
 
 
-def run_bulk_command(
-    command: str, args: argparse.Namespace, store: Store, records: list[Record], config: Config
-) -> int:
-    """Run the selected records as a bulk run; print progress, problems and a summary."""
-    from koadep.bulk import BulkOutcome, make_executor, run_bulk
-    from koadep.cli.output import Progress, emit, shown, summary
+def _start(
+    label: str, noun: str, args: argparse.Namespace
+) -> tuple[Any, list[Any], Callable[[str, bool, int, int], None]]:
+    """Start the executor; return it, the progress bar (made once the run starts) and ``on_start``.
+
+    ``on_start`` says whether the run is new or resumed, how much is left, and where the
+    Dask dashboard is, on stderr under ``--json``.
+    """
+    from koadep.bulk import make_executor
+    from koadep.cli.output import Progress
     from koadep.config import ConfigError
 
     out = sys.stderr if args.json else sys.stdout
@@ -125,12 +129,24 @@ def run_bulk_command(
 
     def started(run_id: str, resumed: bool, total: int, left: int) -> None:
         how = f"resuming bulk run {run_id}: {total - left} of {total} done" if resumed else (
-            f"bulk run {run_id}: {total} records"
+            f"bulk run {run_id}: {total} {noun}"
         )  # fmt: skip
-        print(f"koadep {command}: {how}, {left} to go on the {executor.name} executor", file=out, flush=True)
+        print(f"{label}: {how}, {left} to go on the {executor.name} executor", file=out, flush=True)
         if executor.dashboard:
-            print(f"koadep {command}: Dask dashboard: {executor.dashboard}", file=out, flush=True)
+            print(f"{label}: Dask dashboard: {executor.dashboard}", file=out, flush=True)
         progress.append(Progress(left))
+
+    return executor, progress, started
+
+
+def run_bulk_command(
+    command: str, args: argparse.Namespace, store: Store, records: list[Record], config: Config
+) -> int:
+    """Run the selected records as a bulk run; print progress, problems and a summary."""
+    from koadep.bulk import BulkOutcome, run_bulk
+    from koadep.cli.output import emit, shown, summary
+
+    executor, progress, started = _start(f"koadep {command}", "records", args)
 
     def shown_outcome(outcome: BulkOutcome) -> None:
         bar = progress[0]
@@ -190,31 +206,15 @@ def run_regenerate_command(
 
     import attrs
 
-    from koadep.bulk import RegenerationSpec, make_executor, run_regeneration
-    from koadep.cli.output import Progress, emit, summary
-    from koadep.config import ConfigError
+    from koadep.bulk import RegenerationSpec, run_regeneration
+    from koadep.cli.output import emit, summary
 
-    out = sys.stderr if args.json else sys.stdout
     into = None if target.into is None else Path(target.into).absolute()
     spec = RegenerationSpec(
         Path(str(config.keyword_tables)).absolute(), attrs.evolve(target, into=into), args.instrument
     )
     description = _description("metadata regenerate", args) + f" tables={spec.tables}"
-    try:
-        executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers)
-    except (OSError, ValueError) as exc:  # no scheduler there, or an address it does not take
-        raise ConfigError(f"the {args.executor} executor cannot start: {exc}") from None
-    progress: list[Progress] = []
-
-    def started(run_id: str, resumed: bool, total: int, left: int) -> None:
-        how = f"resuming bulk run {run_id}: {total - left} of {total} done" if resumed else (
-            f"bulk run {run_id}: {total} files"
-        )  # fmt: skip
-        where = f"koadep metadata regenerate: {how}, {left} to go on the {executor.name} executor"
-        print(where, file=out, flush=True)
-        if executor.dashboard:
-            print(f"koadep metadata regenerate: Dask dashboard: {executor.dashboard}", file=out, flush=True)
-        progress.append(Progress(left))
+    executor, progress, started = _start("koadep metadata regenerate", "files", args)
 
     def shown_outcome(outcome: Any) -> None:
         bar = progress[0]

@@ -678,33 +678,16 @@ class DrpWatch:
                 return
             extra = {"registry": self.registry} if self.announce is None and self.registry is not None else {}
             record = announce(store, entry.instrument, entry.level, koaid=koaid, datadir=folder, **extra)
-        except StoreError as exc:
+        except Exception as exc:  # kept to be tried again at the next listing
             self._refused[key] = folder
-            self._say(
-                logging.ERROR,
-                "store",
-                f"cannot announce {what}: the status store fails ({exc}); tried again",
-                entry.instrument,
-            )
-            return
-        except refusal as exc:
-            self._refused[key] = folder
-            self._say(
-                logging.ERROR,
-                said,
-                f"the announcement of {what} from {shown(folder)} is refused: {exc}; tried again",
-                entry.instrument,
-            )
-            return
-        except Exception as exc:
-            self._refused[key] = folder
-            self._say(
-                logging.ERROR,
-                said,
-                f"the announcement of {what} from {shown(folder)} failed: {type(exc).__name__}: {exc}; "
-                "tried again",
-                entry.instrument,
-            )
+            if isinstance(exc, StoreError):
+                topic, message = "store", f"cannot announce {what}: the status store fails ({exc})"
+            elif isinstance(exc, refusal):
+                topic, message = said, f"the announcement of {what} from {shown(folder)} is refused: {exc}"
+            else:
+                failure = f"{type(exc).__name__}: {exc}"
+                topic, message = said, f"the announcement of {what} from {shown(folder)} failed: {failure}"
+            self._say(logging.ERROR, topic, f"{message}; tried again", entry.instrument)
             return
         self._over("store", "the status store answers again")
         self._said.pop(said, None)
