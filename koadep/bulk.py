@@ -22,8 +22,10 @@ a time (run Dask workers with ``--nthreads 1``: processing is CPU-bound).
 An executor runs any module-level function on batches of picklable items
 (:data:`Work`). ``koadep metadata regenerate ... --executor local|dask`` hands its
 files to :func:`run_regeneration`, which runs :func:`regenerate_batch` on batches of
-``(file, store values)`` pairs; its journal is a :class:`RunFile`, kept by the client
-beside the output, since regeneration works on files and needs no store.
+``(file, store values)`` pairs; its journal is kept by the client in the status
+store when there is one (:class:`koadep.status.runs.FileJournal`, so that a run
+is resumed from any host), else in a :class:`RunFile` beside the output, since
+regeneration works on files and needs no store.
 
 A worker takes its configuration from the client, without its secrets, and
 overrides it with its own ``KOADEP_*`` environment: a worker host sets
@@ -64,6 +66,7 @@ from koadep.regeneration import FAILED, Regenerated, Regenerator, Target
 
 if TYPE_CHECKING:
     from koadep.status import Store
+    from koadep.status.runs import FileJournal
 
 __all__ = [
     "EXECUTORS",
@@ -496,7 +499,7 @@ class RegenerationReport:
     outcomes: list[tuple[str, str]]
     remaining: int
     regenerated_now: int
-    journal: Path
+    journal: str
 
 
 #: One Regenerator per process and run settings: the keyword tables and plugins are read once.
@@ -686,7 +689,7 @@ def run_regeneration(
     *,
     executor: Executor,
     batch: int = 50,
-    journal: RunFile | None = None,
+    journal: RunFile | FileJournal | None = None,
     on_outcome: Callable[[Regenerated], None] | None = None,
     on_start: Callable[[str, bool, int, int], None] | None = None,
     root: str | Path | None = None,
@@ -701,7 +704,9 @@ def run_regeneration(
         Names the selection and the target: the unfinished run of the same
         description (its :class:`RunFile`) is resumed, and the files it did are skipped.
     journal
-        The run file (default: in :func:`journal_folder` of the items, target and ``root``).
+        Where the run is kept: a :class:`koadep.status.runs.FileJournal` in the
+        status store, or a :class:`RunFile` (the default, in :func:`journal_folder`
+        of the items, target and ``root``).
     root
         The output root, whose ``.koadep-regenerate`` folder keeps the run file of files under it.
     on_outcome
@@ -745,7 +750,7 @@ def run_regeneration(
     remaining = sum(path not in journal.done for path, _ in pending)
     report = RegenerationReport(
         journal.run_id, resumed, max(journal.total, len(journal.done) + remaining), journal.outcomes,
-        remaining, now, journal.path,
+        remaining, now, str(journal.path),
     )  # fmt: skip
     if not remaining:
         journal.finish()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,75 @@ def test_bulk_options_of_regenerate_that_do_not_go_together(
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and ("--scheduler needs" in err[0] or "--dry-run" in err[0])
     assert not list(archived.rglob("*.regen")) and not list(archived.rglob(".koadep-regenerate"))
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'koadep.sqlite'}"
+        return
+    from .test_status import mysql_database
+
+    yield from mysql_database("koadep_regen_")
+
+
+def test_a_run_kept_in_the_store_is_resumed_from_another_host(
+    archived: Path,  # noqa: F811
+    tmp_path: Path,
+    store_url: str,
+) -> None:
+    """The client on one host notes five files and dies; a client elsewhere resumes the run from the store."""
+    from koadep.bulk import InlineExecutor, regenerate_batch
+    from koadep.status import open_store
+    from koadep.status.runs import FileJournal
+
+    from .conftest import shared_dir
+
+    tree = _tree(archived, tmp_path / "tree", copies=2)
+    files = [(str(p.absolute()), None) for p in lev0_files([tree])]
+    spec = RegenerationSpec(shared_dir() / "KeywordTables", Target())
+    first = open_store(store_url, password="koadep-test")
+    journal = FileJournal(first, "regenerate the tree")
+    assert not journal.resumed
+    journal.start(len(files))
+    journal.note(regenerate_batch(spec, files[:5]))
+    first.close()
+    other = open_store(store_url, password="koadep-test")
+    try:
+        resumed = FileJournal(other, "regenerate the tree")
+        assert resumed.resumed and resumed.total == len(files) and len(resumed.done) == 5
+        description = "regenerate the tree"
+        report = run_regeneration(files, spec, description, executor=InlineExecutor(), journal=resumed)
+        assert (report.resumed, report.regenerated_now, report.remaining) == (True, len(files) - 5, 0)
+        assert report.journal == f"the store's bulk run {resumed.run_id}"
+        rows = other.query("SELECT path FROM koadep_bulk_files WHERE run_id = %s", (resumed.run_id,))
+        assert sorted(r["path"] for r in rows) == sorted(path for path, _ in files)  # each once
+        assert not FileJournal(other, "regenerate the tree").resumed  # finished
+    finally:
+        other.close()
+    assert not (tree / ".koadep-regenerate").exists()
+
+
+def test_the_command_keeps_its_run_in_the_store_when_there_is_one(
+    archived: Path,  # noqa: F811
+    serial: tuple[Path, dict[str, bytes]],
+    tmp_path: Path,
+) -> None:
+    from koadep.status import open_store
+
+    tables, _ = serial
+    tree = _tree(archived, tmp_path / "tree", copies=2)
+    url = f"sqlite:///{tmp_path / 'koadep.sqlite'}"
+    open_store(url).close()
+    done = _koadep("metadata", "regenerate", tree, "--keyword-tables", tables, "--db", url,
+                   "--executor", "local", "--workers", 2, "--batch", 4)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tree / ".koadep-regenerate").exists()
+    store = open_store(url)
+    try:
+        (run,) = store.query("SELECT run_id, total, finished FROM koadep_bulk_runs")
+        assert run["total"] == 18 and run["finished"] is not None
+        files = store.query("SELECT count(*) AS n FROM koadep_bulk_files WHERE run_id = %s", (run["run_id"],))
+        assert files[0]["n"] == 18
+    finally:
+        store.close()

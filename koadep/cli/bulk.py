@@ -190,6 +190,26 @@ def run_bulk_command(
     return 1 if bad or report.remaining else 0
 
 
+def _journal_store(config: Config) -> Store | None:
+    """The status store a regeneration run is kept in: the configured one if it exists, else None.
+
+    Without a store the run is kept in a file beside the output (:class:`koadep.bulk.RunFile`).
+    """
+    from koadep.roots import roots_of
+    from koadep.status.backends import StoreMissing, open_store
+
+    try:
+        return open_store(
+            config.db_url or None,
+            default_dir=config.output_root,
+            password=config.db_password or None,
+            create=False,
+            roots=roots_of(config),
+        )
+    except StoreMissing:
+        return None
+
+
 def run_regenerate_command(
     args: argparse.Namespace,
     items: list[tuple[Path, dict[str, Any] | None]],
@@ -224,14 +244,22 @@ def run_regenerate_command(
             show(outcome, bar)
         bar.step(outcome.path.name)
 
+    store = _journal_store(config)
     began = time.perf_counter()
     try:
+        journal = None
+        if store is not None:
+            from koadep.status.runs import FileJournal
+
+            journal = FileJournal(store, description)
         report = run_regeneration(
             items, spec, description, executor=executor, batch=args.batch,
-            on_outcome=shown_outcome, on_start=started, root=config.output_root,
+            on_outcome=shown_outcome, on_start=started, root=config.output_root, journal=journal,
         )  # fmt: skip
     finally:
         executor.close()
+        if store is not None:
+            store.close()
     seconds = max(time.perf_counter() - began, 1e-9)
     changed = sum(state == "CHANGED" for state, _ in report.outcomes)
     failed = sum(state == "FAILED" for state, _ in report.outcomes)

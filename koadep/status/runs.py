@@ -43,7 +43,7 @@ from koadep.status.schema import COLUMN_NAMES, RESET_COLUMNS
 from koadep.status.states import IllegalTransition, State, check_transition
 from koadep.status.store import ROOT_COLUMNS, Record, Store, _fit, _record, fit_text, time_text
 
-__all__ = ["BulkJournal", "Hold"]
+__all__ = ["BulkJournal", "FileJournal", "Hold"]
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS koadep_bulk_runs (run_id {id} PRIMARY KEY, selection {key}, "
@@ -255,3 +255,126 @@ class BulkJournal:
         self.store.execute(
             "UPDATE koadep_bulk_runs SET finished = %s WHERE run_id = %s", (self.store.now_text(), run_id)
         )
+
+
+_FILE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS koadep_bulk_files (run_id {id} NOT NULL, path_key {key} NOT NULL, "
+    "path {text}, state {state}, code {code}, finished {time}, PRIMARY KEY (run_id, path_key))",
+)
+
+
+class FileJournal:
+    """The journal of a bulk run over files (``koadep metadata regenerate --executor ...``), in the store.
+
+    The run is a row of ``koadep_bulk_runs`` (as a run over records is) and each
+    file's outcome a row of ``koadep_bulk_files``, written by the client as its
+    batch ends; a run not finished is resumed by the same description, from any
+    host that reaches the store. The same interface as :class:`koadep.bulk.RunFile`,
+    which keeps a run beside the output when there is no store.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from koadep.regeneration import Regenerated
+    >>> from koadep.status import open_store
+    >>> store = open_store("sqlite://")
+    >>> journal = FileJournal(store, "metadata regenerate night=2025-12-08")
+    >>> journal.resumed, journal.start(2)
+    (False, None)
+    >>> journal.note([Regenerated(Path("/a/A.fits"), "SAME")])
+    >>> again = FileJournal(store, "metadata regenerate night=2025-12-08")
+    >>> again.resumed, again.total, sorted(again.done), again.outcomes
+    (True, 2, ['/a/A.fits'], [('SAME', '')])
+    >>> again.finish()
+    >>> FileJournal(store, "metadata regenerate night=2025-12-08").resumed
+    False
+    """
+
+    def __init__(self, store: Store, description: str) -> None:
+        BulkJournal(store)  # the runs' table
+        d = store.dialect
+        kinds = {
+            "id": d.type_of("str:64"),
+            "key": d.type_of("str:64"),
+            "text": d.type_of("text"),
+            "time": d.type_of("time"),
+            "state": d.type_of("str:16"),
+            "code": d.type_of("str:64"),
+        }
+        for statement in _FILE_TABLES:
+            store.execute(statement.format(**kinds))
+        self.store = store
+        self.description = description
+        self.key = _key("files " + description)
+        self.run_id = ""
+        self.total = 0
+        self.done: dict[str, tuple[str, str]] = {}
+        self.resumed = self._read()
+
+    @property
+    def path(self) -> str:
+        """Where the run is kept (for messages)."""
+        return f"the store's bulk run {self.run_id}"
+
+    def _read(self) -> bool:
+        rows = self.store.query(
+            "SELECT run_id, total FROM koadep_bulk_runs WHERE selection = %s AND finished IS NULL "
+            "ORDER BY created DESC LIMIT 1",
+            (self.key,),
+        )
+        if not rows:
+            return False
+        self.run_id, self.total = str(rows[0]["run_id"]), int(rows[0]["total"] or 0)
+        for row in self.store.query(
+            "SELECT path, state, code FROM koadep_bulk_files WHERE run_id = %s", (self.run_id,)
+        ):
+            self.done[str(row["path"])] = (str(row["state"]), str(row["code"] or ""))
+        return True
+
+    @property
+    def outcomes(self) -> list[tuple[str, str]]:
+        """``(state, code)`` of every file of the run done so far."""
+        return list(self.done.values())
+
+    def start(self, total: int) -> None:
+        """Begin a new run of ``total`` files."""
+        now = self.store.now()
+        self.run_id, self.total = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}", total
+        self.store.execute(
+            "INSERT INTO koadep_bulk_runs (run_id, selection, description, total, created) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (self.run_id, self.key, fit_text(self.description), total, time_text(now)),
+        )
+
+    def note(self, outcomes: Sequence[Any]) -> None:
+        """Keep the outcomes (:class:`koadep.regeneration.Regenerated`) of a batch, in one transaction."""
+        rows = []
+        finished = self.store.now_text()
+        for outcome in outcomes:
+            path = str(outcome.path)
+            if path not in self.done:
+                self.done[path] = (outcome.state, outcome.code or "")
+                state, code = fit_text(outcome.state, 16), fit_text(outcome.code or "", 64)
+                rows.append((self.run_id, _key(path), path, state, code, finished))
+        if not rows:
+            return
+        with self.store._cursor(transaction=True) as cur:
+            cur.executemany(
+                self.store.dialect.sql(
+                    "INSERT INTO koadep_bulk_files (run_id, path_key, path, state, code, finished) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)"
+                ),
+                rows,
+            )
+
+    def finish(self) -> None:
+        """Mark the run finished; the same description then starts a new run."""
+        self.store.execute(
+            "UPDATE koadep_bulk_runs SET finished = %s WHERE run_id = %s",
+            (self.store.now_text(), self.run_id),
+        )
+
+
+def _key(text: str) -> str:
+    """The 64-character key a description or a path is found by."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:64]
