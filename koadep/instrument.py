@@ -235,6 +235,16 @@ class Instrument:
         """
         return None
 
+    def default_preview(self, header: Header) -> bool:
+        """Whether the file's preview is the core's default, known once the identity steps ran.
+
+        ``header`` is the header the identity steps made (it has the KOAID). When
+        True the default preview is drawn from the data as soon as it is read,
+        beside the DQA steps, and :meth:`render_jpeg` is not asked. The default:
+        True unless the instrument overrides :meth:`render_jpeg`.
+        """
+        return type(self).render_jpeg is Instrument.render_jpeg
+
     def extra_products(self, fits: FitsFile, header: Header, outdir: Path, ctx: Context) -> Sequence[Path]:
         """Write extra products into ``outdir`` and return their paths."""
         return ()

@@ -29,7 +29,7 @@ from koadep.issues import Issue, Severity, worst
 from koadep.koaid import is_archived_koaid
 from koadep.pipeline import Outcome, PipelineStep, StepResult, critical, run
 from koadep.plugins import Registry
-from koadep.products.level0 import level_dir, write_products
+from koadep.products.level0 import Previews, level_dir, write_products
 from koadep.products.md5 import file_md5
 from koadep.services import Services
 from koadep.steps.identity import duplicate_keyword_issues, set_dateobs, set_koaid, set_utc
@@ -433,17 +433,22 @@ def _process(path: Path, opts: _Run) -> ProcessResult:
         return _rejected(path, exc, opts)
     outcome = _run_identity(ctx)
     issues = list(outcome.issues)
-    if outcome.ok:
-        outcome = _run_dqa(outcome, ctx)
-        issues = [*outcome.issues, *_check_ofname(outcome, ctx, path, opts.original_name)]
-    related, related_issues = _find_related(outcome, ctx)
-    issues.extend(related_issues)
-    fields = _result_fields(outcome, ctx, related)
-    _log_identity(outcome, fields, opts)
-    issues.extend(_reserve_koaid(fields["koaid"], issues, opts))
-    if _stops(issues):
-        return _finish(path, issues, opts.started, opts.handler, **fields)
-    products, product_issues = _write(outcome, ctx, fields, issues, opts)
+    previews = Previews.early(ctx.fits, outcome.header, ctx) if outcome.ok and ctx.fits is not None else None
+    try:
+        if outcome.ok:
+            outcome = _run_dqa(outcome, ctx)
+            issues = [*outcome.issues, *_check_ofname(outcome, ctx, path, opts.original_name)]
+        related, related_issues = _find_related(outcome, ctx)
+        issues.extend(related_issues)
+        fields = _result_fields(outcome, ctx, related)
+        _log_identity(outcome, fields, opts)
+        issues.extend(_reserve_koaid(fields["koaid"], issues, opts))
+        if _stops(issues):
+            return _finish(path, issues, opts.started, opts.handler, **fields)
+        products, product_issues = _write(outcome, ctx, fields, issues, opts, previews)
+    finally:
+        if previews is not None:
+            previews.close()
     fields["products"] = products
     return _finished(path, [*issues, *product_issues], fields, opts)
 
@@ -623,7 +628,12 @@ def _log_written(products: Mapping[str, Path], opts: _Run, began: float) -> None
 
 
 def _write(
-    outcome: Outcome, ctx: Context, fields: Mapping[str, Any], issues: Sequence[Issue], opts: _Run
+    outcome: Outcome,
+    ctx: Context,
+    fields: Mapping[str, Any],
+    issues: Sequence[Issue],
+    opts: _Run,
+    previews: Previews | None = None,
 ) -> tuple[Any, list[Issue]]:
     """Write the products (nothing on a dry run); the products and their issues, all logged.
 
@@ -648,6 +658,7 @@ def _write(
         write=opts.write,
         hdu_cards=outcome.hdu_cards,
         log=_log_product(issues, opts, began),
+        previews=previews,
     )
     for issue in product_issues:
         opts.logger.log(_issue_level(issue), _ISSUE_FORMAT, issue.severity.name, issue.code, issue.message)

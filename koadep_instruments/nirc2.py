@@ -311,6 +311,10 @@ class Nirc2(Instrument):
         """No preview for image cubes; the default preview otherwise."""
         return [] if is_cube(header) else None
 
+    def default_preview(self, header: Header) -> bool:
+        """The default preview for every file but an image cube."""
+        return not is_cube(header)
+
     #: The quick-look level-1 files of a KOAID: ``{KOAID}{ending}``, archived under the same name.
     drp_endings: ClassVar[tuple[str, ...]] = ("_drp.fits.gz", "_drp.jpg")
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+import os
+import tempfile
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -162,7 +164,7 @@ _THREADED_PIXELS = 1 << 18
 _TABLE_VALUES = 1 << 22
 
 
-def _fill_levels(
+def fill_levels(
     image: np.ndarray[Any, Any], out: np.ndarray[Any, Any], rows: range, vmin: float, vmax: float, table: Any
 ) -> None:
     """The grey levels of ``image[rows]`` into ``out``, upside down (FITS row 0 at the bottom).
@@ -199,6 +201,15 @@ def _fill_levels(
         target[...] = x
 
 
+def level_table(dtype: Any, vmin: float, vmax: float) -> np.ndarray[Any, Any] | None:
+    """The lookup table :func:`fill_levels` uses for whole numbers of ``dtype`` (None for others,
+    or when the range between the limits holds more than 2**22 values)."""
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    lo, hi = math.floor(vmin), math.ceil(vmax)
+    return grey_levels(np.arange(lo, hi + 1), vmin, vmax) if hi - lo < _TABLE_VALUES else None
+
+
 def preview_levels(data: np.ndarray[Any, Any], vmin: float, vmax: float) -> np.ndarray[Any, Any]:
     """The 8-bit grey levels of a 2-D image as displayed: row 0 at the top is FITS row 0 at the bottom.
 
@@ -216,19 +227,15 @@ def preview_levels(data: np.ndarray[Any, Any], vmin: float, vmax: float) -> np.n
     """
     image = np.asarray(data)
     out = np.empty(image.shape, dtype=np.uint8)
-    table = None
-    if np.issubdtype(image.dtype, np.integer):
-        lo, hi = math.floor(vmin), math.ceil(vmax)
-        if hi - lo < _TABLE_VALUES:
-            table = grey_levels(np.arange(lo, hi + 1), vmin, vmax)
+    table = level_table(image.dtype, vmin, vmax)
     height = image.shape[0]
     if image.size < _THREADED_PIXELS or height < 2:
-        _fill_levels(image, out, range(height), vmin, vmax, table)
+        fill_levels(image, out, range(height), vmin, vmax, table)
         return out
     half = height // 2
     side_by_side(
-        lambda: _fill_levels(image, out, range(half), vmin, vmax, table),
-        lambda: _fill_levels(image, out, range(half, height), vmin, vmax, table),
+        lambda: fill_levels(image, out, range(half), vmin, vmax, table),
+        lambda: fill_levels(image, out, range(half, height), vmin, vmax, table),
     )
     return out
 
@@ -340,8 +347,37 @@ def resize_to_width(image: Image.Image, width: int) -> Image.Image:
     return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
-def jpeg_bytes(image: Image.Image) -> bytes:
-    """Encode a preview as a baseline JPEG (quality 92, 100 dpi)."""
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=JPEG_QUALITY, dpi=JPEG_DPI)
-    return buf.getvalue()
+def _scratch_file() -> BinaryIO:
+    """An anonymous file in memory (``memfd``) where the system has one, else a temporary file."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("koadep-jpeg", getattr(os, "MFD_CLOEXEC", 0)), "w+b")
+    return tempfile.TemporaryFile()
+
+
+def jpeg_bytes(image: Image.Image, *, restart_rows: int = 0) -> bytes:
+    """Encode a preview as a baseline JPEG (quality 92, 100 dpi).
+
+    Pillow encodes into a file without holding the GIL (into a ``BytesIO`` it
+    holds it throughout), so the JPEG is encoded into an anonymous file and
+    read back: other threads run meanwhile. The bytes are the same. When no
+    scratch file can be made or written, the JPEG is encoded in memory.
+    ``restart_rows`` > 0 puts a restart marker after every that many rows of
+    MCUs (see :mod:`koadep.products.strips`).
+
+    Examples
+    --------
+    >>> jpeg_bytes(Image.new("RGB", (8, 8)))[:4].hex()
+    'ffd8ffe0'
+    """
+    options: dict[str, Any] = {"quality": JPEG_QUALITY, "dpi": JPEG_DPI}
+    if restart_rows > 0:
+        options["restart_marker_rows"] = restart_rows
+    try:
+        with _scratch_file() as scratch:
+            image.save(scratch, format="JPEG", **options)
+            scratch.seek(0)
+            return scratch.read()
+    except OSError:  # no scratch file to be had (descriptors, a file size limit): encoded in memory
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", **options)
+        return buffer.getvalue()

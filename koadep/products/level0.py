@@ -17,7 +17,6 @@ folder (:mod:`koadep.products.names`); anything else is ``PRODUCT_PATH_UNSAFE``.
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import wait
 from pathlib import Path
@@ -31,7 +30,7 @@ from koadep.header import Card, Header
 from koadep.issues import Issue
 from koadep.products.atomic import remove_stale_temporaries
 from koadep.products.fits import archive_fits_chunks
-from koadep.products.jpeg import grey_preview, jpeg_bytes, preview_grey
+from koadep.products.jpeg import jpeg_bytes
 from koadep.products.md5 import md5sum_table
 from koadep.products.metadata import (
     KeywordTable,
@@ -42,10 +41,11 @@ from koadep.products.metadata import (
 )
 from koadep.products.names import UnsafePath, check_level_parts, preview_suffix, safe_component
 from koadep.products.staging import ProductSet
+from koadep.products.strips import default_jpeg
 from koadep.products.tables import extension_table, table_hdus
-from koadep.steps.imaging import shared_pool
+from koadep.steps.imaging import background_pool
 
-__all__ = ["LogText", "level_dir", "remove_stale_staging", "write_products"]
+__all__ = ["LogText", "Previews", "level_dir", "remove_stale_staging", "write_products"]
 
 #: errno values that mean the disk, not the plugin, failed.
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
@@ -94,43 +94,69 @@ def _keyword_table(
     return KeywordTable.load(directory, ctx.instrument)
 
 
-#: Images of at least this many bytes have their RGB preview made only once the archive FITS
-#: is written and the file's data forgotten, so that the two are never in memory together.
+#: The data of a file whose primary image has at least this many bytes is forgotten once the
+#: archive FITS is written (whose md5 is read back from the file), so that its memory is freed early.
 _RELEASE_BYTES = 16 << 20
 
 
-def _previews(fits: FitsFile, header: Header, ctx: Context, copied: threading.Event) -> list[tuple[str, Any]]:
-    custom = ctx.plugin.render_jpeg(fits, header, ctx) if ctx.plugin is not None else None
-    if custom is not None:
-        return list(custom)
-    data = fits.data(0)
-    if data is None:
-        raise ValueError("the primary HDU has no image to preview")
-    large = data.nbytes >= _RELEASE_BYTES
-    levels = preview_grey(data)
-    del data
-    if large:
-        copied.wait()
-    return [("", grey_preview(levels))]
+class Previews:
+    """The JPEG previews of one file, drawn in the :func:`background_pool` beside the other work.
+
+    :meth:`early` starts the default preview as soon as the identity steps have
+    run, when the instrument uses it (:meth:`koadep.instrument.Instrument.default_preview`):
+    it is then drawn while the DQA steps measure the same data. Otherwise the
+    previews start with the products, :meth:`koadep.instrument.Instrument.render_jpeg`
+    first. The default preview is drawn and encoded in strips
+    (:func:`koadep.products.strips.default_jpeg`), so no whole-image RGB copy
+    is made. :meth:`close` must be called when the file ends, whatever happened.
+    """
+
+    def __init__(self, fits: FitsFile, header: Header | None, ctx: Context) -> None:
+        self._fits, self._header, self._ctx = fits, header, ctx
+        self._future = background_pool().submit(self._encoded)
+
+    @classmethod
+    def early(cls, fits: FitsFile, header: Header, ctx: Context) -> Previews | None:
+        """The default preview, started now from the identity steps' ``header``; None when the
+        instrument draws its own (or cannot say)."""
+        try:
+            default = ctx.plugin is None or ctx.plugin.default_preview(header)
+        except Exception:
+            return None
+        return cls(fits, None, ctx) if default else None
+
+    def _encoded(self) -> list[tuple[str, bytes | bytearray]]:
+        """The previews, encoded; bytes (the default preview, GUIDER's own) are kept as they are."""
+        ctx = self._ctx
+        custom = None
+        if self._header is not None and ctx.plugin is not None:
+            custom = ctx.plugin.render_jpeg(self._fits, self._header, ctx)
+        if custom is None:
+            data = self._fits.data(0)
+            if data is None:
+                raise ValueError("the primary HDU has no image to preview")
+            custom = [("", default_jpeg(data))]
+        return [
+            (suffix, image if isinstance(image, bytes | bytearray) else jpeg_bytes(image))
+            for suffix, image in custom
+        ]
+
+    def result(self) -> list[tuple[str, bytes | bytearray]]:
+        """The encoded previews (drawn here if no pool thread has started); raises what drawing raised."""
+        return self._encoded() if self._future.cancel() else self._future.result()
+
+    def close(self) -> None:
+        """Wait for a drawing still running (the file is done)."""
+        if not self._future.cancel():
+            wait([self._future])
 
 
-def _encoded_previews(
-    fits: FitsFile, header: Header, ctx: Context, copied: threading.Event
-) -> list[tuple[str, bytes]]:
-    """The JPEG previews, encoded; bytes (GUIDER's own preview) are copied as they are."""
-    return [
-        (suffix, bytes(image) if isinstance(image, bytes | bytearray) else jpeg_bytes(image))
-        for suffix, image in _previews(fits, header, ctx, copied)
-    ]
-
-
-def _forgetting(chunks: Iterable[Any], fits: FitsFile, copied: threading.Event) -> Iterator[Any]:
-    """``chunks``; once they are all written, the file's data is forgotten and ``copied`` set."""
+def _forgetting(chunks: Iterable[Any], fits: FitsFile) -> Iterator[Any]:
+    """``chunks``; once they are all written, the file's data is forgotten."""
     try:
         yield from chunks
     finally:
         fits.forget_data()
-        copied.set()
 
 
 class _Failed(Exception):
@@ -162,6 +188,7 @@ def write_products(
     write: bool = True,
     hdu_cards: Mapping[int, Sequence[Card]] | None = None,
     log: LogText | None = None,
+    previews: Previews | None = None,
 ) -> tuple[dict[str, Path], list[Issue]]:
     """Write the level-0 products of one file; return their paths and any issues.
 
@@ -178,6 +205,9 @@ def write_products(
     log
         Called with the issues just before the set is committed; returns the
         text of the ``<KOAID>.log`` product, which is committed with the others.
+    previews
+        The previews already started (:meth:`Previews.early`); by default they
+        start here.
 
     Returns
     -------
@@ -198,7 +228,7 @@ def write_products(
         except OSError as exc:
             message = f"cannot prepare {out.level}: {exc}"
             raise _Failed(Issue.error("WRITE_ERROR", message, "write_lev0_fits_file")) from exc
-        products = _stage(out, fits, header, extras, koaid, ctx, hdu_cards, issues)
+        products = _stage(out, fits, header, extras, koaid, ctx, hdu_cards, issues, previews)
         if log is not None and write:
             products["log"] = _put(
                 out, f"{koaid}.log", [log(issues, dict(out.digests))], "WRITE_ERROR", "write_log"
@@ -217,6 +247,8 @@ def write_products(
         return {}, issues
     finally:
         out.discard()
+        if previews is not None:
+            previews.close()
     return products, issues
 
 
@@ -229,33 +261,30 @@ def _stage(
     ctx: Context,
     hdu_cards: Mapping[int, Sequence[Card]] | None,
     issues: list[Issue],
+    previews: Previews | None,
 ) -> dict[str, Path]:
     """Stage every product but the log; return their final paths."""
     products: dict[str, Path] = {}
     name = f"{koaid}.fits"
-    copied = threading.Event()
     chunks = archive_fits_chunks(fits, header, hdu_cards)
-    rendering = shared_pool().submit(_encoded_previews, fits, header, ctx, copied)
+    rendering = previews or Previews(fits, header, ctx)
     large = out.write and fits.hdus[0].data_size >= _RELEASE_BYTES
-    written = _forgetting(chunks, fits, copied) if large else chunks
+    written = _forgetting(chunks, fits) if large else chunks
     try:  # the previews are made while the archive FITS is written (a large one's md5 read back)
-        products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file", reread=large)
+        products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file", reread=True)
     except BaseException:
-        copied.set()
-        if not rendering.cancel():
-            wait([rendering])
+        rendering.close()
         raise
-    copied.set()
     extras["FILESIZE_MB"] = round(out.sizes[name] / 1e6, 4)
 
-    try:  # a preview no pool thread has taken yet is made here
-        previews = _encoded_previews(fits, header, ctx, copied) if rendering.cancel() else rendering.result()
+    try:
+        encoded = rendering.result()
     except Exception as exc:
         issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
-        previews = []
-    for suffix, encoded in previews:
+        encoded = []
+    for suffix, jpeg in encoded:
         name = f"{koaid}{preview_suffix(suffix)}.jpg"
-        products[f"jpg{suffix}"] = _put(out, name, [encoded], "WRITE_ERROR", "make_jpg")
+        products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg")
 
     try:
         table = _keyword_table(ctx, header, extras, issues)
@@ -288,6 +317,12 @@ def _stage(
     if ctx.plugin is not None and out.write:
         _stage_extras(out, fits, header, ctx, products, issues)
 
+    try:  # the archive FITS's md5 was read back beside the other products
+        out.settle()
+    except OSError as exc:
+        raise _Failed(
+            Issue.error("WRITE_FITS_ERROR", f"cannot read back {koaid}.fits: {exc}", "write_lev0_fits_file")
+        ) from exc
     table_md5 = md5sum_table(out.digests).encode()
     products["md5sum"] = _put(out, out.marker, [table_md5], "CREATE_MD5_SUM_ERROR", "create_md5sum")
     return products

@@ -46,6 +46,7 @@ from koadep.products.atomic import (
     fsync_file,
     io_pool,
     is_stale_temporary,
+    read_back_md5,
     remove_stale_temporaries,
     remove_temporary,
     temporary_name,
@@ -164,7 +165,8 @@ class ProductSet:
         self.koaid = koaid
         self.write = write
         self.marker = f"{koaid}.md5sum.table"
-        self.digests: dict[str, str] = {}
+        self._digests: dict[str, str] = {}
+        self._reading: dict[str, Future[str]] = {}
         self.sizes: dict[str, int] = {}
         self._sources: dict[str, Path] = {}
         self._real: Path | None = None
@@ -196,14 +198,16 @@ class ProductSet:
     def _check_new(self, name: str) -> None:
         if not is_safe_component(name):
             raise UnsafePath(f"{name!r} is not a safe file name")
-        if name in self._sources or (not self.write and name in self.digests):
+        if name in self._sources or (not self.write and name in self._digests):
             raise UnsafePath(f"two products would be called {name}")
 
     def put(self, name: str, chunks: Iterable[bytes | memoryview], *, reread: bool = False) -> Path:
         """Stage one product called ``name``; return its final path.
 
         ``reread`` takes the md5 by reading the staged file back once every chunk
-        is written (see :func:`koadep.products.atomic.write_synced`).
+        is written, in an I/O thread while the caller goes on (see
+        :func:`koadep.products.atomic.read_back_md5`); :attr:`digests` and
+        :meth:`settle` wait for it.
 
         Raises
         ------
@@ -217,14 +221,35 @@ class ProductSet:
             assert self._staging is not None, "open() the set first"
             source = self._staging / name
             syncing = lambda: self._syncs.append(io_pool().submit(fsync_file, source))  # noqa: E731
-            digest, size = write_synced(source, chunks, sync=False, reread=reread, written=syncing)
+            digest, size = write_synced(source, chunks, sync=False, written=syncing, digest=not reread)
             self._sources[name] = source
+            if reread:
+                self._reading[name] = io_pool().submit(read_back_md5, source, size)
         else:
             counted = getattr(chunks, "size", None)  # the archive FITS knows its size without reading
             digest, size = "", counted if isinstance(counted, int) else sum(len(c) for c in chunks)
-        self.digests[name] = digest
+        self._digests[name] = digest
         self.sizes[name] = size
         return self.level / name
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """The md5 of every product staged so far, by name (empty on a dry run); see :meth:`settle`."""
+        self.settle()
+        return self._digests
+
+    def settle(self) -> None:
+        """Wait for the md5s still being read back (``put(..., reread=True)``).
+
+        Raises
+        ------
+        OSError
+            If a staged product could not be read back.
+        """
+        reading, self._reading = self._reading, {}
+        wait(reading.values())
+        for name, future in reading.items():
+            self._digests[name] = future.result()
 
     def extra_folder(self) -> Path:
         """The folder an instrument plugin writes its extra products into."""
@@ -260,7 +285,7 @@ class ProductSet:
         if not _named_after(name, self.koaid):
             name = f"{self.koaid}.{name}" if name[0].isalpha() else f"{self.koaid}.extra{name}"
         self._check_new(name)
-        self.digests[name] = file_md5(resolved)
+        self._digests[name] = file_md5(resolved)
         self._sources[name] = resolved
         self._syncs.append(io_pool().submit(fsync_file, resolved))
         return name, self.level / name
@@ -283,6 +308,7 @@ class ProductSet:
         real = self._real
         assert real is not None and self._staging is not None, "open() the set first"
         try:
+            self.settle()
             self._synced()
         except BaseException:
             self.discard()
@@ -329,9 +355,9 @@ class ProductSet:
             sync.result()
 
     def discard(self) -> None:
-        """Remove the staging folder and everything still in it (once no fsync is running in it)."""
-        wait(self._syncs)
-        self._syncs = []
+        """Remove the staging folder and everything still in it (once no fsync or read runs in it)."""
+        wait([*self._syncs, *self._reading.values()])
+        self._syncs, self._reading = [], {}
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = self._extra = None
