@@ -79,7 +79,8 @@ def test_two_workers_write_the_serial_runs_bytes(
         pytest.importorskip("distributed")
     tables, expected = serial
     tree = _tree(archived, tmp_path / "tree")
-    done = _koadep("metadata", "regenerate", tree, "--keyword-tables", tables,
+    alone = ("--outdir", tmp_path / "out")  # no status store there: the run is kept in a run file
+    done = _koadep("metadata", "regenerate", tree, "--keyword-tables", tables, *alone,
                    "--executor", executor, "--workers", 2, "--batch", 20, "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines()]  # stdout: JSON lines only
@@ -93,7 +94,7 @@ def test_two_workers_write_the_serial_runs_bytes(
     (journal,) = (tree / ".koadep-regenerate").glob("*.done.jsonl")
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
     assert len([e for e in entries if "path" in e]) == 9 * COPIES and "finished" in entries[-1]
-    again = _koadep("metadata", "regenerate", tree, "--keyword-tables", tables,
+    again = _koadep("metadata", "regenerate", tree, "--keyword-tables", tables, *alone,
                     "--executor", executor, "--workers", 2, "--batch", 100)  # fmt: skip
     assert again.returncode == 0 and "resuming" not in again.stdout
     assert len(list((tree / ".koadep-regenerate").glob("*.done.jsonl"))) == 2
@@ -115,6 +116,7 @@ def test_a_dask_run_whose_client_is_killed_resumes_and_writes_each_file_once(
     try:
         koadep = str(Path(sys.executable).with_name("koadep"))
         command = [koadep, "metadata", "regenerate", str(tree), "--keyword-tables", str(tables),
+                   "--outdir", str(tmp_path / "out"),  # no status store there: a run file
                    "--executor", "dask", "--scheduler", cluster.scheduler_address,
                    "--batch", "1"]  # fmt: skip
         run_file = tree / ".koadep-regenerate"
