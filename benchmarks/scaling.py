@@ -1,15 +1,20 @@
 """Throughput of bulk reprocessing (koadep.bulk) at 1 and 2 workers, on the local and Dask executors.
 
     .venv/bin/python benchmarks/scaling.py [--files 200] [--size 256] [--workers 1,2]
-                                           [--executors local,dask] [--batch 10] [--json FILE]
+                                           [--executors local,dask] [--batch 10] [--db URL]
+                                           [--json FILE]
 
 It writes ``--files`` synthetic NIRC2 raw files (``--size``² int32) into a temporary
-folder, queues them in an SQLite store there, and reprocesses them all with
+folder, queues them in a status store (an SQLite file there, or the empty database
+``--db`` names), and reprocesses them all with
 :func:`koadep.bulk.run_bulk` once per executor and worker count. The executor's
 processes are started, and warmed up with a few records of their own, before the
 clock starts: the time is that of the run itself (hold, process, keep each record).
 It prints files per second, seconds per file and worker, and the scaling ratio: the
-throughput at N workers over that at 1 (the target is at least 0.8 x N). The Dask
+throughput at N workers over that at 1 (the target is at least 0.8 x N). Beside it come
+the cores the run used (CPU seconds of the client and its worker processes, from psutil,
+over the wall time), the largest ratio the machine allows given the cores one worker
+uses, and the files per CPU second over that at 1 worker. The Dask
 executor runs on a ``LocalCluster`` of N single-threaded worker processes; it is
 skipped with a note when dask is not installed.
 """
@@ -17,6 +22,7 @@ skipped with a note when dask is not installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from koadep.bulk import DaskExecutor, Executor, LocalExecutor, run_bulk
 from koadep.config import Config
@@ -60,13 +67,13 @@ def measure(
     name: str, workers: int, config: Config, ids: list[int], warm: list[int], batch: int
 ) -> dict[str, Any]:
     """Reprocess ``ids`` on ``workers`` processes of executor ``name``; return the run's numbers."""
-    store = open_store(config.db_url)
+    store = open_store(config.db_url, password=config.db_password or None)
     executor = _executor(name, workers)
     try:
         run_bulk(store, warm, config, f"warm {name} {workers}", executor=executor, batch=1)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         report = run_bulk(store, ids, config, f"bench {name} {workers}", executor=executor, batch=batch)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     finally:
         executor.close()
     bad = [o for o in report.outcomes if o[0] != "PROCESSED"]
@@ -79,7 +86,21 @@ def measure(
         "seconds": round(seconds, 3),
         "files_per_s": round(len(ids) / seconds, 2),
         "seconds_per_file_worker": round(seconds * workers / len(ids), 4),
+        "cpu_seconds": round(cpu, 3),
+        "cores_used": round(cpu / seconds, 2),
+        "files_per_cpu_s": round(len(ids) / cpu, 2),
     }
+
+
+def cpu_seconds() -> float:
+    """CPU time (user and system) of this process and every process below it, alive now."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=2, help="runs per measure; the best is kept (default 2)"
     )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="status store: an empty database of its own, e.g. mysql://koadep@127.0.0.1:3306/bench "
+        "(password from KOADEP_DB_PASSWORD); default an SQLite file in the temporary folder",
+    )
     parser.add_argument("--json", type=Path, help="also save the numbers as JSON")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
@@ -104,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("dask is not installed (pip install 'koadep[dask]'): the Dask executor is skipped")
             names.remove("dask")
-    print(f"koadep bulk scaling: {args.files} files of {args.size}² int32, batches of {args.batch}")
+    store_kind = "MySQL/MariaDB" if (args.db or "").startswith("mysql") else "SQLite"
+    print(
+        f"koadep bulk scaling: {args.files} files of {args.size}² int32, batches of {args.batch},"
+        f" {store_kind} store"
+    )
     load, python = os.getloadavg()[0], sys.version.split()[0]
     print(f"{platform.node()}: {os.cpu_count()} cores, load {load:.2f} before the runs, Python {python}")
     rows: list[dict[str, Any]] = []
@@ -112,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         files = _write_files(folder / "raw", args.files, args.size)
         warm_files = _write_files(folder / "raw", 2 * max(counts), args.size, first=args.files)
-        config = Config(output_root=folder / "out", db_url=f"sqlite:///{folder / 'out' / 'koadep.sqlite'}")
-        store = open_store(config.db_url)
+        url = args.db or f"sqlite:///{folder / 'out' / 'koadep.sqlite'}"
+        config = Config(
+            output_root=folder / "out", db_url=url, db_password=os.environ.get("KOADEP_DB_PASSWORD", "")
+        )
+        store = open_store(config.db_url, password=config.db_password or None)
         ids = [store.queue("NIRC2", str(p)) for p in files]
         warm = [store.queue("NIRC2", str(p)) for p in warm_files]
         primer = LocalExecutor(max(counts))  # untimed: the first processing stages every file
@@ -126,17 +160,30 @@ def main(argv: list[str] | None = None) -> int:
             for workers in counts:
                 runs = [measure(name, workers, config, ids, warm, args.batch) for _ in range(args.repeat)]
                 row = max(runs, key=lambda r: r["files_per_s"])
-                base = row["files_per_s"] if workers == 1 else base
+                if workers == 1:
+                    base, base_cores = row["files_per_s"], row["cores_used"]
+                    base_work = row["files_per_cpu_s"]
                 row["ratio"] = round(row["files_per_s"] / base, 2) if base else None
                 row["target"] = round(0.8 * workers, 2)
+                if base:
+                    row["work_ratio"] = round(row["files_per_cpu_s"] / base_work, 2)
+                    row["bound"] = round(min(workers * base_cores, os.cpu_count() or 1) / base_cores, 2)
                 rows.append(row)
     print(f"{'executor':<9} {'workers':>7} {'files':>6} {'seconds':>8} {'files/s':>8} ", end="")
-    print(f"{'s/file/worker':>14} {'ratio':>6} {'target':>7}")
+    print(f"{'s/file/worker':>14} {'ratio':>6} {'target':>7} {'cores':>6} {'bound':>6} {'work':>6}")
     for r in rows:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
         print(f"{r['executor']:<9} {r['workers']:>7} {r['files']:>6} {r['seconds']:>8.2f} ", end="")
         target = f">= {r['target']}"
-        print(f"{r['files_per_s']:>8.2f} {r['seconds_per_file_worker']:>14.4f} {ratio:>6} {target:>7}")
+        per_worker = r["seconds_per_file_worker"]
+        print(f"{r['files_per_s']:>8.2f} {per_worker:>14.4f} {ratio:>6} {target:>7} ", end="")
+        print(f"{r['cores_used']:>6.2f} {r.get('bound', '-'):>6} {r.get('work_ratio', '-'):>6}")
+    print(
+        "cores: CPU seconds of the client and its worker processes over the wall time; bound: the\n"
+        "largest ratio this machine allows, min(N x cores at 1 worker, its cores) / cores at 1 worker\n"
+        "(a worker that uses more than one core leaves less for the next); work: files per CPU second\n"
+        "over that at 1 worker (1.00 when N workers do the same work per file as one)."
+    )
     if args.json:
         args.json.write_text(json.dumps({"size": args.size, "rows": rows}, indent=2) + "\n")
     return 0

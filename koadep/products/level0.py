@@ -43,7 +43,7 @@ from koadep.products.names import UnsafePath, check_level_parts, preview_suffix,
 from koadep.products.staging import ProductSet
 from koadep.products.strips import default_jpeg
 from koadep.products.tables import extension_table, table_hdus
-from koadep.steps.imaging import background_pool
+from koadep.steps.imaging import background_pool, shared_pool
 
 __all__ = ["LogText", "Previews", "level_dir", "remove_stale_staging", "write_products"]
 
@@ -100,7 +100,7 @@ _RELEASE_BYTES = 16 << 20
 
 
 class Previews:
-    """The JPEG previews of one file, drawn in the :func:`background_pool` beside the other work.
+    """The JPEG previews of one file, drawn by a pool thread beside the other work.
 
     :meth:`early` starts the default preview as soon as the identity steps have
     run, when the instrument uses it (:meth:`koadep.instrument.Instrument.default_preview`):
@@ -108,12 +108,17 @@ class Previews:
     previews start with the products, :meth:`koadep.instrument.Instrument.render_jpeg`
     first. The default preview is drawn and encoded in strips
     (:func:`koadep.products.strips.default_jpeg`), so no whole-image RGB copy
-    is made. :meth:`close` must be called when the file ends, whatever happened.
+    is made. A large image's previews are drawn by the :func:`background_pool`,
+    whose lower priority leaves the cores to the statistics and the archive
+    copy's md5, which such a file waits for; a small image's preview is what the
+    file waits for last, and is drawn by the :func:`shared_pool`. :meth:`close`
+    must be called when the file ends, whatever happened.
     """
 
     def __init__(self, fits: FitsFile, header: Header | None, ctx: Context) -> None:
         self._fits, self._header, self._ctx = fits, header, ctx
-        self._future = background_pool().submit(self._encoded)
+        pool = background_pool() if fits.hdus[0].data_size >= _RELEASE_BYTES else shared_pool()
+        self._future = pool.submit(self._encoded)
 
     @classmethod
     def early(cls, fits: FitsFile, header: Header, ctx: Context) -> Previews | None:
@@ -284,7 +289,7 @@ def _stage(
         encoded = []
     for suffix, jpeg in encoded:
         name = f"{koaid}{preview_suffix(suffix)}.jpg"
-        products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg")
+        products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg", reread=True)
 
     try:
         table = _keyword_table(ctx, header, extras, issues)

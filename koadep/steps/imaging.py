@@ -198,10 +198,25 @@ def _bracketed_median(flat: np.ndarray[Any, Any]) -> float | None:
     sample = np.sort(flat[:: (n // _MEDIAN_SAMPLES) | 1].astype(native))
     at, margin = ranks[0] * sample.size // n, sample.size // 32
     lo, hi = sample[max(at - margin, 0)], sample[min(at + margin, sample.size - 1)]
+    half = (n // 2) // _COUNT_BLOCK * _COUNT_BLOCK  # the two halves of the pass side by side
+    (below, first), (more, second) = side_by_side(
+        lambda: _bracket(flat[:half], lo, hi), lambda: _bracket(flat[half:], lo, hi)
+    )
+    below += more
+    middle = np.concatenate([*first, *second])
+    if not below <= ranks[0] <= ranks[-1] < below + middle.size:
+        return None
+    middle.partition([r - below for r in ranks])
+    picked = [int(middle[r - below]) for r in ranks]
+    return float(picked[0]) if len(picked) == 1 else (float(picked[0]) + float(picked[1])) / 2
+
+
+def _bracket(flat: np.ndarray[Any, Any], lo: Any, hi: Any) -> tuple[int, list[Any]]:
+    """How many pixels of ``flat`` are below ``lo``, and those from ``lo`` to ``hi`` (native order)."""
     below, kept = 0, []
-    work = np.empty(min(_COUNT_BLOCK, n), dtype=native)
+    work = np.empty(min(_COUNT_BLOCK, max(flat.size, 1)), dtype=flat.dtype.newbyteorder("="))
     under, inside = np.empty(work.size, dtype=bool), np.empty(work.size, dtype=bool)
-    for start in range(0, n, _COUNT_BLOCK):
+    for start in range(0, flat.size, _COUNT_BLOCK):
         block = flat[start : start + _COUNT_BLOCK]
         size = block.size
         values = work[:size]
@@ -210,12 +225,7 @@ def _bracketed_median(flat: np.ndarray[Any, Any]) -> float | None:
         np.less_equal(values, hi, out=inside[:size])
         np.greater_equal(values, lo, out=under[:size])
         kept.append(values[np.logical_and(inside[:size], under[:size], out=inside[:size])])
-    middle = np.concatenate(kept)
-    if not below <= ranks[0] <= ranks[-1] < below + middle.size:
-        return None
-    middle.partition([r - below for r in ranks])
-    picked = [int(middle[r - below]) for r in ranks]
-    return float(picked[0]) if len(picked) == 1 else (float(picked[0]) + float(picked[1])) / 2
+    return below, kept
 
 
 def _median(data: np.ndarray[Any, Any]) -> float:
