@@ -137,3 +137,36 @@ def test_quick_table(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> N
         assert regeneration["files"] == 3 and regeneration["files_per_second_with_start_up"] > 0
     elif not regeneration["available"]:
         assert "not available" in text
+
+
+def test_the_scaling_benchmark_runs_and_prints_every_column(tmp_path: Path) -> None:
+    """benchmarks/scaling.py on a few tiny files, local executor only: every row and column, no timings."""
+    import subprocess
+
+    script = RUN_PY.with_name("scaling.py")
+    out = tmp_path / "scaling.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--files", "4", "--size", "32", "--executors", "local",
+         "--workers", "1,2", "--repeat", "1", "--batch", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SQLite store" in done.stdout
+    header = next(line for line in done.stdout.splitlines() if line.startswith("executor"))
+    assert header.split() == [
+        "executor",
+        "workers",
+        "files",
+        "seconds",
+        "files/s",
+        "s/file/worker",
+        "ratio",
+        "target",
+        "cores",
+        "bound",
+        "work",
+    ]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["executor"], r["workers"], r["files"]) for r in rows] == [("local", 1, 4), ("local", 2, 4)]
+    assert all(r["cpu_seconds"] > 0 and r["cores_used"] > 0 for r in rows)
+    assert rows[1]["bound"] > 0 and rows[1]["work_ratio"] > 0
