@@ -195,17 +195,11 @@ def _journal_store(config: Config) -> Store | None:
 
     Without a store the run is kept in a file beside the output (:class:`koadep.bulk.RunFile`).
     """
-    from koadep.roots import roots_of
-    from koadep.status.backends import StoreMissing, open_store
+    from koadep.cli.options import store_of
+    from koadep.status.backends import StoreMissing
 
     try:
-        return open_store(
-            config.db_url or None,
-            default_dir=config.output_root,
-            password=config.db_password or None,
-            create=False,
-            roots=roots_of(config),
-        )
+        return store_of(config, create=False)
     except StoreMissing:
         return None
 

@@ -114,19 +114,12 @@ def reader_store(config: Config) -> Store:
 
     A store that does not exist is a :class:`ConfigError` naming it.
     """
+    from koadep.cli.options import store_of
     from koadep.config import ConfigError
-    from koadep.roots import roots_of
-    from koadep.status.backends import StoreMissing, open_store
+    from koadep.status.backends import StoreMissing
 
     try:
-        return open_store(
-            config.db_url or None,
-            default_dir=config.output_root,
-            password=config.db_password or None,
-            upgrade=False,
-            create=False,
-            roots=roots_of(config),
-        )
+        return store_of(config, upgrade=False, create=False)
     except StoreMissing as exc:
         raise ConfigError(f"{exc} (give --db, --outdir or db_url; a reader never creates one)") from None
 

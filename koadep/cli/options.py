@@ -290,8 +290,11 @@ def check_setup(args: argparse.Namespace, config: Config) -> None:
     require(setup_checks(args, config))
 
 
-def store_of(config: Config, *, upgrade: bool = True) -> Store:
-    """The status store the configuration names (``<output_root>/koadep.sqlite`` by default)."""
+def store_of(config: Config, *, upgrade: bool = True, create: bool = True) -> Store:
+    """The status store the configuration names (``<output_root>/koadep.sqlite`` by default).
+
+    ``create=False`` raises :class:`koadep.status.backends.StoreMissing` for a store that does not exist.
+    """
     from koadep.roots import roots_of
     from koadep.status import open_store
 
@@ -300,6 +303,7 @@ def store_of(config: Config, *, upgrade: bool = True) -> Store:
         default_dir=config.output_root,
         password=config.db_password or None,
         upgrade=upgrade,
+        create=create,
         roots=roots_of(config),
     )
 

@@ -252,13 +252,30 @@ def preview_grey(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     >>> preview_grey(np.arange(12.0).reshape(3, 4)).shape
     (3, 4)
     """
+    image = first_plane(data)
+    vmin, vmax = zscale_limits(image)
+    return preview_levels(image, vmin, vmax)
+
+
+def first_plane(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The 2-D image a preview shows: the data, or the first plane of a cube.
+
+    Raises
+    ------
+    ValueError
+        If the data has fewer than two axes.
+
+    Examples
+    --------
+    >>> first_plane(np.zeros((3, 4, 5))).shape
+    (4, 5)
+    """
     image = np.asarray(data)
     while image.ndim > 2:
         image = image[0]
     if image.ndim != 2:
         raise ValueError("the data is not an image")
-    vmin, vmax = zscale_limits(image)
-    return preview_levels(image, vmin, vmax)
+    return image
 
 
 def grey_preview(levels: np.ndarray[Any, Any]) -> Image.Image:
@@ -320,12 +337,7 @@ def equalized_preview(data: np.ndarray[Any, Any]) -> Image.Image:
     >>> img.size, img.getpixel((0, 2)), img.getpixel((3, 0))
     ((4, 3), (0, 0, 0), (255, 255, 255))
     """
-    image = np.asarray(data)
-    while image.ndim > 2:
-        image = image[0]
-    if image.ndim != 2:
-        raise ValueError("the data is not an image")
-    equalized = equalize_histogram(image)
+    equalized = equalize_histogram(first_plane(data))
     lo, hi = float(equalized.min()), float(equalized.max())
     span = hi - lo if hi > lo else 1.0
     return to_image(np.round((equalized - lo) / span * 255).astype(np.uint8))

@@ -32,6 +32,7 @@ from PIL import Image
 
 from koadep.products.jpeg import (
     fill_levels,
+    first_plane,
     grey_preview,
     jpeg_bytes,
     level_table,
@@ -63,11 +64,7 @@ def default_jpeg(data: np.ndarray[Any, Any]) -> bytes | bytearray:
     ValueError
         If the data is not an image.
     """
-    image = np.asarray(data)
-    while image.ndim > 2:
-        image = image[0]
-    if image.ndim != 2:
-        raise ValueError("the data is not an image")
+    image = first_plane(data)
     vmin, vmax = zscale_limits(image)
     height = image.shape[0]
     if height <= STRIP_ROWS or image.size < _STRIPPED_PIXELS:

@@ -71,17 +71,7 @@ class BulkJournal:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        d = store.dialect
-        kinds = {
-            "id": d.type_of("str:64"),
-            "key": d.type_of("str:64"),
-            "text": d.type_of("text"),
-            "time": d.type_of("time"),
-            "state": d.type_of("str:16"),
-            "code": d.type_of("str:64"),
-        }
-        for statement in _TABLES:
-            store.execute(statement.format(**kinds))
+        _make(store, _TABLES)
 
     def open(self, description: str, record_ids: Sequence[int]) -> tuple[str, bool]:
         """The run of this selection not yet finished, resumed; else a new run of ``record_ids``.
@@ -291,18 +281,7 @@ class FileJournal:
     """
 
     def __init__(self, store: Store, description: str) -> None:
-        BulkJournal(store)  # the runs' table
-        d = store.dialect
-        kinds = {
-            "id": d.type_of("str:64"),
-            "key": d.type_of("str:64"),
-            "text": d.type_of("text"),
-            "time": d.type_of("time"),
-            "state": d.type_of("str:16"),
-            "code": d.type_of("str:64"),
-        }
-        for statement in _FILE_TABLES:
-            store.execute(statement.format(**kinds))
+        _make(store, (*_TABLES, *_FILE_TABLES))
         self.store = store
         self.description = description
         self.key = _key("files " + description)
@@ -378,3 +357,18 @@ class FileJournal:
 def _key(text: str) -> str:
     """The 64-character key a description or a path is found by."""
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:64]
+
+
+def _make(store: Store, statements: Sequence[str]) -> None:
+    """Create the tables of ``statements`` (``CREATE TABLE IF NOT EXISTS``) in the store's types."""
+    d = store.dialect
+    kinds = {
+        "id": d.type_of("str:64"),
+        "key": d.type_of("str:64"),
+        "text": d.type_of("text"),
+        "time": d.type_of("time"),
+        "state": d.type_of("str:16"),
+        "code": d.type_of("str:64"),
+    }
+    for statement in statements:
+        store.execute(statement.format(**kinds))
