@@ -203,3 +203,20 @@ def test_a_default_preview_that_raises_asks_render_jpeg(tmp_path: Path, services
     )
     assert result.state == "PROCESSED", result.issues
     assert result.products["jpg"].exists()
+
+
+def test_a_preview_that_cannot_be_read_back_is_a_write_error(
+    tmp_path: Path, services: Services, monkeypatch: Any
+) -> None:
+    real = staging.read_back_md5
+
+    def failing_for_jpegs(path: Any, size: int) -> str:
+        if str(path).endswith(".jpg"):
+            raise OSError(5, "Input/output error")
+        return real(path, size)
+
+    monkeypatch.setattr(staging, "read_back_md5", failing_for_jpegs)
+    raw = frame(tmp_path / "in" / "n0101.fits", size=300)
+    result = process_file(raw, config=Config(output_root=tmp_path / "out"), services=services)
+    assert result.state == "ERROR" and result.status_code == "WRITE_ERROR", result.issues
+    assert "N2.20240315.29730.25.jpg" in str(result.issues)

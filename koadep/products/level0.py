@@ -40,7 +40,7 @@ from koadep.products.metadata import (
     metadata_table,
 )
 from koadep.products.names import UnsafePath, check_level_parts, preview_suffix, safe_component
-from koadep.products.staging import ProductSet
+from koadep.products.staging import ProductSet, ReadBackError
 from koadep.products.strips import default_jpeg
 from koadep.products.tables import extension_table, table_hdus
 from koadep.steps.imaging import background_pool, shared_pool
@@ -269,27 +269,32 @@ def _stage(
     previews: Previews | None,
 ) -> dict[str, Path]:
     """Stage every product but the log; return their final paths."""
-    products: dict[str, Path] = {}
-    name = f"{koaid}.fits"
     chunks = archive_fits_chunks(fits, header, hdu_cards)
     rendering = previews or Previews(fits, header, ctx)
     large = out.write and fits.hdus[0].data_size >= _RELEASE_BYTES
     written = _forgetting(chunks, fits) if large else chunks
-    try:  # the previews are made while the archive FITS is written (a large one's md5 read back)
-        products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file", reread=True)
-    except BaseException:
-        rendering.close()
-        raise
-    extras["FILESIZE_MB"] = round(out.sizes[name] / 1e6, 4)
-
     try:
-        encoded = rendering.result()
-    except Exception as exc:
-        issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
-        encoded = []
-    for suffix, jpeg in encoded:
-        name = f"{koaid}{preview_suffix(suffix)}.jpg"
-        products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg", reread=True)
+        return _stage_with(out, fits, header, extras, koaid, ctx, issues, rendering, written)
+    finally:
+        rendering.close()
+
+
+def _stage_with(
+    out: ProductSet,
+    fits: FitsFile,
+    header: Header,
+    extras: dict[str, Any],
+    koaid: str,
+    ctx: Context,
+    issues: list[Issue],
+    rendering: Previews,
+    written: Iterable[Any],
+) -> dict[str, Path]:
+    """:func:`_stage` once the previews are started: the archive FITS, the tables, the previews, the md5s."""
+    products: dict[str, Path] = {}
+    name = f"{koaid}.fits"
+    products["fits"] = _put(out, name, written, "WRITE_FITS_ERROR", "write_lev0_fits_file", reread=True)
+    extras["FILESIZE_MB"] = round(out.sizes[name] / 1e6, 4)
 
     try:
         table = _keyword_table(ctx, header, extras, issues)
@@ -322,12 +327,24 @@ def _stage(
     if ctx.plugin is not None and out.write:
         _stage_extras(out, fits, header, ctx, products, issues)
 
-    try:  # the archive FITS's md5 was read back beside the other products
+    try:  # the previews were drawn while the tables were made
+        encoded = rendering.result()
+    except Exception as exc:
+        issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
+        encoded = []
+    for suffix, jpeg in encoded:
+        name = f"{koaid}{preview_suffix(suffix)}.jpg"
+        products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg", reread=True)
+
+    try:  # the md5s of the archive FITS and the previews were read back beside the other products
         out.settle()
-    except OSError as exc:
-        raise _Failed(
-            Issue.error("WRITE_FITS_ERROR", f"cannot read back {koaid}.fits: {exc}", "write_lev0_fits_file")
-        ) from exc
+    except ReadBackError as exc:
+        code, step = (
+            ("WRITE_FITS_ERROR", "write_lev0_fits_file")
+            if exc.name == f"{koaid}.fits"
+            else ("WRITE_ERROR", "make_jpg")
+        )
+        raise _Failed(Issue.error(code, f"cannot read back {exc.name}: {exc}", step)) from exc
     table_md5 = md5sum_table(out.digests).encode()
     products["md5sum"] = _put(out, out.marker, [table_md5], "CREATE_MD5_SUM_ERROR", "create_md5sum")
     return products

@@ -55,7 +55,7 @@ from koadep.products.atomic import (
 from koadep.products.md5 import file_md5
 from koadep.products.names import UnsafePath, check_inside, is_safe_component, safe_component
 
-__all__ = ["ProductSet", "folder_lock", "remove_incomplete_set"]
+__all__ = ["ProductSet", "ReadBackError", "folder_lock", "remove_incomplete_set"]
 
 #: Names a product of ``<KOAID>`` has after the KOAID: ``.<letter>...`` (a digit there
 #: continues a longer KOAID, as ``.57`` after a nightly ``PP.YYYYMMDD.SSSSS``) ...
@@ -145,6 +145,14 @@ def remove_incomplete_set(directory: Path, koaid: str) -> list[str]:
             (directory / name).unlink(missing_ok=True)
             removed.append(name)
     return removed
+
+
+class ReadBackError(OSError):
+    """A staged product whose md5 could not be read back; :attr:`name` is the product's name."""
+
+    def __init__(self, name: str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.name = name
 
 
 class ProductSet:
@@ -243,13 +251,16 @@ class ProductSet:
 
         Raises
         ------
-        OSError
-            If a staged product could not be read back.
+        ReadBackError
+            If a staged product could not be read back (its name is the error's ``name``).
         """
         reading, self._reading = self._reading, {}
         wait(reading.values())
         for name, future in reading.items():
-            self._digests[name] = future.result()
+            try:
+                self._digests[name] = future.result()
+            except OSError as exc:
+                raise ReadBackError(name, exc) from exc
 
     def extra_folder(self) -> Path:
         """The folder an instrument plugin writes its extra products into."""
