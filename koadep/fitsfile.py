@@ -220,13 +220,16 @@ class _SpareBuffer:
     def take(self, size: int) -> np.ndarray[Any, Any]:
         """A writable uint8 array of ``size`` bytes: the spare buffer when it is free and large enough."""
         with self._lock:
-            spare = self._buffer
-            if spare is not None and spare.size >= size and sys.getrefcount(spare) == _UNUSED_REFERENCES:
-                return spare[:size]
+            if self._buffer is not None and self._buffer.size >= size and self._references() == _UNUSED:
+                return self._buffer[:size]
             buffer = np.empty(size, dtype=np.uint8)
-            if size <= _SPARE_BYTES and (spare is None or size >= spare.size):
+            if size <= _SPARE_BYTES and (self._buffer is None or size >= self._buffer.size):
                 self._buffer = buffer
             return buffer
+
+    def _references(self) -> int:
+        """The spare buffer's reference count, as this one expression sees it (see :data:`_UNUSED`)."""
+        return sys.getrefcount(self._buffer)
 
     def drop(self) -> None:
         """Let the spare buffer go (its memory is freed once nothing uses it)."""
@@ -234,10 +237,18 @@ class _SpareBuffer:
             self._buffer = None
 
 
+def _unused_references() -> int:
+    """:meth:`_SpareBuffer._references` of a buffer nothing else uses, measured on this interpreter
+    (how many references the count itself takes differs between Python versions)."""
+    probe = _SpareBuffer()
+    probe._buffer = np.empty(1, dtype=np.uint8)
+    return probe._references()
+
+
 #: The largest buffer kept for reuse.
 _SPARE_BYTES = 256 * 2**20
-#: References to the spare buffer when nothing uses it: the spare's own and the count's argument.
-_UNUSED_REFERENCES = 3
+#: The spare buffer's reference count when nothing but the spare holds it.
+_UNUSED = _unused_references()
 _spare = _SpareBuffer()
 
 
@@ -265,7 +276,12 @@ class _FdSource(_Source):
         """
         size = max(0, min(size, self.size - offset))
         if size < _BUFFER_BYTES:
-            return memoryview(os.pread(self.fd, size, offset))
+            parts = [os.pread(self.fd, size, offset)]
+            got = len(parts[0])
+            while got < size and parts[-1]:  # a short read: the system may give less than asked
+                parts.append(os.pread(self.fd, size - got, offset + got))
+                got += len(parts[-1])
+            return memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
         buffer = memoryview(_spare.take(size))  # type: ignore[arg-type]
         got = 0
         while got < size:

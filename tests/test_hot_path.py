@@ -220,3 +220,63 @@ def test_a_preview_that_cannot_be_read_back_is_a_write_error(
     result = process_file(raw, config=Config(output_root=tmp_path / "out"), services=services)
     assert result.state == "ERROR" and result.status_code == "WRITE_ERROR", result.issues
     assert "N2.20240315.29730.25.jpg" in str(result.issues)
+
+
+# review findings ----------------------------------------------------------------------------------
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
+
+
+@LINUX_ONLY
+def test_work_a_background_thread_fans_out_stays_in_that_thread() -> None:
+    """A shared-pool thread started by a background thread would keep its niceness for good."""
+    from koadep.steps.imaging import shared_pool, side_by_side
+
+    def where() -> str:
+        return threading.current_thread().name
+
+    first, second = background_pool().submit(lambda: side_by_side(where, where)).result(timeout=10)
+    assert first == second and first.startswith("koadep-background")
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = niceness()
+    seen = {f.result(timeout=10) for f in [shared_pool().submit(niceness) for _ in range(20)]}
+    assert seen == {own}
+
+
+def test_a_short_read_of_a_small_piece_is_read_on(tmp_path: Path, monkeypatch: Any) -> None:
+    """The system may return fewer bytes than asked; the rest is asked for, not taken for the end."""
+    from koadep import fitsfile
+
+    raw = frame(tmp_path / "n0001.fits", size=64)
+    real = os.pread
+
+    def short(fd: int, size: int, offset: int) -> bytes:
+        return real(fd, min(size, 1000), offset)
+
+    monkeypatch.setattr(fitsfile.os, "pread", short)
+    fits = FitsFile.open(raw)
+    data = fits.data(0)
+    assert data is not None and data.shape == (64, 64) and int(data[1, 2]) == 66
+
+
+def test_a_subclass_drawing_its_own_preview_is_asked_for_it(tmp_path: Path, services: Services) -> None:
+    from koadep.plugins import Registry
+    from koadep_instruments.nirc2 import Nirc2
+
+    asked: list[str] = []
+
+    class OwnPreview(Nirc2):
+        def render_jpeg(self, fits: Any, header: Any, ctx: Any) -> Any:
+            asked.append(str(header.get("KOAID")))
+            return [("", Image.new("RGB", (8, 8)))]
+
+    registry = Registry()
+    registry.add(OwnPreview(), "own")
+    raw = frame(tmp_path / "in" / "n0101.fits", size=300)
+    config = Config(output_root=tmp_path / "out")
+    result = process_file(raw, config=config, services=services, registry=registry)
+    assert result.state == "PROCESSED" and asked
+    with Image.open(result.products["jpg"]) as made:
+        assert made.size == (8, 8)

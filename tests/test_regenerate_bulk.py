@@ -241,7 +241,7 @@ def test_a_run_kept_in_the_store_is_resumed_from_another_host(
         assert (report.resumed, report.regenerated_now, report.remaining) == (True, len(files) - 5, 0)
         assert report.journal == f"the store's bulk run {resumed.run_id}"
         rows = other.query("SELECT path FROM koadep_bulk_files WHERE run_id = %s", (resumed.run_id,))
-        assert sorted(r["path"] for r in rows) == sorted(path for path, _ in files)  # each once
+        assert sorted(json.loads(r["path"]) for r in rows) == sorted(path for path, _ in files)  # each once
         assert not FileJournal(other, "regenerate the tree").resumed  # finished
     finally:
         other.close()
@@ -271,3 +271,42 @@ def test_the_command_keeps_its_run_in_the_store_when_there_is_one(
         assert files[0]["n"] == 18
     finally:
         store.close()
+
+
+def test_a_run_in_the_store_keeps_any_file_name_and_two_clients_noting_the_same_file(
+    tmp_path: Path, store_url: str
+) -> None:
+    from koadep.regeneration import Regenerated
+    from koadep.status import open_store
+    from koadep.status.runs import FileJournal
+
+    odd = Path("/koa/out/NIRC2/" + b"n\xff\xfe.fits".decode("utf-8", "surrogateescape"))
+    first = open_store(store_url, password="koadep-test")
+    second = open_store(store_url, password="koadep-test")
+    try:
+        one = FileJournal(first, "two clients")
+        one.start(3)
+        two = FileJournal(second, "two clients")  # a second client resumes the same run
+        one.note([Regenerated(odd, "SAME"), Regenerated(Path("/a/B.fits"), "CHANGED")])
+        two.note([Regenerated(Path("/a/B.fits"), "CHANGED"), Regenerated(Path("/a/C.fits"), "SAME")])
+        again = FileJournal(first, "two clients")
+        assert sorted(again.done) == sorted([str(odd), "/a/B.fits", "/a/C.fits"])
+        assert again.done[str(odd)] == ("SAME", "")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_store_that_cannot_be_reached_leaves_the_run_in_a_file(
+    archived: Path,  # noqa: F811
+    serial: tuple[Path, dict[str, bytes]],
+    tmp_path: Path,
+) -> None:
+    tables, _ = serial
+    tree = _tree(archived, tmp_path / "tree", copies=1)
+    nowhere = "mysql://koadep@127.0.0.1:1/none"  # nothing listens on port 1
+    done = _koadep("metadata", "regenerate", tree, "--keyword-tables", tables,
+                   "--db", nowhere, "--executor", "local", "--workers", 1)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the status store cannot keep the run" in done.stderr and "it is kept in a file" in done.stderr
+    assert len(list(tree.rglob(".koadep-regenerate/*.done.jsonl"))) == 1

@@ -104,3 +104,26 @@ def test_the_default_preview_is_written_without_a_whole_image_rgb_copy(tmp_path:
     finally:
         tracemalloc.stop()
     assert peak < image.nbytes / 2, peak  # a grey copy would be a quarter, an RGB one the whole
+
+
+def test_an_image_taller_than_a_jpeg_can_be_is_refused_not_written_broken() -> None:
+    """libjpeg writes and reads at most 65,500 rows: 65,501 rows once gave a JPEG nothing could open."""
+    tall = np.zeros((65501, 8), dtype=">i2")
+    with pytest.raises(ValueError, match="too large for a JPEG"):
+        default_jpeg(tall)
+    with pytest.raises(ValueError, match="do not make the image"):
+        join_strips([strip(128)], 65501)
+
+
+def test_an_encoder_error_is_not_tried_again_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[str] = []
+    real_save = Image.Image.save
+
+    def save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        tried.append(type(fp).__name__)
+        real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(OSError):
+        jpeg_bytes(Image.new("RGB", (70000, 1)))
+    assert len(tried) == 1

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from koadep.config import Config
     from koadep.regeneration import Target
     from koadep.status import Record, Store
+    from koadep.status.runs import FileJournal
 
 __all__ = [
     "SCHEDULER_ADDRESS",
@@ -190,18 +191,31 @@ def run_bulk_command(
     return 1 if bad or report.remaining else 0
 
 
-def _journal_store(config: Config) -> Store | None:
-    """The status store a regeneration run is kept in: the configured one if it exists, else None.
+def _journal(config: Config, description: str) -> tuple[Store | None, FileJournal | None]:
+    """Where a regeneration run is kept: the configured status store, if it exists and answers.
 
-    Without a store the run is kept in a file beside the output (:class:`koadep.bulk.RunFile`).
+    Returns the store (to close) and its journal; ``(None, None)`` keeps the run in
+    a file beside the output (:class:`koadep.bulk.RunFile`), as without a store:
+    regeneration needs none, so a store that cannot be reached is said and passed by.
     """
     from koadep.cli.options import store_of
+    from koadep.status import StoreError
     from koadep.status.backends import StoreMissing
+    from koadep.status.runs import FileJournal
 
     try:
-        return store_of(config, create=False)
+        store = store_of(config, create=False)
     except StoreMissing:
-        return None
+        return None, None
+    except StoreError as exc:
+        print(f"koadep: the status store cannot keep the run ({exc}); it is kept in a file", file=sys.stderr)
+        return None, None
+    try:
+        return store, FileJournal(store, description)
+    except StoreError as exc:
+        store.close()
+        print(f"koadep: the status store cannot keep the run ({exc}); it is kept in a file", file=sys.stderr)
+        return None, None
 
 
 def run_regenerate_command(
@@ -238,14 +252,10 @@ def run_regenerate_command(
             show(outcome, bar)
         bar.step(outcome.path.name)
 
-    store = _journal_store(config)
+    store = None
     began = time.perf_counter()
     try:
-        journal = None
-        if store is not None:
-            from koadep.status.runs import FileJournal
-
-            journal = FileJournal(store, description)
+        store, journal = _journal(config, description)
         report = run_regeneration(
             items, spec, description, executor=executor, batch=args.batch,
             on_outcome=shown_outcome, on_start=started, root=config.output_root, journal=journal,

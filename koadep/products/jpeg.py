@@ -389,7 +389,9 @@ def jpeg_bytes(image: Image.Image, *, restart_rows: int = 0) -> bytes:
             image.save(scratch, format="JPEG", **options)
             scratch.seek(0)
             return scratch.read()
-    except OSError:  # no scratch file to be had (descriptors, a file size limit): encoded in memory
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", **options)
-        return buffer.getvalue()
+    except OSError as exc:
+        if exc.errno is None:  # the encoder's own error: the image cannot be encoded
+            raise
+    buffer = io.BytesIO()  # no scratch file to be had (descriptors, a file size limit): in memory
+    image.save(buffer, format="JPEG", **options)
+    return buffer.getvalue()

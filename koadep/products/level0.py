@@ -124,8 +124,13 @@ class Previews:
     def early(cls, fits: FitsFile, header: Header, ctx: Context) -> Previews | None:
         """The default preview, started now from the identity steps' ``header``; None when the
         instrument draws its own (or cannot say)."""
+        plugin = ctx.plugin
         try:
-            default = ctx.plugin is None or ctx.plugin.default_preview(header)
+            if plugin is not None and not issubclass(
+                _defining(plugin, "default_preview"), _defining(plugin, "render_jpeg")
+            ):
+                return None  # render_jpeg overridden below the class that answers default_preview
+            default = plugin is None or plugin.default_preview(header)
         except Exception:
             return None
         return cls(fits, None, ctx) if default else None
@@ -154,6 +159,11 @@ class Previews:
         """Wait for a drawing still running (the file is done)."""
         if not self._future.cancel():
             wait([self._future])
+
+
+def _defining(obj: object, name: str) -> type:
+    """The class of ``obj``'s method resolution order that defines attribute ``name``."""
+    return next(k for k in type(obj).__mro__ if name in vars(k))
 
 
 def _forgetting(chunks: Iterable[Any], fits: FitsFile) -> Iterator[Any]:

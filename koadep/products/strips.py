@@ -40,8 +40,10 @@ from koadep.products.jpeg import (
     zscale_limits,
 )
 
-__all__ = ["STRIP_ROWS", "default_jpeg", "join_strips"]
+__all__ = ["JPEG_MAX_SIZE", "STRIP_ROWS", "default_jpeg", "join_strips"]
 
+#: The most rows or columns libjpeg writes or reads.
+JPEG_MAX_SIZE = 65500
 #: Rows per strip: a multiple of eight rows of MCUs for MCUs of 8, 16 or 32 rows.
 STRIP_ROWS = 256
 #: Images of fewer pixels are encoded whole.
@@ -62,9 +64,11 @@ def default_jpeg(data: np.ndarray[Any, Any]) -> bytes | bytearray:
     Raises
     ------
     ValueError
-        If the data is not an image.
+        If the data is not an image, or has more than :data:`JPEG_MAX_SIZE` rows or columns.
     """
     image = first_plane(data)
+    if max(image.shape) > JPEG_MAX_SIZE:
+        raise ValueError(f"a {image.shape[1]} x {image.shape[0]} image is too large for a JPEG")
     vmin, vmax = zscale_limits(image)
     height = image.shape[0]
     if height <= STRIP_ROWS or image.size < _STRIPPED_PIXELS:
@@ -145,7 +149,7 @@ def join_strips(strips: Iterable[bytes], height: int) -> bytearray:
         pending = strip_rows % (8 * mcu) == 0
         rows += strip_rows
         joined += memoryview(jpeg)[stop:-2]
-    if rows != height or height > 0xFFFF or b"\xff\xdd" not in joined[:end]:
+    if rows != height or height > JPEG_MAX_SIZE or b"\xff\xdd" not in joined[:end]:
         raise ValueError("the strips do not make the image")
     joined[sof + 5 : sof + 7] = height.to_bytes(2, "big")
     joined += _EOI

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -307,7 +308,7 @@ class FileJournal:
         for row in self.store.query(
             "SELECT path, state, code FROM koadep_bulk_files WHERE run_id = %s", (self.run_id,)
         ):
-            self.done[str(row["path"])] = (str(row["state"]), str(row["code"] or ""))
+            self.done[json.loads(row["path"])] = (str(row["state"]), str(row["code"] or ""))
         return True
 
     @property
@@ -326,7 +327,11 @@ class FileJournal:
         )
 
     def note(self, outcomes: Sequence[Any]) -> None:
-        """Keep the outcomes (:class:`koadep.regeneration.Regenerated`) of a batch, in one transaction."""
+        """Keep the outcomes (:class:`koadep.regeneration.Regenerated`) of a batch, in one transaction.
+
+        A path is kept as JSON text (any file name, even one that is not UTF-8, comes
+        back as it was); a file another client noted for the run already keeps its row.
+        """
         rows = []
         finished = self.store.now_text()
         for outcome in outcomes:
@@ -334,13 +339,14 @@ class FileJournal:
             if path not in self.done:
                 self.done[path] = (outcome.state, outcome.code or "")
                 state, code = fit_text(outcome.state, 16), fit_text(outcome.code or "", 64)
-                rows.append((self.run_id, _key(path), path, state, code, finished))
+                rows.append((self.run_id, _key(path), json.dumps(path), state, code, finished))
         if not rows:
             return
+        ignore = "INSERT IGNORE" if self.store.dialect.name == "mysql" else "INSERT OR IGNORE"
         with self.store._cursor(transaction=True) as cur:
             cur.executemany(
                 self.store.dialect.sql(
-                    "INSERT INTO koadep_bulk_files (run_id, path_key, path, state, code, finished) "
+                    f"{ignore} INTO koadep_bulk_files (run_id, path_key, path, state, code, finished) "
                     "VALUES (%s, %s, %s, %s, %s, %s)"
                 ),
                 rows,

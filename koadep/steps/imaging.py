@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -293,14 +293,27 @@ def shared_pool() -> ThreadPoolExecutor:
     with _POOL_LOCK:
         if _POOL is None:
             workers = max(2, min(4, os.cpu_count() or 2))
-            _POOL = ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX)
+            _POOL = _started(ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX), workers)
         return _POOL
+
+
+def _started(pool: ThreadPoolExecutor, workers: int) -> ThreadPoolExecutor:
+    """``pool`` with all its ``workers`` threads started now, by the calling thread.
+
+    A new thread takes its priority from the thread that starts it, and a pool
+    starts its threads when tasks are submitted: started here, the threads never
+    take the lower priority of a :func:`background_pool` thread that submits later.
+    """
+    ready = threading.Barrier(workers)
+    wait([pool.submit(ready.wait) for _ in range(workers)])
+    return pool
 
 
 #: How much nicer than the process the threads of :func:`background_pool` are.
 BACKGROUND_NICENESS = 10
 
 _BACKGROUND: ThreadPoolExecutor | None = None
+_BACKGROUND_PREFIX = "koadep-background"
 
 
 def background_pool() -> ThreadPoolExecutor:
@@ -312,12 +325,13 @@ def background_pool() -> ThreadPoolExecutor:
     when they need every core. Elsewhere (where a thread's priority cannot be
     set alone) the threads run at the process's priority.
     """
+    shared_pool()  # its threads started at the process's priority first
     global _BACKGROUND
     with _POOL_LOCK:
         if _BACKGROUND is None:
             workers = max(2, min(4, os.cpu_count() or 2))
             _BACKGROUND = ThreadPoolExecutor(
-                workers, thread_name_prefix="koadep-background", initializer=_lower
+                workers, thread_name_prefix=_BACKGROUND_PREFIX, initializer=_lower
             )
         return _BACKGROUND
 
@@ -352,13 +366,16 @@ def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]
 
     When ``second`` has not started by the time ``first`` is done (every pool
     thread busy), it is taken back and run here: pool tasks may call this
-    without waiting for each other.
+    without waiting for each other. A :func:`background_pool` thread runs both
+    itself, so that its work keeps its lower priority.
 
     Examples
     --------
     >>> side_by_side(lambda: 1, lambda: 2)
     (1, 2)
     """
+    if threading.current_thread().name.startswith(_BACKGROUND_PREFIX):  # background work stays background
+        return first(), second()
     other = shared_pool().submit(second)
     try:
         mine = first()
