@@ -1,8 +1,9 @@
 """Writing every level-0 product of one file, in order, with the legacy criticality.
 
-Order: the archive FITS (critical), the JPEG previews, the metadata table
-(critical), the extension tables, the instrument's extra products, the md5sum
-table (critical), then the log. Every product is staged first and the set is
+Order: the archive FITS (critical), the metadata table (critical), the
+extension tables, the JPEG previews (drawn meanwhile by other threads), the
+instrument's extra products, the md5sum table (critical), then the log. Every
+product is staged first and the set is
 committed only when all of them are written (:mod:`koadep.products.staging`):
 the products of one KOAID appear together or not at all.
 
@@ -334,10 +335,9 @@ def _stage_with(
             name = f"{koaid}.ext{index}.{safe_component(fits.hdus[index].name.replace(' ', '_'))}.tbl"
             products[f"ext{index}"] = _put(out, name, [text.encode()], "WRITE_ERROR", "create_ext_meta")
 
-    if ctx.plugin is not None and out.write:
-        _stage_extras(out, fits, header, ctx, products, issues)
-
-    try:  # the previews were drawn while the tables were made
+    # the previews were drawn while the tables were made; the extra products come after them,
+    # so that an instrument's preview and extra products never run at once
+    try:
         encoded = rendering.result()
     except Exception as exc:
         issues.append(Issue.warn("MAKE_JPG_ERROR", f"{type(exc).__name__}: {exc}", "make_jpg"))
@@ -345,6 +345,9 @@ def _stage_with(
     for suffix, jpeg in encoded:
         name = f"{koaid}{preview_suffix(suffix)}.jpg"
         products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg", reread=True)
+
+    if ctx.plugin is not None and out.write:
+        _stage_extras(out, fits, header, ctx, products, issues)
 
     try:  # the md5s of the archive FITS and the previews were read back beside the other products
         out.settle()
