@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,10 @@ from koadep.status.schema import Dialect
 from koadep.status.store import COUNT_TAKEOVER, Record, Store
 
 __all__ = ["SqliteDialect", "SqliteStore"]
+
+
+#: How long a connection waits for another one's lock.
+_BUSY_SECONDS = 60
 
 
 class SqliteDialect(Dialect):
@@ -86,9 +91,18 @@ class SqliteStore(Store):
                     ":memory:", isolation_level=None, check_same_thread=False
                 )
             return self._shared_memory
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=60000")
+        conn = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level=None)
+        deadline = time.monotonic() + _BUSY_SECONDS
+        while True:  # a connection making the file WAL at the same moment is waited for
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    conn.close()
+                    raise
+                time.sleep(0.02)
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_SECONDS * 1000}")
         return conn
 
     def _is_outage(self, exc: BaseException) -> bool:
