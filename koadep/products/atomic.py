@@ -253,7 +253,7 @@ def read_back_md5(path: str | Path, size: int) -> str:
 def _file_md5(fd: int, size: int) -> str:
     """The md5 of the first ``size`` bytes of the open file ``fd``, read back in pieces."""
     digest = hashlib.md5(usedforsecurity=False)
-    buffer = bytearray(min(size, _PARALLEL_BYTES))
+    buffer = bytearray(min(size, _WRITE_BYTES))
     view = memoryview(buffer)
     offset = 0
     while offset < size:

@@ -44,8 +44,8 @@ __all__ = ["JPEG_MAX_SIZE", "STRIP_ROWS", "default_jpeg", "join_strips"]
 
 #: The most rows or columns libjpeg writes or reads.
 JPEG_MAX_SIZE = 65500
-#: Rows per strip: a multiple of eight rows of MCUs for MCUs of 8, 16 or 32 rows.
-STRIP_ROWS = 256
+#: Rows per strip: a multiple of eight rows of MCUs for MCUs of 8 or 16 rows (4:2:0 sampling).
+STRIP_ROWS = 128
 #: Images of fewer pixels are encoded whole.
 _STRIPPED_PIXELS = 1 << 18
 
