@@ -231,11 +231,6 @@ class _SpareBuffer:
         """The spare buffer's reference count, as this one expression sees it (see :data:`_UNUSED`)."""
         return sys.getrefcount(self._buffer)
 
-    def drop(self) -> None:
-        """Let the spare buffer go (its memory is freed once nothing uses it)."""
-        with self._lock:
-            self._buffer = None
-
 
 def _unused_references() -> int:
     """:meth:`_SpareBuffer._references` of a buffer nothing else uses, measured on this interpreter

@@ -271,7 +271,6 @@ def write_synced(
     mode: int = 0o644,
     *,
     sync: bool = True,
-    reread: bool = False,
     written: Callable[[], object] | None = None,
     digest: bool = True,
 ) -> tuple[str, int]:
@@ -279,28 +278,24 @@ def write_synced(
 
     A large chunk is written in pieces by an :func:`io_pool` thread while this
     thread takes the md5 of the same piece (both outside the GIL), the pieces in
-    order. ``reread=True`` writes every chunk first and then takes the md5 of the
-    file by reading it back, so that the chunks' memory may be freed as soon as
-    they are written (the md5 is of the bytes in the file, as ``md5sum`` of it
-    gives). ``sync=False`` leaves the fsync to the caller (:func:`fsync_file`),
-    who must make the file durable before it is renamed into place; ``written``
-    is called once every byte is written (before the md5 is read back), for
-    instance to start that fsync. ``digest=False`` takes no md5 (the md5
-    returned is empty) and writes every chunk as ``reread`` does, for a caller
-    who reads the file back later (:func:`read_back_md5`). On any failure the
-    file is removed.
+    order. ``digest=False`` takes no md5 (the md5 returned is empty) and writes
+    every chunk in turn, for a caller who reads the file back later
+    (:func:`read_back_md5`), so that the chunks' memory may be freed as soon as
+    they are written. ``sync=False`` leaves the fsync to the caller
+    (:func:`fsync_file`), who must make the file durable before it is renamed
+    into place; ``written`` is called once every byte is written, for instance
+    to start that fsync. On any failure the file is removed.
     """
-    reread = reread or not digest
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
-    flags = (os.O_RDWR if reread else os.O_WRONLY) | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, mode)
     pending: Future[None] | None = None
     try:
         try:
             os.fchmod(fd, mode)
             for chunk in chunks:
-                if reread:
+                if not digest:
                     _write_all(fd, chunk)
                     size += len(chunk)
                     continue
@@ -318,13 +313,13 @@ def write_synced(
                     pending = io_pool().submit(_write_all, fd, piece)
                     md5.update(piece)
                     size += len(piece)
-            chunk = piece = b""  # the last chunk's memory may be freed while the file is read back
+            chunk = piece = b""  # the last chunk's memory may be freed
             if pending is not None:
                 pending, done = None, pending
                 done.result()
             if written is not None:
                 written()
-            hexdigest = "" if not digest else _file_md5(fd, size) if reread else md5.hexdigest()
+            hexdigest = md5.hexdigest() if digest else ""
             if sync:
                 os.fsync(fd)
         finally:
