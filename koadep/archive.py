@@ -53,7 +53,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ from koadep.process import ProcessResult, process_file
 from koadep.products.atomic import fsync_directory, remove_stale_temporaries, temporary_name, write_synced
 from koadep.products.level0 import remove_stale_staging
 from koadep.products.md5 import file_md5
+from koadep.products.names import UnsafePath, check_level_parts
 from koadep.services import Services
 from koadep.status import Record, State, Store, StoreError, StoreUnavailable
 from koadep.status.store import LeaseLost, utc_later, utc_now
@@ -435,6 +436,7 @@ def stage_copy(
     """
     first = folder / path.name
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
     n, candidate = 1, first
     while os.path.lexists(candidate):
         try:
@@ -450,7 +452,6 @@ def stage_copy(
             return candidate, False
         n += 1
         candidate = first.with_name(_versioned(first, n))
-    remove_stale_temporaries(folder)
     temporary = folder / temporary_name(path.name)
     try:
         if write is None:
@@ -1213,11 +1214,27 @@ def run_worker(
             handled.add((str(outcome.result.instrument or record.instrument or ""), str(koaid)))
         if on_result is not None:
             on_result(outcome)
-    try:
-        remove_stale_staging(config.output_root, handled)  # the temporaries of killed workers
+    try:  # the temporaries of killed workers
+        remove_stale_staging(config.output_root, handled)
+        for folder in _stage_folders(config, handled):
+            remove_stale_temporaries(folder, force=True)
     except OSError as exc:
         log.warning("cannot sweep the temporaries of killed workers: %s", exc)
     return done
+
+
+def _stage_folders(config: Config, sets: Iterable[tuple[str, str]]) -> list[Path]:
+    """The stage folders of the observation dates of the given (instrument, KOAID) sets that exist."""
+    folders = set()
+    for instrument, koaid in sets:
+        try:
+            check_level_parts(instrument.upper(), koaid)
+        except UnsafePath:
+            continue
+        folder = stage_folder(config, instrument, koaid.split(".")[1])
+        if folder.is_dir():
+            folders.add(folder)
+    return sorted(folders)
 
 
 def _claim(store: Store, worker: str, lease_seconds: float, instrument: str | None) -> Record | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from koadep.archive import (
 )
 from koadep.config import Config
 from koadep.monitor import Monitor
+from koadep.products.atomic import HOST
 from koadep.status import open_store
 from koadep.testing import write_raw_fits
 
@@ -163,6 +165,43 @@ def test_a_staged_copy_left_by_a_killed_monitor_is_reused(tmp_path: Path) -> Non
     [rid] = monitor_of(store, tmp_path / "data", config).catch_up()
     assert stage_path(store.get(rid).stage_file, config) == left
     assert sorted(p.name for p in left.parent.iterdir()) == ["n0101.fits"]
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_partial_copy_of_a_killed_worker_is_removed_when_the_copy_exists_already(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    config = Config(output_root=tmp_path / "out")
+    path = raw(tmp_path / "data" / "n0101.fits")
+    left = tmp_path / "out" / "NIRC2" / "stage" / "20240315" / "n0101.fits"
+    left.parent.mkdir(parents=True)
+    shutil.copy2(path, left)
+    partial = left.parent / f".n0101.fits.{HOST}.{dead_pid()}.0000abcd.tmp"
+    partial.write_bytes(path.read_bytes()[:2880])  # a worker killed while it copied the same file
+    [rid] = monitor_of(store, tmp_path / "data", config).catch_up()
+    assert stage_path(store.get(rid).stage_file, config) == left
+    assert sorted(p.name for p in left.parent.iterdir()) == ["n0101.fits"]
+
+
+def test_a_worker_that_runs_out_of_records_sweeps_the_stage_folders_it_used(tmp_path: Path) -> None:
+    """A partial copy left after this worker staged into the folder is gone when the worker ends."""
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    config = Config(output_root=tmp_path / "out")
+    path = raw(tmp_path / "data" / "n0101.fits")
+    store.queue("NIRC2", str(path))
+    stage = tmp_path / "out" / "NIRC2" / "stage" / "20240315"
+    partial = stage / f".n0102.fits.{HOST}.{dead_pid()}.0000abcd.tmp"
+
+    def killed_worker_leaves_a_copy(outcome: Any) -> None:
+        assert outcome.state == "PROCESSED" and stage.is_dir()
+        partial.write_bytes(b"SIMPLE")
+
+    assert run_worker(store, config=config, ship=False, on_result=killed_worker_leaves_a_copy) == 1
+    assert sorted(p.name for p in stage.iterdir()) == ["n0101.fits"]
 
 
 def test_an_invalid_file_is_not_staged(tmp_path: Path) -> None:

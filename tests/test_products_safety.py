@@ -519,6 +519,40 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> Non
     assert live.exists() and foreign.exists() and product.exists() and own_old.exists()
 
 
+def test_a_temporary_whose_pid_was_given_again_is_stale(tmp_path: Path, monkeypatch: Any) -> None:
+    """The pid in a temporary's name now belongs to a process started after the temporary last changed."""
+    import koadep.products.atomic as atomic
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        temporary = tmp_path / f".a.fits.{HOST}.{sleeper.pid}.0000abcd.tmp"
+        temporary.write_bytes(b"x")
+        assert remove_stale_temporaries(tmp_path, force=True) == []  # its pid runs: a live writer
+        # a pid given again cannot be arranged here: the process is said to have started later
+        real = atomic._started
+        monkeypatch.setattr(
+            atomic, "_started", lambda pid: time.time() + 60 if pid == sleeper.pid else real(pid)
+        )
+        assert remove_stale_temporaries(tmp_path, force=True) == [temporary.name]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_temporary_of_a_zombie_process_is_stale(tmp_path: Path) -> None:
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        temporary = tmp_path / f".a.fits.{HOST}.{child.pid}.0000abcd.tmp"
+        temporary.write_bytes(b"x")
+        assert remove_stale_temporaries(tmp_path, force=True) == [temporary.name]
+    finally:
+        child.wait()
+
+
 def test_processing_removes_stale_temporaries_in_its_level_folder(tmp_path: Path, services: Services) -> None:
     lev0 = tmp_path / "out" / "NIRC2" / "20240315" / "lev0"
     lev0.mkdir(parents=True)

@@ -80,16 +80,26 @@ def temporary_owner(name: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+#: How far a process's start time, as the system reports it, may lie after the real one.
+_START_SLACK = 2.0
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` of this host started (seconds since the epoch); None when none runs.
+
+    A process that runs but whose start cannot be read is taken as started long ago.
+    """
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # ended, not yet waited for: it writes nothing more
+            return None
+        return process.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except (psutil.Error, OSError):
+        return 0.0
 
 
 def _last_touched(entry: os.DirEntry[str]) -> float:
@@ -107,15 +117,19 @@ def _last_touched(entry: os.DirEntry[str]) -> float:
 def is_stale_temporary(entry: os.DirEntry[str], max_age: float = STALE_TEMPORARY_SECONDS) -> bool:
     """Whether a temporary is stale: its process (of this host) has ended, or it is untouched for long.
 
-    A temporary of this process is never stale. The age bound also covers a pid
-    that was reused by another process, other hosts and names of older versions.
+    The process named in the temporary has ended when no process has its pid,
+    or when the one that has it started after the temporary last changed (its
+    ``st_ctime``, which no writer can set back): the pid was given again. A
+    temporary of this process is otherwise never stale. The age bound covers
+    other hosts and names of older versions.
     """
     owner = temporary_owner(entry.name)
     if owner is not None and owner[0] == HOST:
+        started = _started(owner[1])
+        if started is None or started > entry.stat(follow_symlinks=False).st_ctime + _START_SLACK:
+            return True
         if owner[1] == os.getpid():
             return False
-        if not _running(owner[1]):
-            return True
     return time.time() - _last_touched(entry) > max_age
 
 
