@@ -1296,6 +1296,58 @@ def limit_text(limits: dict[str, Any], baseline: float, target: float) -> str:
     )
 
 
+def compressors() -> list[tuple[str, Callable[[bytes], bytes]]]:
+    """The ways a product could be compressed before transfer: zlib as rsync does it, gzip, python-isal."""
+    import gzip
+    import zlib
+
+    found: list[tuple[str, Callable[[bytes], bytes]]] = [
+        ("zlib level 1 (rsync --compress-level=1 on the wire)", lambda b: zlib.compress(b, 1)),
+        ("stdlib gzip level 6", lambda b: gzip.compress(b, 6)),
+    ]
+    try:
+        from isal import igzip
+    except ImportError:
+        return found
+    found += [(f"python-isal level {n}", lambda b, n=n: igzip.compress(b, n)) for n in (0, 1)]
+    return found
+
+
+def bench_compression(path: Path, repeat: int) -> dict[str, Any]:
+    """Compression throughput and size ratio on ``path``, and the link speed below which each pays.
+
+    Compressing before sending saves time while ``size / link`` is more than
+    ``size / speed + size / (ratio × link)``: for links slower than
+    ``speed × (1 − 1 / ratio)``.
+    """
+    content = path.read_bytes()
+    rows = []
+    for name, compress in compressors():
+        times, size = [], 0
+        for _ in range(repeat):
+            started = time.perf_counter()
+            size = len(compress(content))
+            times.append(time.perf_counter() - started)
+        speed = len(content) / MIB / statistics.median(times)
+        ratio = len(content) / size
+        rows.append(
+            {"compressor": name, "mib_per_s": speed, "ratio": ratio, "break_even": speed * (1 - 1 / ratio)}
+        )
+    return {"file": path.name, "mib": len(content) / MIB, "rows": rows}
+
+
+def print_compression(r: dict[str, Any]) -> None:
+    print(f"\n== compressing a product before transfer ({r['mib']:.0f} MiB, {r['file']}) ==")
+    print("| compressor | MiB/s | size ratio | pays on links slower than |")
+    print("|---|---|---|---|")
+    for row in r["rows"]:
+        print(
+            f"| {row['compressor']} | {row['mib_per_s']:.0f} | {row['ratio']:.2f} |"
+            f" {row['break_even']:.0f} MiB/s ({row['break_even'] * 8 * MIB / 1e9:.1f} Gbit/s) |"
+        )
+    print("koadep's transfer is rsync with --compress-level=1, so the wire is compressed already.")
+
+
 def bench_table(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Measure every row of issue 14's table, each koadep figure beside its baseline."""
     big, small = args.table_sizes
@@ -1570,6 +1622,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not args.no_table:
             results["table"] = bench_table(work, args)
             print_table(results["table"])
+            compress_source = write_raw(work / "table-raw", min(args.table_sizes), args.synthetic_header)[0]
+            results["compression"] = bench_compression(compress_source, 3)
+            print_compression(results["compression"])
         if args.quick:
             return _finish(results, started, args.json)
         # One untimed run first, so that lazy imports (astropy.visualization, PIL

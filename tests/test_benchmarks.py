@@ -132,6 +132,21 @@ def test_quick_table(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> N
         assert all(row["cumulative_ms"] >= row["self_ms"] >= 0 for row in rows)
     # No legacy figure was recorded for these sizes: said so, not invented.
     assert "no recorded legacy figure" in text
+    # A row that misses its target says what limits it, from figures measured in this run.
+    for size in (128, 64):
+        limits = table["limits"][size]
+        assert limits["wall"] > 0 and limits["cpu"] > 0 and limits["floor"] == limits["cpu"] / limits["cores"]
+        assert set(limits["parts"]) >= {"md5 of the archive copy", "default preview", "image statistics"}
+        row = next(r for r in table["rows"] if r["measure"].startswith(f"{size}² int32"))
+        assert (row["met"] == "yes") == (f"limits, {size}² in process" not in text)
+    assert "Limited by" in bench.limit_text(table["limits"][64], baseline=1e-6, target=2.0)
+    compression = results["compression"]
+    assert [r["compressor"] for r in compression["rows"]][:2] == [
+        "zlib level 1 (rsync --compress-level=1 on the wire)",
+        "stdlib gzip level 6",
+    ]
+    assert all(r["mib_per_s"] > 0 and r["ratio"] > 0 for r in compression["rows"])
+    assert "compressing a product before transfer" in text
     regeneration = table["regeneration"]
     if regeneration["available"] and "error" not in regeneration:
         assert regeneration["files"] == 3 and regeneration["files_per_second_with_start_up"] > 0
