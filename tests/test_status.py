@@ -562,3 +562,61 @@ def test_one_store_shared_by_threads_gives_each_thread_its_own_connection(db_url
     assert {r.status for r in store.find()} == {"PROCESSED"}
     if db_url.startswith("mysql"):
         assert len(connections) > 1  # never one connection shared across threads
+
+
+# SQLite: waiting for another connection's write lock ---------------------------------------------
+def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    rid = store.queue("NIRC2", "/data/n0001.fits")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of its transaction
+    written = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            open_store(f"sqlite:///{path}").update(rid, file_md5="a" * 32)
+            written.set()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert not written.wait(0.5) and not failures  # it waits while the lock is held
+    finally:
+        holder.execute("COMMIT")
+    writer.join(30)
+    assert written.is_set() and not failures
+    assert store.get(rid).file_md5 == "a" * 32
+    claimed = store.claim("w1")  # a transaction of its own takes the lock as well
+    assert claimed is not None and claimed.id == rid
+
+
+def test_a_sqlite_lock_never_released_is_a_store_error_after_the_busy_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import koadep.status.sqlite as sqlite_store
+
+    path = tmp_path / "s.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    rid = store.queue("NIRC2", "/data/n0001.fits")
+    other = open_store(f"sqlite:///{path}")
+    monkeypatch.setattr(sqlite_store, "_BUSY_SECONDS", 0.3)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            other.update(rid, file_md5="b" * 32)
+        with pytest.raises(StoreError, match="locked"):
+            other.claim("w1")
+    finally:
+        holder.execute("ROLLBACK")
+    assert store.get(rid).file_md5 is None and store.get(rid).status == "QUEUED"
+    other.update(rid, file_md5="c" * 32)  # the lock is free again: the same store writes
+    assert store.get(rid).file_md5 == "c" * 32

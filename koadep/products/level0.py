@@ -28,6 +28,7 @@ import attrs
 from koadep.context import Context
 from koadep.fitsfile import FitsFile
 from koadep.header import Card, Header
+from koadep.instrument import Instrument
 from koadep.issues import Issue
 from koadep.products.atomic import remove_stale_temporaries
 from koadep.products.fits import archive_fits_chunks
@@ -346,7 +347,7 @@ def _stage_with(
         name = f"{koaid}{preview_suffix(suffix)}.jpg"
         products[f"jpg{suffix}"] = _put(out, name, [jpeg], "WRITE_ERROR", "make_jpg", reread=True)
 
-    if ctx.plugin is not None and out.write:
+    if ctx.plugin is not None and out.write and _makes_extras(ctx):
         _stage_extras(out, fits, header, ctx, products, issues)
 
     try:  # the md5s of the archive FITS and the previews were read back beside the other products
@@ -361,6 +362,16 @@ def _stage_with(
     table_md5 = md5sum_table(out.digests).encode()
     products["md5sum"] = _put(out, out.marker, [table_md5], "CREATE_MD5_SUM_ERROR", "create_md5sum")
     return products
+
+
+def _makes_extras(ctx: Context) -> bool:
+    """Whether the instrument, or a plugin's ``koadep_extra_products``, may write extra products.
+
+    Without either no extra folder is made.
+    """
+    if getattr(type(ctx.plugin), "extra_products", None) is not Instrument.extra_products:
+        return True
+    return ctx.registry is not None and bool(ctx.registry.pm.hook.koadep_extra_products.get_hookimpls())
 
 
 def _stage_extras(

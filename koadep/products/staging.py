@@ -370,6 +370,11 @@ class ProductSet:
         wait([*self._syncs, *self._reading.values()])
         self._syncs, self._reading = [], {}
         if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
+            try:  # after a commit only the empty folders are left
+                if self._extra is not None:
+                    os.rmdir(self._extra)
+                os.rmdir(self._staging)
+            except OSError:
+                shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = self._extra = None
             self._sources.clear()
