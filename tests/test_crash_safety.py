@@ -487,7 +487,8 @@ def _koaid_of(name: str, koaids: list[str]) -> str | None:
 
 # ------------------------------------------------------------------ the promises
 def test_the_kills_hit_every_phase(crash_run: Run) -> None:
-    assert crash_run.kills == KILLS
+    own = [(code, err.strip().splitlines()[-1:] if err.strip() else []) for code, err in crash_run.exits]
+    assert crash_run.kills == KILLS, (crash_run.figures, own[-5:])
     hit = set(crash_run.phases)
     assert {"claimed, reading and DQA steps", "writing products"} <= hit, crash_run.phases
     assert len(hit) >= 4, crash_run.phases
