@@ -34,7 +34,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import threading
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -365,8 +367,22 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:64]
 
 
+#: The statements of :func:`_make` each store has run already, so that each runs once per store.
+_MADE: weakref.WeakKeyDictionary[Store, set[str]] = weakref.WeakKeyDictionary()
+_MADE_LOCK = threading.Lock()
+
+
 def _make(store: Store, statements: Sequence[str]) -> None:
-    """Create the tables of ``statements`` (``CREATE TABLE IF NOT EXISTS``) in the store's types."""
+    """Create the tables of ``statements`` (``CREATE TABLE IF NOT EXISTS``) in the store's types.
+
+    Each statement runs once per store object: a journal is made for every
+    record of a bulk run, and in MariaDB a ``CREATE TABLE`` commits.
+    """
+    with _MADE_LOCK:
+        made = _MADE.setdefault(store, set())
+        statements = [s for s in statements if s not in made]
+    if not statements:
+        return
     d = store.dialect
     kinds = {
         "id": d.type_of("str:64"),
@@ -378,3 +394,5 @@ def _make(store: Store, statements: Sequence[str]) -> None:
     }
     for statement in statements:
         store.execute(statement.format(**kinds))
+        with _MADE_LOCK:
+            made.add(statement)
