@@ -70,7 +70,7 @@ from koadep.process import ProcessResult, process_file
 from koadep.products.atomic import fsync_directory, remove_stale_temporaries, temporary_name, write_synced
 from koadep.products.level0 import remove_stale_staging
 from koadep.products.md5 import file_md5
-from koadep.products.names import UnsafePath, check_level_parts
+from koadep.products.names import level_parts
 from koadep.services import Services
 from koadep.status import Record, State, Store, StoreError, StoreUnavailable
 from koadep.status.store import LeaseLost, utc_later, utc_now
@@ -1225,16 +1225,10 @@ def run_worker(
 
 def _stage_folders(config: Config, sets: Iterable[tuple[str, str]]) -> list[Path]:
     """The stage folders of the observation dates of the given (instrument, KOAID) sets that exist."""
-    folders = set()
-    for instrument, koaid in sets:
-        try:
-            check_level_parts(instrument.upper(), koaid)
-        except UnsafePath:
-            continue
-        folder = stage_folder(config, instrument, koaid.split(".")[1])
-        if folder.is_dir():
-            folders.add(folder)
-    return sorted(folders)
+    folders = {
+        stage_folder(config, instrument, koaid.split(".")[1]) for instrument, koaid in level_parts(sets)
+    }
+    return sorted(folder for folder in folders if folder.is_dir())
 
 
 def _claim(store: Store, worker: str, lease_seconds: float, instrument: str | None) -> Record | None:

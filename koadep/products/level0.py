@@ -41,7 +41,7 @@ from koadep.products.metadata import (
     infer_table,
     metadata_table,
 )
-from koadep.products.names import UnsafePath, check_level_parts, preview_suffix, safe_component
+from koadep.products.names import UnsafePath, check_level_parts, level_parts, preview_suffix, safe_component
 from koadep.products.staging import ProductSet, ReadBackError
 from koadep.products.strips import default_jpeg
 from koadep.products.tables import extension_table, table_hdus
@@ -70,13 +70,7 @@ def remove_stale_staging(root: Path, sets: Iterable[tuple[str, str]]) -> list[st
     worker left are gone even when nothing is written into their folder again.
     Pairs that cannot name a level folder are skipped. Returns the removed names.
     """
-    folders = set()
-    for instrument, koaid in sets:
-        try:
-            check_level_parts(instrument.upper(), koaid)
-        except UnsafePath:
-            continue
-        folders.add(level_dir(root, instrument, koaid))
+    folders = {level_dir(root, instrument, koaid) for instrument, koaid in level_parts(sets)}
     return [name for folder in sorted(folders) for name in remove_stale_temporaries(folder, force=True)]
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "check_inside",
     "check_level_parts",
     "is_safe_component",
+    "level_parts",
     "preview_suffix",
     "safe_component",
 ]
@@ -111,6 +113,24 @@ def check_level_parts(instrument: str, koaid: str) -> None:
     parts = koaid.split(".")
     if not is_safe_component(f"{koaid}.metadata.table") or len(parts) < 3 or not _DATE.fullmatch(parts[1]):
         raise UnsafePath(f"the KOAID {koaid!r} cannot name a product")
+
+
+def level_parts(sets: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """The (instrument, KOAID) pairs of ``sets`` that can name a level folder, instrument upper-cased.
+
+    The others (see :func:`check_level_parts`) are left out.
+
+    Examples
+    --------
+    >>> list(level_parts([("nirc2", "N2.20240315.29730.25"), ("NIRC2", "../x")]))
+    [('NIRC2', 'N2.20240315.29730.25')]
+    """
+    for instrument, koaid in sets:
+        try:
+            check_level_parts(instrument.upper(), koaid)
+        except UnsafePath:
+            continue
+        yield instrument.upper(), koaid
 
 
 def check_inside(path: Path, directory: Path) -> Path:
