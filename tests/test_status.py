@@ -580,7 +580,7 @@ def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes
         try:
             open_store(f"sqlite:///{path}").update(rid, file_md5="a" * 32)
             written.set()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
 
     writer = threading.Thread(target=write)
