@@ -1239,7 +1239,7 @@ def bench_limits(path: Path, work: Path, tables: Path | None, repeat: int) -> di
     from koadep.steps.imaging import image_statistics
 
     content = path.read_bytes()
-    end = content.find(b"END" + b" " * 77)
+    end = next(i for i in range(0, len(content), 80) if content[i : i + 80] == b"END".ljust(80))
     header_bytes = content[: (end // 2880 + 1) * 2880]
     data = np.asarray(fits.getdata(path), dtype=np.dtype(">i4").newbyteorder("="))
     parts: dict[str, Callable[[], Any]] = {
@@ -1286,7 +1286,8 @@ def limit_text(limits: dict[str, Any], baseline: float, target: float) -> str:
         )
     else:
         verdict = (
-            f"parallelism: {used:.2f} of {limits['cores']} cores are busy on average; spread perfectly"
+            f"parallelism and waits (fsync, locks): {used:.2f} of {limits['cores']} cores are busy on"
+            f" average; spread perfectly"
             f" the same work would take {limits['floor'] * ms:.1f} ms = {floor_ratio:.1f}× the baseline"
         )
     return (
@@ -1331,7 +1332,12 @@ def bench_compression(path: Path, repeat: int) -> dict[str, Any]:
         speed = len(content) / MIB / statistics.median(times)
         ratio = len(content) / size
         rows.append(
-            {"compressor": name, "mib_per_s": speed, "ratio": ratio, "break_even": speed * (1 - 1 / ratio)}
+            {
+                "compressor": name,
+                "mib_per_s": speed,
+                "ratio": ratio,
+                "break_even": max(speed * (1 - 1 / ratio), 0.0),
+            }
         )
     return {"file": path.name, "mib": len(content) / MIB, "rows": rows}
 

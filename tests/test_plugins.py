@@ -1029,6 +1029,31 @@ def test_member_extra_products(toy_registry: Registry, toy_header: Header, tmp_p
     assert paths[0].read_text() == "KOAIMTYP=object\n"
 
 
+def test_extra_products_given_on_the_instance_are_made(tmp_path: Path, services: Services) -> None:
+    """An instrument whose class makes no extra products may be given them on the instance."""
+
+    class NoExtras(Toy):
+        extra_products = Instrument.extra_products
+
+    def note(fits: FitsFile, header: Header, outdir: Path, ctx: Context) -> list[Path]:
+        path = outdir / f"{header['KOAID'].removesuffix('.fits')}.note.txt"
+        path.write_text("made\n")
+        return [path]
+
+    for given in (None, note):
+        instrument = NoExtras()
+        if given is not None:
+            instrument.extra_products = given  # type: ignore[method-assign]
+        registry = Registry()
+        registry.add(instrument, "no-extras")
+        result = process_toy(registry, tmp_path / str(given is None), services)
+        assert result.state == "PROCESSED", result.issues
+        notes = [p.name for p in result.products.values() if p.name.endswith(".note.txt")]
+        assert notes == ([] if given is None else ["TY.20250101.36000.00.note.txt"])
+        lev0 = result.products["fits"].parent
+        assert not [p.name for p in lev0.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
 def test_member_extension_tables(toy_registry: Registry, tmp_path: Path, services: Services) -> None:
     assert Plain.extension_tables is True  # the base class default
     assert toy_registry.instrument("TOY").extension_tables is False

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -620,3 +621,39 @@ def test_a_sqlite_lock_never_released_is_a_store_error_after_the_busy_time(
     assert store.get(rid).file_md5 is None and store.get(rid).status == "QUEUED"
     other.update(rid, file_md5="c" * 32)  # the lock is free again: the same store writes
     assert store.get(rid).file_md5 == "c" * 32
+
+
+def test_an_interrupt_as_a_sqlite_transaction_begins_leaves_the_lock_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import koadep.status.sqlite as sqlite_store
+
+    path = tmp_path / "s.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    rid = store.queue("NIRC2", "/data/n0001.fits")
+    real = sqlite_store._begin_immediate
+
+    def interrupted(cur: Any) -> None:
+        real(cur)
+        raise KeyboardInterrupt  # a stop signal just after the lock was taken
+
+    monkeypatch.setattr(sqlite_store, "_begin_immediate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.claim("w1")
+    monkeypatch.setattr(sqlite_store, "_begin_immediate", real)
+    monkeypatch.setattr(sqlite_store, "_BUSY_SECONDS", 2)
+    other = open_store(f"sqlite:///{path}")
+    claimed = other.claim("w2")  # not locked out by the interrupted connection
+    assert claimed is not None and claimed.id == rid
+    store.update(rid, file_md5="d" * 32)  # the interrupted store writes again, outside any transaction
+    assert other.get(rid).file_md5 == "d" * 32
+
+
+@pytest.mark.parametrize("statement", ["VACUUM", "BEGIN", "WITH n AS (SELECT 1) SELECT * FROM n"])
+def test_statements_that_are_no_row_writes_run_as_they_are_on_sqlite(tmp_path: Path, statement: str) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    store.execute(statement)
+    if statement == "BEGIN":
+        store.execute("ROLLBACK")
+    store.queue("NIRC2", "/data/n0001.fits")
+    assert len(store.find()) == 1

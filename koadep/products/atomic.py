@@ -80,26 +80,24 @@ def temporary_owner(name: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
-#: How far a process's start time, as the system reports it, may lie after the real one.
-_START_SLACK = 2.0
-
-
-def _started(pid: int) -> float | None:
-    """When process ``pid`` of this host started (seconds since the epoch); None when none runs.
-
-    A process that runs but whose start cannot be read is taken as started long ago.
-    """
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs: it exists and is not a zombie (ended, not waited for)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
     import psutil
 
     try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:  # ended, not yet waited for: it writes nothing more
-            return None
-        return process.create_time()
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return None
+        return False
     except (psutil.Error, OSError):
-        return 0.0
+        return True
 
 
 def _last_touched(entry: os.DirEntry[str]) -> float:
@@ -117,19 +115,17 @@ def _last_touched(entry: os.DirEntry[str]) -> float:
 def is_stale_temporary(entry: os.DirEntry[str], max_age: float = STALE_TEMPORARY_SECONDS) -> bool:
     """Whether a temporary is stale: its process (of this host) has ended, or it is untouched for long.
 
-    The process named in the temporary has ended when no process has its pid,
-    or when the one that has it started after the temporary last changed (its
-    ``st_ctime``, which no writer can set back): the pid was given again. A
-    temporary of this process is otherwise never stale. The age bound covers
-    other hosts and names of older versions.
+    A process that has ended, or is a zombie (ended, not yet waited for), writes
+    nothing more. A temporary of this process is never stale. The age bound also
+    covers a pid that was reused by another process, other hosts and names of
+    older versions.
     """
     owner = temporary_owner(entry.name)
     if owner is not None and owner[0] == HOST:
-        started = _started(owner[1])
-        if started is None or started > entry.stat(follow_symlinks=False).st_ctime + _START_SLACK:
-            return True
         if owner[1] == os.getpid():
             return False
+        if not _running(owner[1]):
+            return True
     return time.time() - _last_touched(entry) > max_age
 
 

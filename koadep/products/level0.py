@@ -363,8 +363,12 @@ def _makes_extras(ctx: Context) -> bool:
 
     Without either no extra folder is made.
     """
-    if getattr(type(ctx.plugin), "extra_products", None) is not Instrument.extra_products:
+    try:
+        plugin = ctx.plugin if ctx.registry is None else ctx.registry.instrument(ctx.instrument)
+    except Exception:  # asked below, where a failure is reported
         return True
+    if getattr(getattr(plugin, "extra_products", None), "__func__", None) is not Instrument.extra_products:
+        return True  # its own method, on the class or the instance, or a traced one
     return ctx.registry is not None and bool(ctx.registry.pm.hook.koadep_extra_products.get_hookimpls())
 
 

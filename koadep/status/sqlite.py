@@ -12,6 +12,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import threading
 import time
@@ -32,8 +33,9 @@ _BUSY_SECONDS = 60
 
 #: The longest sleep between two tries to take the write lock.
 _RETRY_MAX_SLEEP = 0.002
-#: Statements that :meth:`SqliteStore.execute` runs as they are (no write, or a transaction's own).
-_NOT_WRITES = frozenset({"SELECT", "BEGIN ", "COMMIT", "ROLLBA", "PRAGMA", "END", "SAVEPO", "RELEAS"})
+#: The statements :meth:`SqliteStore.execute` runs in a ``BEGIN IMMEDIATE`` of their own; any
+#: other (a read, a transaction's own statement, ``VACUUM``, ``ATTACH``...) runs as it is.
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
 
 
 def _begin_immediate(cur: sqlite3.Cursor) -> None:
@@ -141,21 +143,30 @@ class SqliteStore(Store):
         """
         if not transaction or self.path == ":memory:":
             return super()._open_cursor(transaction)
-        cur = super()._open_cursor(False)
-        try:
-            _begin_immediate(cur)
-        except sqlite3.Error as exc:
-            with contextlib.suppress(Exception):
-                cur.close()
-            if self._is_outage(exc):
+        for attempt in (1, 2):
+            cur = super()._open_cursor(False)
+            try:
+                _begin_immediate(cur)
+                return cur
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # never leave the lock held (an interrupt after BEGIN)
+                    if cur.connection.in_transaction:
+                        cur.connection.execute("ROLLBACK")
+                with contextlib.suppress(Exception):
+                    cur.close()
                 self.close()
-                raise StoreUnavailable(f"the status database is unreachable: {exc}") from exc
-            raise StoreError(f"status database error: {type(exc).__name__}: {exc}") from exc
-        return cur
+                if not isinstance(exc, sqlite3.Error):
+                    raise
+                if self._is_outage(exc):
+                    if attempt == 2:
+                        raise StoreUnavailable(f"the status database is unreachable: {exc}") from exc
+                    continue
+                raise StoreError(f"status database error: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """As :meth:`Store.execute`; a statement that writes runs in its own ``BEGIN IMMEDIATE``."""
-        if self.path == ":memory:" or sql.lstrip()[:6].upper() in _NOT_WRITES or self._in_transaction():
+        if self.path == ":memory:" or not _WRITES.match(sql) or self._in_transaction():
             return super().execute(sql, params)
         with self._cursor(transaction=True) as cur:
             cur.execute(self.dialect.sql(sql), tuple(params))
