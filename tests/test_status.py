@@ -579,7 +579,9 @@ def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes
 
     def write() -> None:
         try:
-            open_store(f"sqlite:///{path}").update(rid, file_md5="a" * 32)
+            writer = open_store(f"sqlite:///{path}")
+            writer.update(rid, file_md5="a" * 32)
+            writer.queue("NIRC2", "/data/n0002.fits")  # a new record takes the lock the same way
             written.set()
         except BaseException as exc:
             failures.append(exc)
@@ -593,6 +595,7 @@ def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes
     writer.join(30)
     assert written.is_set() and not failures
     assert store.get(rid).file_md5 == "a" * 32
+    assert [r.ofname for r in store.find()] == ["/data/n0001.fits", "/data/n0002.fits"]
     claimed = store.claim("w1")  # a transaction of its own takes the lock as well
     assert claimed is not None and claimed.id == rid
 

@@ -74,6 +74,7 @@ class SqliteStore(Store):
 
     dialect = SqliteDialect()
     _begin = "BEGIN IMMEDIATE"
+    _insert_in_transaction = True
 
     def __init__(self, path: str | Path | None) -> None:
         super().__init__()

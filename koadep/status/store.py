@@ -380,6 +380,9 @@ class Store:
                 cur.close()
 
     _begin = "BEGIN"
+    #: Whether a new record is inserted in a transaction of its own (as every other write of a
+    #: back end whose transactions wait for the write lock in their own way).
+    _insert_in_transaction = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one parameterised statement; return the affected row count."""
@@ -492,7 +495,7 @@ class Store:
         values = _fit(self._rooted({"last_mod": utc_now(), "run": 0, "reviewed": 0, **values}))
         names = ", ".join(values)
         marks = ", ".join(["%s"] * len(values))
-        with self._cursor() as cur:
+        with self._cursor(transaction=self._insert_in_transaction) as cur:
             cur.execute(
                 self.dialect.sql(f"INSERT INTO koa_status ({names}) VALUES ({marks})"), tuple(values.values())
             )
