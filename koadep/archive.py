@@ -1224,7 +1224,11 @@ def run_worker(
 
 
 def _stage_folders(config: Config, sets: Iterable[tuple[str, str]]) -> list[Path]:
-    """The stage folders of the observation dates of the given (instrument, KOAID) sets that exist."""
+    """The stage folders, that exist, of the dates of the given (instrument, KOAID) sets.
+
+    A file is staged by its observation date, which is its KOAID's date but for a
+    DATE-OBS that cannot be read; such a folder is swept when a file is staged into it.
+    """
     folders = {
         stage_folder(config, instrument, koaid.split(".")[1]) for instrument, koaid in level_parts(sets)
     }

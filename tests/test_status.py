@@ -566,14 +566,28 @@ def test_one_store_shared_by_threads_gives_each_thread_its_own_connection(db_url
 
 
 # SQLite: waiting for another connection's write lock ---------------------------------------------
-def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes(tmp_path: Path) -> None:
-    import sqlite3
-
+def sqlite_with_a_record(tmp_path: Path) -> tuple[Path, Any, int]:
     path = tmp_path / "s.sqlite"
     store = open_store(f"sqlite:///{path}")
-    rid = store.queue("NIRC2", "/data/n0001.fits")
+    return path, store, store.queue("NIRC2", "/data/n0001.fits")
+
+
+@contextlib.contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another process in the middle of its transaction on the SQLite file ``path``."""
+    import sqlite3
+
     holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of its transaction
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes(tmp_path: Path) -> None:
+    path, store, rid = sqlite_with_a_record(tmp_path)
     written = threading.Event()
     failures: list[BaseException] = []
 
@@ -587,11 +601,9 @@ def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes
             failures.append(exc)
 
     writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with write_lock_held(path):
+        writer.start()
         assert not written.wait(0.5) and not failures  # it waits while the lock is held
-    finally:
-        holder.execute("COMMIT")
     writer.join(30)
     assert written.is_set() and not failures
     assert store.get(rid).file_md5 == "a" * 32
@@ -603,25 +615,19 @@ def test_a_sqlite_writer_waits_for_the_lock_another_connection_holds_then_writes
 def test_a_sqlite_lock_never_released_is_a_store_error_after_the_busy_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sqlite3
-
     import koadep.status.sqlite as sqlite_store
 
-    path = tmp_path / "s.sqlite"
-    store = open_store(f"sqlite:///{path}")
-    rid = store.queue("NIRC2", "/data/n0001.fits")
+    path, store, rid = sqlite_with_a_record(tmp_path)
     other = open_store(f"sqlite:///{path}")
     monkeypatch.setattr(sqlite_store, "_BUSY_SECONDS", 0.3)
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(path):
         with pytest.raises(StoreError, match="locked"):
             other.update(rid, file_md5="b" * 32)
         with pytest.raises(StoreError, match="locked"):
+            other.queue("NIRC2", "/data/n0002.fits")
+        with pytest.raises(StoreError, match="locked"):
             other.claim("w1")
-    finally:
-        holder.execute("ROLLBACK")
-    assert store.get(rid).file_md5 is None and store.get(rid).status == "QUEUED"
+    assert store.get(rid).file_md5 is None and store.get(rid).status == "QUEUED" and len(store.find()) == 1
     other.update(rid, file_md5="c" * 32)  # the lock is free again: the same store writes
     assert store.get(rid).file_md5 == "c" * 32
 
@@ -631,9 +637,7 @@ def test_an_interrupt_as_a_sqlite_transaction_begins_leaves_the_lock_free(
 ) -> None:
     import koadep.status.sqlite as sqlite_store
 
-    path = tmp_path / "s.sqlite"
-    store = open_store(f"sqlite:///{path}")
-    rid = store.queue("NIRC2", "/data/n0001.fits")
+    path, store, rid = sqlite_with_a_record(tmp_path)
     real = sqlite_store._begin_immediate
 
     def interrupted(cur: Any) -> None:

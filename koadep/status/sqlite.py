@@ -16,8 +16,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ _BUSY_SECONDS = 60
 
 #: The longest sleep between two tries to take the write lock.
 _RETRY_MAX_SLEEP = 0.002
-#: The statements :meth:`SqliteStore.execute` runs in a ``BEGIN IMMEDIATE`` of their own; any
+#: The statements :meth:`SqliteStore._cursor_for` runs in a ``BEGIN IMMEDIATE`` of their own; any
 #: other (a read, a transaction's own statement, ``VACUUM``, ``ATTACH``...) runs as it is.
 _WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
 
@@ -74,7 +74,6 @@ class SqliteStore(Store):
 
     dialect = SqliteDialect()
     _begin = "BEGIN IMMEDIATE"
-    _insert_in_transaction = True
 
     def __init__(self, path: str | Path | None) -> None:
         super().__init__()
@@ -165,17 +164,12 @@ class SqliteStore(Store):
                 raise StoreError(f"status database error: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """As :meth:`Store.execute`; a statement that writes runs in its own ``BEGIN IMMEDIATE``."""
-        if self.path == ":memory:" or not _WRITES.match(sql) or self._in_transaction():
-            return super().execute(sql, params)
-        with self._cursor(transaction=True) as cur:
-            cur.execute(self.dialect.sql(sql), tuple(params))
-            return int(cur.rowcount)
-
-    def _in_transaction(self) -> bool:
+    def _cursor_for(self, sql: str) -> AbstractContextManager[Any]:
+        """As :meth:`Store._cursor_for`; a statement that writes runs in a ``BEGIN IMMEDIATE`` of its own,
+        so that it waits for the write lock as every transaction does (:meth:`_open_cursor`)."""
         conn = getattr(self._local, "conn", None)
-        return bool(conn is not None and conn.in_transaction)
+        inside = conn is not None and conn.in_transaction
+        return self._cursor(transaction=self.path != ":memory:" and not inside and bool(_WRITES.match(sql)))
 
     def _is_outage(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc)

@@ -33,7 +33,7 @@ import numbers
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -380,13 +380,14 @@ class Store:
                 cur.close()
 
     _begin = "BEGIN"
-    #: Whether a new record is inserted in a transaction of its own (as every other write of a
-    #: back end whose transactions wait for the write lock in their own way).
-    _insert_in_transaction = False
+
+    def _cursor_for(self, sql: str) -> AbstractContextManager[Any]:
+        """The cursor one statement outside a transaction runs on (a back end may begin one for it)."""
+        return self._cursor()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one parameterised statement; return the affected row count."""
-        with self._cursor() as cur:
+        with self._cursor_for(sql) as cur:
             cur.execute(self.dialect.sql(sql), tuple(params))
             return int(cur.rowcount)
 
@@ -495,10 +496,9 @@ class Store:
         values = _fit(self._rooted({"last_mod": utc_now(), "run": 0, "reviewed": 0, **values}))
         names = ", ".join(values)
         marks = ", ".join(["%s"] * len(values))
-        with self._cursor(transaction=self._insert_in_transaction) as cur:
-            cur.execute(
-                self.dialect.sql(f"INSERT INTO koa_status ({names}) VALUES ({marks})"), tuple(values.values())
-            )
+        sql = f"INSERT INTO koa_status ({names}) VALUES ({marks})"
+        with self._cursor_for(sql) as cur:
+            cur.execute(self.dialect.sql(sql), tuple(values.values()))
             return int(cur.lastrowid)
 
     def queue(
