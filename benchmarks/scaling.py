@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scaling.py [--files 200] [--size 256] [--workers 1,2]
                                            [--executors local,dask] [--batch 10] [--db URL]
-                                           [--json FILE]
+                                           [--no-bind] [--json FILE]
 
 It writes ``--files`` synthetic NIRC2 raw files (``--size``² int32) into a temporary
 folder, queues them in a status store (an SQLite file there, or the empty database
@@ -16,7 +16,9 @@ the cores the run used (CPU seconds of the client and its worker processes, from
 over the wall time), the largest ratio the machine allows given the cores one worker
 uses, and the files per CPU second over that at 1 worker. The Dask
 executor runs on a ``LocalCluster`` of N single-threaded worker processes; it is
-skipped with a note when dask is not installed.
+skipped with a note when dask is not installed. Both executors bind each worker
+process to cores of its own, as they do by default (:mod:`koadep.cores`);
+``--no-bind`` measures them free.
 """
 
 from __future__ import annotations
@@ -57,18 +59,18 @@ def _write_files(folder: Path, count: int, size: int, first: int = 0) -> list[Pa
     return paths
 
 
-def _executor(name: str, workers: int) -> Executor:
+def _executor(name: str, workers: int, bind: bool) -> Executor:
     if name == "local":
-        return LocalExecutor(workers)
-    return DaskExecutor(None, workers)
+        return LocalExecutor(workers, bind=bind)
+    return DaskExecutor(None, workers, bind=bind)
 
 
 def measure(
-    name: str, workers: int, config: Config, ids: list[int], warm: list[int], batch: int
+    name: str, workers: int, config: Config, ids: list[int], warm: list[int], batch: int, bind: bool = True
 ) -> dict[str, Any]:
     """Reprocess ``ids`` on ``workers`` processes of executor ``name``; return the run's numbers."""
     store = open_store(config.db_url, password=config.db_password or None)
-    executor = _executor(name, workers)
+    executor = _executor(name, workers, bind)
     try:
         run_bulk(store, warm, config, f"warm {name} {workers}", executor=executor, batch=1)
         started, cpu = time.perf_counter(), cpu_seconds()
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         help="status store: an empty database of its own, e.g. mysql://koadep@127.0.0.1:3306/bench "
         "(password from KOADEP_DB_PASSWORD); default an SQLite file in the temporary folder",
     )
+    parser.add_argument(
+        "--no-bind", action="store_true", help="leave the worker processes free to run on any core"
+    )
     parser.add_argument("--json", type=Path, help="also save the numbers as JSON")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     store_kind = "MySQL/MariaDB" if (args.db or "").startswith("mysql") else "SQLite"
     print(
         f"koadep bulk scaling: {args.files} files of {args.size}² int32, batches of {args.batch},"
-        f" {store_kind} store"
+        f" {store_kind} store, workers {'free' if args.no_bind else 'bound to cores of their own'}"
     )
     load, python = os.getloadavg()[0], sys.version.split()[0]
     print(f"{platform.node()}: {os.cpu_count()} cores, load {load:.2f} before the runs, Python {python}")
@@ -158,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             base: float | None = None
             for workers in counts:
-                runs = [measure(name, workers, config, ids, warm, args.batch) for _ in range(args.repeat)]
+                runs = [
+                    measure(name, workers, config, ids, warm, args.batch, not args.no_bind)
+                    for _ in range(args.repeat)
+                ]
                 row = max(runs, key=lambda r: r["files_per_s"])
                 if workers == 1:
                     base, base_cores = row["files_per_s"], row["cores_used"]

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from koadep.config import Config, resolve_config
+from koadep.cores import bind_process, core_sets
 from koadep.regeneration import FAILED, Regenerated, Regenerator, Target
 
 if TYPE_CHECKING:
@@ -181,19 +182,27 @@ class InlineExecutor:
 
 
 class LocalExecutor:
-    """Processes on this machine (``--workers`` of them; default: the number of cores)."""
+    """Processes on this machine (``--workers`` of them; default: the number of cores).
+
+    With ``bind`` (the default) and at least as many CPUs as workers, each process
+    is bound to a set of CPUs of its own (:mod:`koadep.cores`).
+    """
 
     name = "local"
     dashboard: str | None = None
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, bind: bool = True) -> None:
         import concurrent.futures
         import multiprocessing
 
         self.workers = workers or os.cpu_count() or 1
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        context = multiprocessing.get_context("spawn")
+        #: The CPUs each worker process is bound to (:func:`koadep.cores.core_sets`), or None.
+        self.core_sets = core_sets(self.workers) if bind else None
+        initializer: dict[str, Any] = {}
+        if self.core_sets:
+            initializer = {"initializer": _bind_next, "initargs": (context.Value("i", 0), self.core_sets)}
+        self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context, **initializer)
 
     def map_batches(
         self, spec: Any, batches: Sequence[list[Any]], work: Work | None = None
@@ -210,17 +219,32 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _bind_next(counter: Any, sets: Sequence[frozenset[int]]) -> None:
+    """Bind a new worker process to the next core set (the initializer of a LocalExecutor's processes)."""
+    with counter.get_lock():
+        index, counter.value = counter.value, counter.value + 1
+    bind_process(sets[index % len(sets)])
+
+
 class DaskExecutor:
-    """A ``dask.distributed`` cluster: the scheduler at ``scheduler``, or a local cluster of ``workers``."""
+    """A ``dask.distributed`` cluster: the scheduler at ``scheduler``, or a local cluster of ``workers``.
+
+    The workers of a local cluster are bound to CPUs as :class:`LocalExecutor`'s
+    processes are (``bind``); a cluster given by its address is left as it is.
+    """
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self, scheduler: str | None = None, workers: int | None = None, *, bind: bool = True
+    ) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
             raise RuntimeError('the dask executor needs dask: pip install "koadep[dask]"') from exc
         self._cluster = None
+        #: The CPUs each worker of a local cluster is bound to (:func:`koadep.cores.core_sets`), or None.
+        self.core_sets: list[frozenset[int]] | None = None
         if scheduler:
             self._client = Client(scheduler, timeout=30)
         else:
@@ -229,10 +253,14 @@ class DaskExecutor:
             # the workers' statistical profiler walks the processing thread's stack every 10 ms,
             # holding the GIL meanwhile: off for the cluster started here
             with dask.config.set({"distributed.worker.profile.enabled": False}):
-                self._cluster = LocalCluster(
-                    n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True
-                )
+                n_workers = workers or os.cpu_count() or 1
+                self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True)
             self._client = Client(self._cluster)
+            self.core_sets = core_sets(n_workers) if bind else None
+            if self.core_sets:
+                from koadep.dask_binding import CoreBinding
+
+                self._client.register_plugin(CoreBinding(self.core_sets))
         self.dashboard: str | None = self._client.dashboard_link
 
     def map_batches(
@@ -255,8 +283,10 @@ class DaskExecutor:
                 self._cluster.close()
 
 
-def make_executor(name: str, *, scheduler: str | None = None, workers: int | None = None) -> Executor:
-    """The executor ``--executor`` names (``local`` or ``dask``).
+def make_executor(
+    name: str, *, scheduler: str | None = None, workers: int | None = None, bind: bool = True
+) -> Executor:
+    """The executor ``--executor`` names (``local`` or ``dask``); ``bind=False`` binds no process to CPUs.
 
     Raises
     ------
@@ -266,9 +296,9 @@ def make_executor(name: str, *, scheduler: str | None = None, workers: int | Non
     if name == "local":
         if scheduler:
             raise ValueError("--scheduler needs --executor dask")
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, bind=bind)
     if name == "dask":
-        return DaskExecutor(scheduler, workers)
+        return DaskExecutor(scheduler, workers, bind=bind)
     raise ValueError(f"unknown executor {name!r} (one of {', '.join(EXECUTORS)})")
 
 

@@ -171,7 +171,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "koadep.header", "koadep.fitsfile", "koadep.values", "koadep.issues", "koadep.config",
         "koadep.services", "koadep.obstime", "koadep.koaid", "koadep.coords", "koadep.telescope",
         "koadep.version", "koadep.testing", "koadep.hookspecs", "koadep.display", "koadep.keyword_tables",
-        "koadep.drpfiles", "koadep.roots",
+        "koadep.drpfiles", "koadep.roots", "koadep.cores",
     ),
     ("koadep.pipeline", "koadep.rules", "koadep.steps"),
     ("koadep.instrument",),
@@ -185,7 +185,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "koadep.archive", "koadep.transfer", "koadep.ingest", "koadep.ingest_server", "koadep.handoff",
         "koadep.alerts", "koadep.report", "koadep.monitor", "koadep.mail", "koadep.compare",
         "koadep.instrument_pages", "koadep.checks", "koadep.levels", "koadep.quicklook",
-        "koadep.regeneration", "koadep.bulk",
+        "koadep.regeneration", "koadep.bulk", "koadep.dask_binding",
     ),
     ("koadep.cli",),
 )  # fmt: skip

@@ -40,7 +40,19 @@ SCHEDULER_ADDRESS = re.compile(
 )
 #: The arguments that do not change which records a bulk run selects.
 _NOT_SELECTION = frozenset(
-    {"executor", "scheduler", "batch", "workers", "lease", "json", "confirm", "handler", "verbose", "quiet"}
+    {
+        "executor",
+        "scheduler",
+        "batch",
+        "workers",
+        "no_bind",
+        "lease",
+        "json",
+        "confirm",
+        "handler",
+        "verbose",
+        "quiet",
+    }
 )
 
 
@@ -64,6 +76,12 @@ def add_bulk_options(p: argparse.ArgumentParser, *, items: str = "records", batc
         type=positive,
         metavar="N",
         help="local processes, or a local Dask cluster (default: cores)",
+    )
+    g.add_argument(
+        "--no-bind",
+        action="store_true",
+        help="leave the local processes free to run on any core (default: with at least as many "
+        "cores as workers, each is bound to cores of its own)",
     )
     if items == "records":
         g.add_argument(
@@ -123,7 +141,9 @@ def _start(
 
     out = sys.stderr if args.json else sys.stdout
     try:
-        executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers)
+        executor = make_executor(
+            args.executor, scheduler=args.scheduler, workers=args.workers, bind=not args.no_bind
+        )
     except (OSError, ValueError) as exc:  # no scheduler there, or an address it does not take
         raise ConfigError(f"the {args.executor} executor cannot start: {exc}") from None
     progress: list[Progress] = []

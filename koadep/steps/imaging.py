@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from koadep.cores import available_cpus
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import OUT_OF_RANGE, StepResult, card, writes
@@ -283,7 +284,7 @@ _POOL_PREFIX = "koadep-numpy"
 def shared_pool() -> ThreadPoolExecutor:
     """The process's small pool of threads for numpy work beside the calling thread.
 
-    Made on first use, with as many threads as CPUs (2 to 4), so that a file
+    Made on first use, with as many threads as the process has CPUs (2 to 4), so that a file
     pays for no thread start; a child process made by ``fork`` gets a fresh one.
     A task in the pool must not wait for another pool task except through
     :func:`side_by_side`, which runs the other task itself when no thread has
@@ -292,7 +293,7 @@ def shared_pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            workers = max(2, min(4, os.cpu_count() or 2))
+            workers = max(2, min(4, len(available_cpus())))
             _POOL = _started(ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX), workers)
         return _POOL
 
@@ -329,7 +330,7 @@ def background_pool() -> ThreadPoolExecutor:
     global _BACKGROUND
     with _POOL_LOCK:
         if _BACKGROUND is None:
-            workers = max(2, min(4, os.cpu_count() or 2))
+            workers = max(2, min(4, len(available_cpus())))
             _BACKGROUND = ThreadPoolExecutor(
                 workers, thread_name_prefix=_BACKGROUND_PREFIX, initializer=_lower
             )
@@ -367,15 +368,16 @@ def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]
     When ``second`` has not started by the time ``first`` is done (every pool
     thread busy), it is taken back and run here: pool tasks may call this
     without waiting for each other. A :func:`background_pool` thread runs both
-    itself, so that its work keeps its lower priority.
+    itself, so that its work keeps its lower priority, and so does a process
+    that may run on one CPU only (a bound worker, :mod:`koadep.cores`).
 
     Examples
     --------
     >>> side_by_side(lambda: 1, lambda: 2)
     (1, 2)
     """
-    if threading.current_thread().name.startswith(_BACKGROUND_PREFIX):  # background work stays background
-        return first(), second()
+    if threading.current_thread().name.startswith(_BACKGROUND_PREFIX) or len(available_cpus()) < 2:
+        return first(), second()  # background work stays background; one CPU gains nothing from two threads
     other = shared_pool().submit(second)
     try:
         mine = first()
