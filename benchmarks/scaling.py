@@ -137,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             print("dask is not installed (pip install 'koadep[dask]'): the Dask executor is skipped")
             names.remove("dask")
     store_kind = "MySQL/MariaDB" if (args.db or "").startswith("mysql") else "SQLite"
+    binding = "free" if args.no_bind else "bound to cores of their own (from 2 workers)"
     print(
         f"koadep bulk scaling: {args.files} files of {args.size}² int32, batches of {args.batch},"
-        f" {store_kind} store, workers {'free' if args.no_bind else 'bound to cores of their own'}"
+        f" {store_kind} store, workers {binding}"
     )
     load, python = os.getloadavg()[0], sys.version.split()[0]
     print(f"{platform.node()}: {os.cpu_count()} cores, load {load:.2f} before the runs, Python {python}")

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 
 from koadep.config import Config, resolve_config
-from koadep.cores import bind_process, core_sets
+from koadep.cores import bind_process, core_sets, cpu_count
 from koadep.regeneration import FAILED, Regenerated, Regenerator, Target
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ class LocalExecutor:
         import concurrent.futures
         import multiprocessing
 
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or cpu_count()
         context = multiprocessing.get_context("spawn")
         #: The CPUs each worker process is bound to (:func:`koadep.cores.core_sets`), or None.
         self.core_sets = core_sets(self.workers) if bind else None
@@ -220,10 +220,18 @@ class LocalExecutor:
 
 
 def _bind_next(counter: Any, sets: Sequence[frozenset[int]]) -> None:
-    """Bind a new worker process to the next core set (the initializer of a LocalExecutor's processes)."""
-    with counter.get_lock():
-        index, counter.value = counter.value, counter.value + 1
-    bind_process(sets[index % len(sets)])
+    """Bind a new worker process to the next core set (the initializer of a LocalExecutor's processes).
+
+    The pool starts its processes once (one that dies breaks the pool), so the
+    counter hands each set out once. Nothing here may raise: an initializer that
+    raises breaks the pool, and an unbound worker still works.
+    """
+    try:
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+        bind_process(sets[index % len(sets)])
+    except Exception as exc:
+        log.warning("worker %s runs unbound: %s", os.getpid(), exc)
 
 
 class DaskExecutor:
@@ -253,14 +261,18 @@ class DaskExecutor:
             # the workers' statistical profiler walks the processing thread's stack every 10 ms,
             # holding the GIL meanwhile: off for the cluster started here
             with dask.config.set({"distributed.worker.profile.enabled": False}):
-                n_workers = workers or os.cpu_count() or 1
+                n_workers = workers or cpu_count()
                 self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True)
             self._client = Client(self._cluster)
             self.core_sets = core_sets(n_workers) if bind else None
             if self.core_sets:
                 from koadep.dask_binding import CoreBinding
 
-                self._client.register_plugin(CoreBinding(self.core_sets))
+                try:
+                    self._client.register_plugin(CoreBinding(self.core_sets))
+                except Exception as exc:  # the cluster works unbound
+                    log.warning("the local Dask cluster runs unbound: %s", exc)
+                    self.core_sets = None
         self.dashboard: str | None = self._client.dashboard_link
 
     def map_batches(

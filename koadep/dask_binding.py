@@ -28,6 +28,11 @@ class CoreBinding(WorkerPlugin):
         self.sets = list(sets)
 
     def setup(self, worker: Any) -> None:
-        """Bind the worker process's threads; a worker with another name is left as it is."""
-        if isinstance(worker.name, int) and self.sets:
-            bind_process(self.sets[worker.name % len(self.sets)])
+        """Bind the worker process's threads; a worker with another name is left as it is.
+
+        Never raises (:func:`koadep.cores.bind_process` logs a refusal): an unbound
+        worker still works.
+        """
+        name = getattr(worker, "name", None)
+        if isinstance(name, int) and not isinstance(name, bool) and self.sets:
+            bind_process(self.sets[name % len(self.sets)])

@@ -75,13 +75,14 @@ def add_bulk_options(p: argparse.ArgumentParser, *, items: str = "records", batc
         "--workers",
         type=positive,
         metavar="N",
-        help="local processes, or a local Dask cluster (default: cores)",
+        help="local processes, or a local Dask cluster (default: the cores this process may use)",
     )
     g.add_argument(
         "--no-bind",
         action="store_true",
         help="leave the local processes free to run on any core (default: with at least as many "
-        "cores as workers, each is bound to cores of its own)",
+        "cores as workers, each is bound to cores of its own; a cluster given by --scheduler is "
+        "never bound)",
     )
     if items == "records":
         g.add_argument(
@@ -104,12 +105,15 @@ def check_bulk_options(args: argparse.Namespace) -> None:
     Raises
     ------
     koadep.config.ConfigError
-        For ``--scheduler`` without ``--executor dask``, or ``--executor`` with ``--dry-run``.
+        For ``--scheduler`` without ``--executor dask``, ``--no-bind`` without
+        ``--executor``, or ``--executor`` with ``--dry-run``.
     """
     from koadep.config import ConfigError
 
     if getattr(args, "scheduler", None) and getattr(args, "executor", None) != "dask":
         raise ConfigError("--scheduler needs --executor dask")
+    if getattr(args, "no_bind", False) and not wants_bulk(args):
+        raise ConfigError("--no-bind needs --executor local or dask")
     if getattr(args, "scheduler", None) and not SCHEDULER_ADDRESS.fullmatch(args.scheduler):
         shown = args.scheduler[:80].encode("unicode_escape").decode("ascii")
         raise ConfigError(f"--scheduler must be an address such as tcp://host:8786, not {shown!r}")

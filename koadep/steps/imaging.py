@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from koadep.cores import available_cpus
+from koadep.cores import cpu_count
 from koadep.header import Header
 from koadep.issues import Issue
 from koadep.pipeline import OUT_OF_RANGE, StepResult, card, writes
@@ -293,7 +293,7 @@ def shared_pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            workers = max(2, min(4, len(available_cpus())))
+            workers = max(2, min(4, cpu_count()))
             _POOL = _started(ThreadPoolExecutor(workers, thread_name_prefix=_POOL_PREFIX), workers)
         return _POOL
 
@@ -330,7 +330,7 @@ def background_pool() -> ThreadPoolExecutor:
     global _BACKGROUND
     with _POOL_LOCK:
         if _BACKGROUND is None:
-            workers = max(2, min(4, len(available_cpus())))
+            workers = max(2, min(4, cpu_count()))
             _BACKGROUND = ThreadPoolExecutor(
                 workers, thread_name_prefix=_BACKGROUND_PREFIX, initializer=_lower
             )
@@ -376,7 +376,7 @@ def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]
     >>> side_by_side(lambda: 1, lambda: 2)
     (1, 2)
     """
-    if threading.current_thread().name.startswith(_BACKGROUND_PREFIX) or len(available_cpus()) < 2:
+    if threading.current_thread().name.startswith(_BACKGROUND_PREFIX) or cpu_count() < 2:
         return first(), second()  # background work stays background; one CPU gains nothing from two threads
     other = shared_pool().submit(second)
     try:
