@@ -265,3 +265,19 @@ def test_no_bind_without_an_executor_is_one_line_and_exit_2(
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "--no-bind needs --executor" in err[-1]
+
+
+def test_a_local_dask_cluster_leaves_the_allocator_s_trim_threshold_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dask sets MALLOC_TRIM_THRESHOLD_ for its workers, which makes glibc map every image array afresh."""
+    pytest.importorskip("distributed")
+    from koadep.bulk import DaskExecutor
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # another cluster of this process set it
+    executor = DaskExecutor(None, 1)
+    try:
+        seen = executor._client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset"))
+    finally:
+        executor.close()
+    assert list(seen.values()) == ["unset"]
