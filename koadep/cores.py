@@ -5,8 +5,8 @@ threads beside it (the statistics' halves, the previews, the products' writes
 and fsyncs). Left to the kernel, the threads of N such processes on N cores move
 between the cores and wake each other across them to pass the GIL; bound to a
 core set each, every process keeps its caches and passes its GIL on one core.
-On the 2-core test machine two bound workers reprocess 256² files at 109 files/s
-where two free ones reach 79 (``benchmarks/scaling.py``, docs/scaling.md).
+On the 2-core test machine two bound workers reprocess 256² files at 100-109 files/s
+where two free ones reach 79-88 (``benchmarks/scaling.py``, docs/scaling.md).
 
 :func:`core_sets` splits the CPUs this process may use into one set per worker,
 as evenly as they go, so that every CPU is used: two runs on the same host share
