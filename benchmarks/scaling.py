@@ -39,6 +39,7 @@ import psutil
 
 from koadep.bulk import DaskExecutor, Executor, LocalExecutor, run_bulk
 from koadep.config import Config
+from koadep.cores import cpu_count
 from koadep.status import open_store
 from koadep.testing import nirc2_cards, write_raw_fits
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {store_kind} store, workers {binding}"
     )
     load, python = os.getloadavg()[0], sys.version.split()[0]
-    print(f"{platform.node()}: {os.cpu_count()} cores, load {load:.2f} before the runs, Python {python}")
+    print(f"{platform.node()}: {cpu_count()} cores, load {load:.2f} before the runs, Python {python}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="koadep-scaling-") as tmp:
         folder = Path(tmp)
@@ -163,12 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             primer.close()
         for name in names:
             base: float | None = None
+            runs: dict[int, list[dict[str, Any]]] = {workers: [] for workers in counts}
+            for _ in range(
+                args.repeat
+            ):  # interleaved, so that a slower spell of the machine hits every count
+                for workers in counts:
+                    runs[workers].append(
+                        measure(name, workers, config, ids, warm, args.batch, not args.no_bind)
+                    )
             for workers in counts:
-                runs = [
-                    measure(name, workers, config, ids, warm, args.batch, not args.no_bind)
-                    for _ in range(args.repeat)
-                ]
-                row = max(runs, key=lambda r: r["files_per_s"])
+                row = max(runs[workers], key=lambda r: r["files_per_s"])
                 if workers == 1:
                     base, base_cores = row["files_per_s"], row["cores_used"]
                     base_work = row["files_per_cpu_s"]
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["target"] = round(0.8 * workers, 2)
                 if base:
                     row["work_ratio"] = round(row["files_per_cpu_s"] / base_work, 2)
-                    row["bound"] = round(min(workers * base_cores, os.cpu_count() or 1) / base_cores, 2)
+                    row["bound"] = round(min(workers * base_cores, cpu_count()) / base_cores, 2)
                 rows.append(row)
     print(f"{'executor':<9} {'workers':>7} {'files':>6} {'seconds':>8} {'files/s':>8} ", end="")
     print(f"{'s/file/worker':>14} {'ratio':>6} {'target':>7} {'cores':>6} {'bound':>6} {'work':>6}")
