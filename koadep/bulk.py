@@ -182,7 +182,7 @@ class InlineExecutor:
 
 
 class LocalExecutor:
-    """Processes on this machine (``--workers`` of them; default: the number of cores).
+    """Processes on this machine (``--workers`` of them; default: the cores this process may use).
 
     With ``bind`` (the default) and at least as many CPUs as workers, each process
     is bound to a set of CPUs of its own (:mod:`koadep.cores`).
