@@ -968,7 +968,8 @@ def _choose_source(run: _Run, record: Record, path_md5: str | None) -> tuple[Pat
             )
             source = staged
     if staged is None:
-        store.update(record.id, file_md5=md5, version=record.version or 1)
+        if md5 != record.file_md5 or not record.version:  # a rerun of the same content writes nothing
+            store.update(record.id, file_md5=md5, version=record.version or 1)
     else:
         store.update(record.id, file_md5=md5)
     return source, md5, staged
@@ -1008,8 +1009,9 @@ def _koaid_reservation(run: _Run, record_id: int) -> Callable[[str], Issue | Non
                 "check_koaid_db_entry",
             )
         store = run.store
-        others = [r for r in store.find(koaid=koaid, level=0) if r.id != record_id]
-        if not others:
+        holders = store.find(koaid=koaid, level=0)
+        others = [r for r in holders if r.id != record_id]
+        if not holders:  # a rerun's record holds its KOAID already: nothing to write
             try:
                 store.update(record_id, koaid=koaid)
             except StoreUnavailable:

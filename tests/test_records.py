@@ -388,6 +388,33 @@ def test_reprocess_record_processes_a_queued_record_and_reprocesses_any_other(
     assert (other["reprocess"], other["store"], other["dry_run"]) == (True, None, True)
 
 
+def test_a_rerun_of_unchanged_content_writes_neither_its_md5_nor_its_koaid_again(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write is a commit (a lock and an fsync on SQLite): a bulk rerun of the archive skips the two."""
+    store = open_store(db_url)
+    config = Config(output_root=tmp_path / "out")
+    path = nirc2_file(tmp_path / "raw" / "n0101.fits")
+    first = archive_file(path, store=store, config=config)
+    record = store.get(first.record_id)
+    assert record.status == State.PROCESSED and record.koaid and record.file_md5
+    writes: list[set[str]] = []
+    real_update = store.update
+    monkeypatch.setattr(
+        store, "update", lambda rid, **values: (writes.append(set(values)), real_update(rid, **values))
+    )
+    again = archive_file(path, store=store, config=config, record_id=record.id, reprocess=True)
+    after = store.get(record.id)
+    assert again.record_id == record.id and after.status == State.PROCESSED and after.run == record.run + 1
+    assert (after.koaid, after.file_md5, after.version) == (record.koaid, record.file_md5, record.version)
+    assert not [w for w in writes if w & {"koaid", "file_md5", "version"}], writes
+    store.update(record.id, file_md5="0" * 32)  # a record whose md5 is not its file's gets it written
+    writes.clear()
+    archive_file(path, store=store, config=config, record_id=record.id, reprocess=True)
+    assert store.get(record.id).file_md5 == record.file_md5
+    assert [w for w in writes if "file_md5" in w] and not [w for w in writes if "koaid" in w]
+
+
 # ------------------------------------------------------------------ defect 14: paths, --limit, mariadb.sh
 def test_relative_paths_are_stored_absolute_and_normalised(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
