@@ -944,7 +944,8 @@ def _choose_source(run: _Run, record: Record, path_md5: str | None) -> tuple[Pat
     this host (:func:`stage_path`). The same path archived before with other
     content is staged as ``<name>_vN`` in the stage folder of its observation
     date and processed from there under its original name. The record's
-    ``file_md5`` and ``version`` are written.
+    ``file_md5`` and ``version`` are written, unless it holds them already (a rerun
+    of the same content).
     """
     store, path = run.store, run.path
     staged_before = stage_path(record.stage_file, run.config)
@@ -1011,7 +1012,8 @@ def _koaid_reservation(run: _Run, record_id: int) -> Callable[[str], Issue | Non
         store = run.store
         holders = store.find(koaid=koaid, level=0)
         others = [r for r in holders if r.id != record_id]
-        if not holders:  # a rerun's record holds its KOAID already: nothing to write
+        held = any(r.id == record_id and r.koaid == koaid for r in holders)  # by this record (a rerun)
+        if not others and not held:  # reserve it
             try:
                 store.update(record_id, koaid=koaid)
             except StoreUnavailable:

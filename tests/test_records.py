@@ -413,6 +413,12 @@ def test_a_rerun_of_unchanged_content_writes_neither_its_md5_nor_its_koaid_again
     archive_file(path, store=store, config=config, record_id=record.id, reprocess=True)
     assert store.get(record.id).file_md5 == record.file_md5
     assert [w for w in writes if "file_md5" in w] and not [w for w in writes if "koaid" in w]
+    store.update(record.id, koaid="N2.20000101.00000.00", version=None)  # another KOAID, no version
+    writes.clear()
+    archive_file(path, store=store, config=config, record_id=record.id, reprocess=True)
+    after = store.get(record.id)
+    assert (after.koaid, after.version) == (record.koaid, 1), "both written again"
+    assert [w for w in writes if "koaid" in w] and [w for w in writes if "version" in w]
 
 
 # ------------------------------------------------------------------ defect 14: paths, --limit, mariadb.sh
