@@ -2,11 +2,13 @@
 
 A worker process processes one file at a time on its main thread, with a few
 threads beside it (the statistics' halves, the previews, the products' writes
-and fsyncs). Left to the kernel, the threads of N such processes on N cores move
-between the cores and wake each other across them to pass the GIL; bound to a
-core set each, every process keeps its caches and passes its GIL on one core.
-On the 2-core test machine two bound workers reprocess 256² files at 100-109 files/s
-where two free ones reach 79-88 (``benchmarks/scaling.py``, docs/scaling.md).
+and fsyncs). Left to the kernel, the threads of N such processes on N cores may
+run on any core, and a thread that takes a process's GIL back may be woken on
+another core than the one that released it; bound to a core set each, every
+process keeps its threads, and its caches, on its own cores. On the 2-core test
+machine two bound workers reprocess 256² files at 116-130 files/s where two free
+ones reach 91 (``benchmarks/scaling.py``, docs/scaling.md); the mechanism is
+inferred from that gain, not measured.
 
 :func:`core_sets` splits the CPUs this process may use into one set per worker,
 as evenly as they go, so that every CPU is used: two runs on the same host share
