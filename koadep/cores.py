@@ -49,9 +49,7 @@ def available_cpus() -> list[int]:
 
 def cpu_count() -> int:
     """How many CPUs this process may run on (at least 1): the default number of workers."""
-    with contextlib.suppress(AttributeError, OSError):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+    return len(available_cpus()) or 1
 
 
 def core_sets(workers: int, cpus: Iterable[int] | None = None) -> list[frozenset[int]] | None:

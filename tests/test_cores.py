@@ -227,7 +227,7 @@ def test_a_refused_binding_is_logged_and_never_raises(
     assert "cannot bind this process" in caplog.text
 
 
-def test_a_worker_whose_binding_fails_runs_unbound(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_whose_binding_fails_runs_unbound(caplog: pytest.LogCaptureFixture) -> None:
     from koadep.bulk import _bind_next
 
     class Broken:
@@ -235,6 +235,7 @@ def test_a_worker_whose_binding_fails_runs_unbound(monkeypatch: pytest.MonkeyPat
             raise RuntimeError("no lock")
 
     _bind_next(Broken(), [frozenset({0})])  # logs, does not raise: a raising initializer breaks the pool
+    assert "runs unbound: no lock" in caplog.text
 
 
 def test_the_dask_plugin_binds_only_a_worker_named_by_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
